@@ -1,0 +1,213 @@
+"""The typed, JSON-serialisable configuration of MDAN: every paper switch is a field.
+
+Each field names the place in the paper it comes from; ``docs/architecture.md`` explains the
+choices the paper leaves open. :class:`Preprocessing` describes the input a set of weights
+expects, so that it can travel with the weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from .taxonomy import atomic_write_text
+
+__all__ = ["BACKBONES", "ConfigError", "MDANConfig", "Preprocessing"]
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+"""torchvision ResNets MDAN can stand on; ResNet-101 is the paper's (Sec. 5.2)."""
+
+LcamNorm = Literal["minmax", "sigmoid", "none"]
+LcamRoot = Literal["all", "off"]
+LcamParent = Literal["local", "overall"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the allowed values."""
+
+
+@dataclass(frozen=True)
+class MDANConfig:
+    """Architecture of MDAN. Defaults are the paper's full model (Table 5, last row).
+
+    Attributes:
+        backbone: torchvision ResNet name (Sec. 5.2: ResNet-101).
+        fpn_channels: width of the top-down branch F_5..F_2 (Sec. 3.1; 256 as in FPN [8]).
+        alpha: weight of P_L in P_O = alpha * P_L + (1 - alpha) * P_G (Sec. 3.2, 5.5.2: 0.7).
+        heads: MHCCA heads per affective level, coarse to fine; level l_a reads C_{5-l_a}
+            (Table 4 / Sec. 5.5.1: h = 2, 4, 8 for C4, C3, C2).
+        mhcca: Multi-head Cross Channel Attention replaces FPN's lateral 1x1 conv (Sec. 4.1).
+        mhcca_kv_proj: add K and V 1x1 projections (Table 5 row 2; hurts, so off).
+        upsample_add: F_ls = C'_ls + Upsample(F_ls+1); off sends C'_ls alone (Table 5).
+        lcam: Level-dependent CAM on every local branch (Sec. 4.2).
+        lcam_mean / lcam_max: the two poolings fused into M (Sec. 4.2.2, Table 5 rows 5-7).
+        lcam_norm: how the fused map M is scaled before (1 + M) (not in the paper): per-image
+            min-max to [0, 1] (default), sigmoid, or raw.
+        lcam_root: level 1 has no parent: ``"all"`` fuses the CAMs of all its classes (as Fig. 8
+            shows a level-1 map), ``"off"`` applies no L-CAM there.
+        lcam_parent: which level-(l_a-1) prediction picks the children: P_L (``"local"``, as the
+            paper says, Fig. 5) or P_O (``"overall"``).
+        lcam_detach: stop gradients through M (the paper is silent; off).
+        prob_eps: clamp for log P_O in the loss of Eq. 3.
+    """
+
+    backbone: str = "resnet101"
+    fpn_channels: int = 256
+    alpha: float = 0.7
+    heads: tuple[int, ...] = (2, 4, 8)
+    mhcca: bool = True
+    mhcca_kv_proj: bool = False
+    upsample_add: bool = True
+    lcam: bool = True
+    lcam_mean: bool = True
+    lcam_max: bool = True
+    lcam_norm: LcamNorm = "minmax"
+    lcam_root: LcamRoot = "all"
+    lcam_parent: LcamParent = "local"
+    lcam_detach: bool = False
+    prob_eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "heads", tuple(self.heads))
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"backbone {self.backbone!r} is not supported; choose one of {BACKBONES}")
+        if not isinstance(self.fpn_channels, int) or self.fpn_channels < 1:
+            raise ConfigError(f"fpn_channels must be a positive integer, got {self.fpn_channels!r}")
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1] (weight of P_L in P_O), got {self.alpha!r}")
+        if not 1 <= len(self.heads) <= 3 or any(
+            not isinstance(h, int) or h < 1 for h in self.heads
+        ):
+            raise ConfigError(
+                f"heads must list 1-3 positive integers (one per affective level), got {self.heads!r}"
+            )
+        for name, allowed in (
+            ("lcam_norm", LcamNorm),
+            ("lcam_root", LcamRoot),
+            ("lcam_parent", LcamParent),
+        ):
+            if getattr(self, name) not in get_args(allowed):
+                raise ConfigError(
+                    f"{name} must be one of {get_args(allowed)}, got {getattr(self, name)!r}"
+                )
+        if self.lcam and not (self.lcam_mean or self.lcam_max):
+            raise ConfigError(
+                "lcam=True needs lcam_mean or lcam_max (or both); set lcam=False to drop L-CAM"
+            )
+        if not 0.0 < self.prob_eps < 1e-2:
+            raise ConfigError(f"prob_eps must be a small positive number, got {self.prob_eps!r}")
+
+    def replace(self, **changes: Any) -> MDANConfig:
+        """A copy with some fields changed (validated); unknown names raise TypeError."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["heads"] = list(self.heads)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MDANConfig:
+        """Build from :meth:`to_dict` output; unknown keys are an error, missing keys default."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown MDANConfig field(s) {unknown}; known fields: {sorted(known)}"
+            )
+        values = dict(data)
+        if "heads" in values:
+            values["heads"] = tuple(values["heads"])
+        return cls(**values)
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> MDANConfig:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The input a set of weights expects (Sec. 5.2: 448 x 448 crops, per-channel normalisation).
+
+    The eval transform resizes the shorter side to ``resize_size`` and centre-crops
+    ``input_size``; the train transform takes a random ``input_size`` crop after the same
+    resize and flips horizontally.
+    """
+
+    input_size: int = 448
+    resize_size: int = 512
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    hflip: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if self.input_size < 32 or self.resize_size < self.input_size:
+            raise ConfigError(
+                f"need 32 <= input_size <= resize_size, got {self.input_size} / {self.resize_size}"
+            )
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            raise ConfigError("mean and std need 3 values each, std positive")
+        if self.interpolation not in ("bilinear", "bicubic", "nearest"):
+            raise ConfigError(
+                f"interpolation must be bilinear, bicubic or nearest, got {self.interpolation!r}"
+            )
+
+    def _interp(self) -> Any:
+        from torchvision.transforms import InterpolationMode
+
+        return InterpolationMode(self.interpolation)
+
+    def eval_transform(self) -> Any:
+        """torchvision transform: PIL image -> normalised float tensor [3, S, S]."""
+        from torchvision import transforms as T
+
+        return T.Compose(
+            [
+                T.Resize(self.resize_size, interpolation=self._interp(), antialias=True),
+                T.CenterCrop(self.input_size),
+                T.ToTensor(),
+                T.Normalize(self.mean, self.std),
+            ]
+        )
+
+    def train_transform(self) -> Any:
+        """The paper's train transform: resize, random crop, horizontal flip, normalise."""
+        from torchvision import transforms as T
+
+        steps: list[Any] = [
+            T.Resize(self.resize_size, interpolation=self._interp(), antialias=True),
+            T.RandomCrop(self.input_size),
+        ]
+        if self.hflip:
+            steps.append(T.RandomHorizontalFlip())
+        steps += [T.ToTensor(), T.Normalize(self.mean, self.std)]
+        return T.Compose(steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown Preprocessing field(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))

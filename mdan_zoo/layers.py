@@ -1,0 +1,115 @@
+"""The two attention modules of MDAN (paper Sec. 4): MHCCA (Eq. 4) and L-CAM (Sec. 4.2)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["MHCCA", "class_activation_maps", "lcam_map"]
+
+
+class MHCCA(nn.Module):
+    """Multi-head Cross Channel Attention (Sec. 4.1, Eq. 4, Fig. 4).
+
+    ``C' = O( softmax( Q(F) C^T / sqrt(d) ) C )``: queries are the ``C^H`` channels of the
+    higher-level map F (already brought to C's resolution), keys and values are the raw ``C^L``
+    backbone channels of C. The attention is channel-to-channel, a ``C^H x C^L`` matrix per head.
+    Heads split the *flattened spatial positions* into ``h`` contiguous chunks of ``d = HW / h``
+    (Table 4). When ``HW`` is not divisible by ``h`` the positions are zero-padded to
+    ``h * ceil(HW / h)``; zero positions add nothing to any dot product or output, so any image
+    size works.
+
+    Args:
+        high_channels: C^H, channels of F (the FPN width).
+        low_channels: C^L, channels of the backbone map C.
+        out_channels: channels of C' (the FPN width, so it can be added to Upsample(F)).
+        heads: h.
+        kv_proj: add 1x1 K and V projections on C (Table 5, row 2: it over-fits, so off).
+    """
+
+    def __init__(
+        self,
+        high_channels: int,
+        low_channels: int,
+        out_channels: int,
+        heads: int,
+        *,
+        kv_proj: bool = False,
+    ) -> None:
+        super().__init__()
+        if heads < 1:
+            raise ValueError(f"heads must be >= 1, got {heads}")
+        self.heads = heads
+        self.q = nn.Conv2d(high_channels, high_channels, 1)
+        self.k = nn.Conv2d(low_channels, low_channels, 1) if kv_proj else None
+        self.v = nn.Conv2d(low_channels, low_channels, 1) if kv_proj else None
+        self.o = nn.Conv2d(high_channels, out_channels, 1)
+
+    def forward(self, f_high: Tensor, c_low: Tensor) -> Tensor:
+        """``f_high`` [B, C^H, H, W] (at C's resolution), ``c_low`` [B, C^L, H, W] -> [B, out, H, W]."""
+        b, _, h, w = c_low.shape
+        if f_high.shape[-2:] != c_low.shape[-2:]:
+            raise ValueError(
+                f"MHCCA needs F at C's resolution, got {tuple(f_high.shape[-2:])} vs {(h, w)}"
+            )
+        n = h * w
+        heads = self.heads
+        d = math.ceil(n / heads)
+        pad = d * heads - n
+        q = self.q(f_high).flatten(2)
+        k = (self.k(c_low) if self.k is not None else c_low).flatten(2)
+        v = (self.v(c_low) if self.v is not None else c_low).flatten(2)
+        if pad:
+            q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
+        ch, cl = q.shape[1], k.shape[1]
+        q = q.reshape(b, ch, heads, d).transpose(1, 2)  # [B, h, C^H, d]
+        k = k.reshape(b, cl, heads, d).transpose(1, 2)  # [B, h, C^L, d]
+        v = v.reshape(b, cl, heads, d).transpose(1, 2)  # [B, h, C^L, d]
+        attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)  # [B, h, C^H, C^L]
+        out = (attn @ v).transpose(1, 2).reshape(b, ch, heads * d)  # [B, C^H, h*d]
+        if pad:
+            out = out[..., :n]
+        return self.o(out.reshape(b, ch, h, w))
+
+
+def class_activation_maps(feature: Tensor, weight: Tensor) -> Tensor:
+    """CAM of every class (Sec. 4.2.1): ``M^k(x, y) = sum_c w^k_c F^c(x, y)`` -> [B, K, H, W]."""
+    return torch.einsum("kc,bchw->bkhw", weight, feature)
+
+
+def lcam_map(
+    cams: Tensor,
+    keep: Tensor,
+    *,
+    use_mean: bool = True,
+    use_max: bool = True,
+    norm: str = "minmax",
+) -> Tensor:
+    """L-CAM's fused map M (Sec. 4.2.2) from the CAMs of the kept classes -> [B, 1, H, W].
+
+    ``keep`` [B, K] marks, per image, the children of the class predicted at the level above
+    (all classes at the first level). ``M = mean_k M^k + max_k M^k`` over the kept k, each
+    pooling switchable (Table 5), then scaled by ``norm``: ``"minmax"`` per image to [0, 1],
+    ``"sigmoid"``, or ``"none"`` (raw; the paper does not say).
+    """
+    mask = keep[:, :, None, None].to(cams.dtype)
+    fused = cams.new_zeros(cams.shape[0], 1, *cams.shape[2:])
+    if use_mean:
+        count = mask.sum(dim=1, keepdim=True).clamp_min(1.0)
+        fused = fused + (cams * mask).sum(dim=1, keepdim=True) / count
+    if use_max:
+        neg = torch.finfo(cams.dtype).min
+        fused = fused + cams.masked_fill(mask == 0, neg).amax(dim=1, keepdim=True)
+    if norm == "minmax":
+        flat = fused.flatten(1)
+        lo = flat.amin(dim=1)[:, None, None, None]
+        hi = flat.amax(dim=1)[:, None, None, None]
+        fused = (fused - lo) / (hi - lo).clamp_min(1e-6)
+    elif norm == "sigmoid":
+        fused = torch.sigmoid(fused)
+    elif norm != "none":
+        raise ValueError(f"unknown L-CAM norm {norm!r}")
+    return fused

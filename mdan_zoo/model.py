@@ -1,0 +1,320 @@
+"""MDAN, the Multi-level Dependent Attention Network (Xu et al., CVPR 2022).
+
+Two branches over a torchvision ResNet (Fig. 3):
+
+* bottom-up (global, Sec. 3.2): ``P_G = softmax(gclassifier(GAP(C5)))`` over the finest level;
+  coarser levels by summing children (Eq. 2), so P_G never violates the hierarchy;
+* top-down (local, Sec. 3.1 mapping (e)): affective level ``l_a`` reads semantic level
+  ``l_s = 5 - l_a`` of an FPN whose lateral connections are MHCCA (Sec. 4.1), followed by L-CAM
+  (Sec. 4.2) and a local classifier (Eq. 1).
+
+``P_O = alpha * P_L + (1 - alpha) * P_G`` per level; the loss is Eq. 3 as cross-entropy on P_O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from .config import MDANConfig, Preprocessing
+from .layers import MHCCA, class_activation_maps, lcam_map
+from .taxonomy import Taxonomy
+
+__all__ = ["MDAN", "LevelOutput", "MDANOutput", "mdan_loss"]
+
+_RETURN_NODES = {"layer1": "c2", "layer2": "c3", "layer3": "c4", "layer4": "c5"}
+_SEMANTIC_LEVEL = (4, 3, 2)  # mapping (e): affective level 1, 2, 3 -> C4, C3, C2
+
+
+def _backbone_channels(name: str) -> dict[str, int]:
+    mult = 1 if name in ("resnet18", "resnet34") else 4
+    return {"c2": 64 * mult, "c3": 128 * mult, "c4": 256 * mult, "c5": 512 * mult}
+
+
+@dataclass
+class LevelOutput:
+    """Predictions at one affective level. Probability tensors are ``[batch, classes]``.
+
+    Attributes:
+        name: the level's name in the taxonomy.
+        labels: class names, in column order.
+        probs: P_O, the overall prediction (what to use).
+        local_probs: P_L, the local classifier of the top-down branch (Eq. 1).
+        global_probs: P_G, the global classifier (finest level) or its Eq. 2 sums.
+        local_logits: logits of the local classifier.
+        global_logits: logits of the global classifier; only at the finest level, else None.
+        lcam: the fused L-CAM map M ``[batch, H, W]`` applied at this level (None when L-CAM is
+            off here or maps were not asked for).
+        cams: CAMs of every class of this level ``[batch, classes, H, W]`` on the local feature
+            map before attention (Sec. 4.2.1), when asked for.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    probs: Tensor
+    local_probs: Tensor
+    global_probs: Tensor
+    local_logits: Tensor
+    global_logits: Tensor | None = None
+    lcam: Tensor | None = None
+    cams: Tensor | None = None
+
+
+@dataclass
+class MDANOutput:
+    """The forward result: one :class:`LevelOutput` per level, coarse to fine.
+
+    ``out[0]`` is the coarsest level, ``out[-1]`` the finest; ``out.probs`` lists P_O of every
+    level (likewise ``local_probs``, ``global_probs``).
+    """
+
+    levels: tuple[LevelOutput, ...] = field(default_factory=tuple)
+
+    def __getitem__(self, index: int) -> LevelOutput:
+        return self.levels[index]
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+    def __iter__(self) -> Iterator[LevelOutput]:
+        return iter(self.levels)
+
+    @property
+    def probs(self) -> list[Tensor]:
+        return [lv.probs for lv in self.levels]
+
+    @property
+    def local_probs(self) -> list[Tensor]:
+        return [lv.local_probs for lv in self.levels]
+
+    @property
+    def global_probs(self) -> list[Tensor]:
+        return [lv.global_probs for lv in self.levels]
+
+
+def mdan_loss(output: MDANOutput, targets: Sequence[Tensor], eps: float = 1e-8) -> Tensor:
+    """Eq. 3 read as cross-entropy: the mean over levels of ``-log P_O[y]`` (batch-averaged).
+
+    ``targets`` holds one tensor of class indices per level, coarse to fine.
+    """
+    if len(targets) != len(output):
+        raise ValueError(f"need targets for {len(output)} levels, got {len(targets)}")
+    losses = [
+        F.nll_loss(torch.log(lv.probs.clamp_min(eps)), y) for lv, y in zip(output, targets, strict=True)
+    ]
+    return torch.stack(losses).mean()
+
+
+class MDAN(nn.Module):
+    """MDAN for a 1-3 level :class:`~mdan_zoo.taxonomy.Taxonomy` on a torchvision ResNet.
+
+    Args:
+        taxonomy: the label tree (coarse to fine); carried as ``model.taxonomy``.
+        config: every architecture switch of the paper; carried as ``model.config``.
+        preprocessing: the input the weights expect; ``model.eval_transform()`` builds it.
+
+    The backbone starts from random weights; pretrained weights come through
+    :mod:`mdan_zoo` factories or :meth:`load_backbone_state_dict`.
+    """
+
+    def __init__(
+        self,
+        taxonomy: Taxonomy,
+        config: MDANConfig | None = None,
+        *,
+        preprocessing: Preprocessing | None = None,
+    ) -> None:
+        super().__init__()
+        config = config or MDANConfig()
+        if len(config.heads) < taxonomy.num_levels:
+            raise ValueError(
+                f"config.heads lists {len(config.heads)} values but the taxonomy has "
+                f"{taxonomy.num_levels} levels: give one MHCCA head count per level"
+            )
+        self.taxonomy = taxonomy
+        self.config = config
+        self.preprocessing = preprocessing or Preprocessing()
+        resnet = getattr(torchvision.models, config.backbone)(weights=None)
+        self.backbone = create_feature_extractor(resnet, return_nodes=dict(_RETURN_NODES))
+        self.channels = _backbone_channels(config.backbone)
+        width = config.fpn_channels
+        self.f5 = nn.Conv2d(self.channels["c5"], width, 1)  # F5 = Conv1x1(C5), Sec. 3.1
+        self.laterals = nn.ModuleList()
+        self.local_heads = nn.ModuleList()
+        self.global_head = nn.Linear(self.channels["c5"], taxonomy.num_classes[-1])
+        self._build_levels(taxonomy)
+        self._init_taxonomy_buffers()
+
+    # ------------------------------------------------------------------ construction
+    def _make_lateral(self, depth: int) -> nn.Module:
+        c_low = self.channels[f"c{_SEMANTIC_LEVEL[depth]}"]
+        width = self.config.fpn_channels
+        if self.config.mhcca:
+            return MHCCA(
+                width, c_low, width, self.config.heads[depth], kv_proj=self.config.mhcca_kv_proj
+            )
+        return nn.Conv2d(c_low, width, 1)  # plain FPN lateral (Sec. 3.1)
+
+    def _build_levels(self, taxonomy: Taxonomy) -> None:
+        while len(self.laterals) < taxonomy.num_levels:
+            self.laterals.append(self._make_lateral(len(self.laterals)))
+        while len(self.laterals) > taxonomy.num_levels:
+            del self.laterals[-1]
+        self.local_heads = nn.ModuleList(
+            nn.Linear(self.config.fpn_channels, n) for n in taxonomy.num_classes
+        )
+
+    def _init_taxonomy_buffers(self) -> None:
+        """(Re)build the tree's index tensors; call after loading onto a ``meta`` model."""
+        device = self.global_head.weight.device
+        if device.type == "meta":
+            device = torch.device("cpu")
+        tax = self.taxonomy
+        paths = torch.tensor(
+            [tax.ancestor_indices(k) for k in range(tax.num_classes[-1])], device=device
+        )  # [fine, levels]
+        for depth in range(tax.num_levels):
+            agg = F.one_hot(paths[:, depth], tax.num_classes[depth]).float()  # Eq. 2
+            self.register_buffer(f"_agg{depth}", agg, persistent=False)
+            self.register_buffer(f"_fine_to{depth}", paths[:, depth].clone(), persistent=False)
+            parent = torch.tensor(tax.parents[depth] or [0] * tax.num_classes[0], device=device)
+            self.register_buffer(f"_parent{depth}", parent, persistent=False)
+
+    def reset_classifier(self, taxonomy: Taxonomy) -> None:
+        """New classifier heads (randomly initialised) for ``taxonomy``; attention weights stay.
+
+        Levels that exist in both trees keep their MHCCA; extra levels get new ones.
+        """
+        if len(self.config.heads) < taxonomy.num_levels:
+            raise ValueError(
+                f"config.heads has {len(self.config.heads)} values, taxonomy needs {taxonomy.num_levels}"
+            )
+        device = self.global_head.weight.device
+        self.taxonomy = taxonomy
+        self._build_levels(taxonomy)
+        self.global_head = nn.Linear(self.channels["c5"], taxonomy.num_classes[-1])
+        self.to(device)
+        self._init_taxonomy_buffers()
+
+    def get_classifier(self) -> dict[str, nn.Module]:
+        """The classifier heads: ``global`` and ``local0`` .. ``localN`` (coarse to fine)."""
+        heads: dict[str, nn.Module] = {"global": self.global_head}
+        heads.update({f"local{i}": h for i, h in enumerate(self.local_heads)})
+        return heads
+
+    def load_backbone_state_dict(self, state_dict: dict[str, Tensor]) -> None:
+        """Load torchvision ResNet weights (e.g. ImageNet); ``fc.*`` is ignored, anything else
+        missing or unexpected is an error."""
+        sd = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
+        result = self.backbone.load_state_dict(sd, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise KeyError(
+                f"backbone weights do not match {self.config.backbone}: missing "
+                f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+            )
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters split as the recipe needs them (Sec. 5.2): ``backbone`` and ``new``."""
+        backbone = list(self.backbone.parameters())
+        ids = {id(p) for p in backbone}
+        return {"backbone": backbone, "new": [p for p in self.parameters() if id(p) not in ids]}
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_classes(self) -> tuple[int, ...]:
+        return self.taxonomy.num_classes
+
+    @property
+    def num_levels(self) -> int:
+        return self.taxonomy.num_levels
+
+    def eval_transform(self):  # noqa: ANN201 - a torchvision transform
+        """The transform these weights expect at inference (from ``model.preprocessing``)."""
+        return self.preprocessing.eval_transform()
+
+    def fine_to_level(self, fine: Tensor, level: int) -> Tensor:
+        """Class indices at ``level`` of the ancestors of fine class indices ``fine``."""
+        return getattr(self, f"_fine_to{level % self.num_levels}")[fine]
+
+    def targets_from_fine(self, fine: Tensor) -> list[Tensor]:
+        """One target tensor per level (coarse to fine) from fine-level class indices."""
+        return [self.fine_to_level(fine, d) for d in range(self.num_levels)]
+
+    # ------------------------------------------------------------------ forward
+    def forward_features(self, x: Tensor) -> dict[str, Tensor]:
+        """Backbone maps ``c2``..``c5`` (strides 4, 8, 16, 32)."""
+        return self.backbone(x)
+
+    def forward_head(self, features: dict[str, Tensor], *, return_cams: bool = False) -> MDANOutput:
+        """Both branches on backbone ``features``; ``return_cams`` adds the attention maps."""
+        cfg = self.config
+        tax = self.taxonomy
+        c5 = features["c5"]
+        # Bottom-up branch (Sec. 3.2, Eq. 2).
+        global_logits = self.global_head(c5.mean(dim=(2, 3)))
+        p_g_fine = torch.softmax(global_logits, dim=1)
+        global_probs = [p_g_fine @ getattr(self, f"_agg{d}") for d in range(tax.num_levels)]
+
+        # Top-down branch (Sec. 3.1 mapping (e), Sec. 4).
+        levels: list[LevelOutput] = []
+        f_prev = self.f5(c5)
+        prev_choice: Tensor | None = None
+        for depth in range(tax.num_levels):
+            c = features[f"c{_SEMANTIC_LEVEL[depth]}"]
+            up = F.interpolate(f_prev, size=c.shape[-2:], mode="bilinear", align_corners=False)
+            lateral = self.laterals[depth]
+            lat = lateral(up, c) if isinstance(lateral, MHCCA) else lateral(c)
+            x = lat + up if cfg.upsample_add else lat
+            head: nn.Linear = self.local_heads[depth]  # type: ignore[assignment]
+            cams = class_activation_maps(x, head.weight) if (cfg.lcam or return_cams) else None
+            m: Tensor | None = None
+            if cfg.lcam and cams is not None and (depth > 0 or cfg.lcam_root == "all"):
+                if depth == 0 or prev_choice is None:
+                    keep = torch.ones(x.shape[0], tax.num_classes[depth], dtype=torch.bool, device=x.device)
+                else:
+                    parent = getattr(self, f"_parent{depth}")
+                    keep = parent[None, :] == prev_choice[:, None]  # children of the predicted parent
+                m = lcam_map(
+                    cams, keep, use_mean=cfg.lcam_mean, use_max=cfg.lcam_max, norm=cfg.lcam_norm
+                )
+                if cfg.lcam_detach:
+                    m = m.detach()
+                x = (1.0 + m) * x  # F_ls = (1 + M) ⊙ (C' ⊕ F), Sec. 4.2.2
+            local_logits = head(x.mean(dim=(2, 3)))  # Eq. 1
+            p_l = torch.softmax(local_logits, dim=1)
+            p_o = cfg.alpha * p_l + (1.0 - cfg.alpha) * global_probs[depth]
+            prev_choice = (p_l if cfg.lcam_parent == "local" else p_o).argmax(dim=1)
+            levels.append(
+                LevelOutput(
+                    name=tax.level_names[depth],
+                    labels=tax.labels[depth],
+                    probs=p_o,
+                    local_probs=p_l,
+                    global_probs=global_probs[depth],
+                    local_logits=local_logits,
+                    global_logits=global_logits if depth == tax.num_levels - 1 else None,
+                    lcam=m[:, 0] if (return_cams and m is not None) else None,
+                    cams=cams if return_cams else None,
+                )
+            )
+            f_prev = x
+        return MDANOutput(levels=tuple(levels))
+
+    def forward(self, x: Tensor, *, return_cams: bool = False) -> MDANOutput:
+        """Images ``[B, 3, H, W]`` (normalised) -> :class:`MDANOutput`, coarse to fine."""
+        return self.forward_head(self.forward_features(x), return_cams=return_cams)
+
+    def loss(self, output: MDANOutput, targets: Tensor | Sequence[Tensor]) -> Tensor:
+        """Eq. 3. ``targets``: fine-level class indices ``[B]``, or one tensor per level."""
+        if isinstance(targets, Tensor):
+            targets = self.targets_from_fine(targets)
+        return mdan_loss(output, targets, eps=self.config.prob_eps)
+
+    def extra_repr(self) -> str:
+        return f"taxonomy={self.taxonomy.name!r} {self.taxonomy.num_classes}, backbone={self.config.backbone}"

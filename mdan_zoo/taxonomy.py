@@ -1,0 +1,618 @@
+"""Emotion hierarchies: label trees of 1 to 3 levels, coarse to fine.
+
+MDAN predicts one label per affective level (paper Sec. 3). A :class:`Taxonomy` holds the
+labels of each level and the parent of every label, and gives what the network and the
+evaluation need from the tree: the child-to-parent aggregation of Eq. 2, the ancestors of a
+fine label, and a hierarchy-violation check.
+
+Labels are matched by *name* (never by index): public copies of one dataset disagree on index
+order. Matching ignores case and accepts the aliases a taxonomy declares (``sad`` ->
+``sadness``). This module imports nothing from the rest of the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MAX_LEVELS",
+    "Taxonomy",
+    "TaxonomyError",
+    "get_taxonomy",
+    "list_taxonomies",
+]
+
+MAX_LEVELS = 3
+"""Mapping (e) of the paper (l_s = 5 - l_a) has feature maps for three affective levels only."""
+
+
+class TaxonomyError(ValueError):
+    """A label tree breaks a rule; the message names the label and the rule."""
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """A label tree of 1-3 levels, coarse to fine, each label with one parent at the level above.
+
+    Build one with :meth:`from_nested` (a nested dict), :meth:`from_dict` / :meth:`from_json`
+    (the JSON layout written by :meth:`to_dict`), or take a built-in with :func:`get_taxonomy`.
+
+    Attributes:
+        name: a short id (``"webemo"``), recorded in checkpoints.
+        level_names: one name per level, coarse to fine (``("polarity", "emotion")``).
+        labels: the label names of each level, coarse to fine, in class-index order.
+        parents: for each level, the parent's class index at the level above for every label;
+            empty for level 0.
+        aliases: extra spellings, lower-case alias -> canonical label name.
+    """
+
+    name: str
+    level_names: tuple[str, ...]
+    labels: tuple[tuple[str, ...], ...]
+    parents: tuple[tuple[int, ...], ...]
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aliases", {k.lower(): v for k, v in dict(self.aliases).items()})
+        self._validate()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_levels(
+        cls,
+        levels: Sequence[Sequence[str]],
+        parents: Sequence[Mapping[str, str]],
+        *,
+        name: str = "custom",
+        level_names: Sequence[str] | None = None,
+        aliases: Mapping[str, str] | None = None,
+    ) -> Taxonomy:
+        """Build from label lists and, for each level below the first, a child -> parent-name map."""
+        levels = [list(level) for level in levels]
+        _check_depth(len(levels))
+        if len(parents) != max(len(levels) - 1, 0):
+            raise TaxonomyError(
+                f"{len(levels)} levels need {len(levels) - 1} parent maps (one per level below the "
+                f"first), got {len(parents)}"
+            )
+        if level_names is None:
+            level_names = _default_level_names(len(levels))
+        index_parents: list[tuple[int, ...]] = [()]
+        for depth in range(1, len(levels)):
+            _check_labels(levels[depth - 1], depth - 1, level_names)
+            above = {label: i for i, label in enumerate(levels[depth - 1])}
+            mapping = parents[depth - 1]
+            row = []
+            for label in levels[depth]:
+                if label not in mapping:
+                    raise TaxonomyError(
+                        f"label {label!r} at level {depth} ({level_names[depth]!r}) has no parent: "
+                        f"every label below the first level needs exactly one parent"
+                    )
+                parent = mapping[label]
+                if parent not in above:
+                    raise TaxonomyError(
+                        f"label {label!r} at level {depth} names an unknown parent {parent!r}: "
+                        f"parents must be labels of level {depth - 1} {list(above)}"
+                    )
+                row.append(above[parent])
+            extra = set(mapping) - set(levels[depth])
+            if extra:
+                raise TaxonomyError(
+                    f"parent map of level {depth} names labels that are not on that level: "
+                    f"{sorted(extra)}"
+                )
+            index_parents.append(tuple(row))
+        return cls(
+            name=name,
+            level_names=tuple(level_names),
+            labels=tuple(tuple(level) for level in levels),
+            parents=tuple(index_parents[: len(levels)]) if levels else (),
+            aliases=dict(aliases or {}),
+        )
+
+    @classmethod
+    def from_nested(
+        cls,
+        tree: Mapping[str, Any] | Sequence[str],
+        *,
+        name: str = "custom",
+        level_names: Sequence[str] | None = None,
+        aliases: Mapping[str, str] | None = None,
+    ) -> Taxonomy:
+        """Build from a nested dict, coarse to fine.
+
+        ``["a", "b"]`` is one level; ``{"pos": ["joy", "awe"], "neg": ["fear"]}`` two;
+        ``{"pos": {"joy": ["zest"], ...}, ...}`` three. Every branch must reach the same depth.
+        """
+        levels: list[list[str]] = []
+        parents: list[dict[str, str]] = []
+
+        def walk(node: Any, depth: int, parent: str | None) -> None:
+            if depth >= MAX_LEVELS + 1:
+                _check_depth(depth + 1)
+            while len(levels) <= depth:
+                levels.append([])
+                parents.append({})
+            if isinstance(node, Mapping):
+                items: Iterable[tuple[str, Any]] = node.items()
+            elif isinstance(node, (list, tuple)):
+                items = [(leaf, None) for leaf in node]
+            else:
+                raise TaxonomyError(
+                    f"under {parent!r}: expected a dict or a list of labels, got {type(node).__name__}"
+                )
+            count = 0
+            for label, children in items:
+                if not isinstance(label, str) or not label.strip():
+                    raise TaxonomyError(f"under {parent!r}: label {label!r} is not a non-empty string")
+                if label in levels[depth]:
+                    raise TaxonomyError(
+                        f"duplicate label {label!r} at level {depth}: names must be unique within a level"
+                    )
+                levels[depth].append(label)
+                if parent is not None:
+                    parents[depth][label] = parent
+                count += 1
+                if children is not None:
+                    walk(children, depth + 1, label)
+            if count == 0:
+                where = f"parent {parent!r}" if parent is not None else "the root"
+                raise TaxonomyError(
+                    f"{where} has no children: every label above the finest level needs at least one child"
+                )
+
+        walk(tree, 0, None)
+        # Branches must all reach the finest level.
+        depth = len(levels)
+        for d in range(depth - 1):
+            have_children = set(parents[d + 1].values())
+            for label in levels[d]:
+                if label not in have_children:
+                    raise TaxonomyError(
+                        f"label {label!r} at level {d} has no children: every label above the finest "
+                        f"level needs at least one child (all branches must be {depth} levels deep)"
+                    )
+        return cls.from_levels(
+            levels, parents[1:], name=name, level_names=level_names, aliases=aliases
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Taxonomy:
+        """Build from the layout of :meth:`to_dict`, or from a nested tree (see :meth:`from_nested`)."""
+        if not (isinstance(data, Mapping) and isinstance(data.get("levels"), list)):
+            return cls.from_nested(data)
+        levels_spec = data["levels"]
+        _check_depth(len(levels_spec))
+        labels: list[list[str]] = []
+        parent_maps: list[dict[str, str]] = []
+        names: list[str] = []
+        for depth, spec in enumerate(levels_spec):
+            if not isinstance(spec, Mapping) or "labels" not in spec:
+                raise TaxonomyError(f"level {depth}: expected an object with 'labels', got {spec!r}")
+            level_labels = list(spec["labels"])
+            labels.append(level_labels)
+            names.append(str(spec.get("name", _default_level_names(len(levels_spec))[depth])))
+            if depth > 0:
+                plist = spec.get("parents")
+                if not isinstance(plist, list) or len(plist) != len(level_labels):
+                    raise TaxonomyError(
+                        f"level {depth} ({names[-1]!r}): 'parents' must list one parent name per label"
+                    )
+                for label, parent in zip(level_labels, plist, strict=True):
+                    if parent is None or parent == "":
+                        raise TaxonomyError(
+                            f"label {label!r} at level {depth} has no parent: every label below the "
+                            f"first level needs exactly one parent"
+                        )
+                # Duplicates must be caught before a dict folds them.
+                _check_labels(level_labels, depth, names)
+                parent_maps.append(dict(zip(level_labels, plist, strict=True)))
+        _check_labels(labels[-1] if labels else [], len(labels) - 1, names)
+        return cls.from_levels(
+            labels,
+            parent_maps,
+            name=str(data.get("name", "custom")),
+            level_names=names,
+            aliases=dict(data.get("aliases", {})),
+        )
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> Taxonomy:
+        """Read a taxonomy JSON file (either layout of :meth:`from_dict`)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise TaxonomyError(f"taxonomy file not found: {path}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise TaxonomyError(f"taxonomy file {path} is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready layout: name, levels (name, labels, parent names) and aliases."""
+        levels = []
+        for depth, labels in enumerate(self.labels):
+            spec: dict[str, Any] = {"name": self.level_names[depth], "labels": list(labels)}
+            if depth > 0:
+                above = self.labels[depth - 1]
+                spec["parents"] = [above[p] for p in self.parents[depth]]
+            levels.append(spec)
+        return {"name": self.name, "levels": levels, "aliases": dict(sorted(self.aliases.items()))}
+
+    def to_nested(self) -> dict[str, Any] | list[str]:
+        """The tree as a nested dict (leaves as lists), the input form of :meth:`from_nested`."""
+
+        def build(depth: int, parent: int | None) -> Any:
+            idx = (
+                range(len(self.labels[depth]))
+                if parent is None
+                else [i for i, p in enumerate(self.parents[depth]) if p == parent]
+            )
+            if depth == self.num_levels - 1:
+                return [self.labels[depth][i] for i in idx]
+            return {self.labels[depth][i]: build(depth + 1, i) for i in idx}
+
+        return build(0, None)
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` as JSON, atomically (a crash never leaves half a file)."""
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def num_levels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> tuple[int, ...]:
+        """Classes per level, coarse to fine."""
+        return tuple(len(level) for level in self.labels)
+
+    @property
+    def fine_labels(self) -> tuple[str, ...]:
+        return self.labels[-1]
+
+    def level_index(self, level: int | str) -> int:
+        """A level given by position (negative counts from the finest) or by name."""
+        if isinstance(level, str):
+            if level not in self.level_names:
+                raise KeyError(f"no level named {level!r}; levels are {list(self.level_names)}")
+            return self.level_names.index(level)
+        if not -self.num_levels <= level < self.num_levels:
+            raise IndexError(f"level {level} out of range for a {self.num_levels}-level taxonomy")
+        return level % self.num_levels
+
+    def canonical(self, label: str) -> str:
+        """The canonical spelling of ``label`` (through aliases; case ignored), or KeyError."""
+        found = self._lookup(label)
+        if found is None:
+            raise KeyError(self._unknown_message(label))
+        return found
+
+    def index(self, label: str, level: int | str | None = None) -> int:
+        """Class index of ``label`` at ``level`` (default: the finest level that has it).
+
+        Case is ignored and aliases are followed; an unknown name raises ``KeyError`` listing
+        the known labels.
+        """
+        name = self.canonical(label)
+        levels = range(self.num_levels) if level is None else [self.level_index(level)]
+        for depth in reversed(list(levels)):
+            if name in self.labels[depth]:
+                return self.labels[depth].index(name)
+        where = "any level" if level is None else f"level {level}"
+        raise KeyError(f"label {label!r} is not on {where}; labels there: {self._known(level)}")
+
+    def children(self, level: int, index: int) -> list[int]:
+        """Class indices at ``level + 1`` whose parent is ``index`` at ``level``."""
+        level = self.level_index(level)
+        if level == self.num_levels - 1:
+            return []
+        return [i for i, p in enumerate(self.parents[level + 1]) if p == index]
+
+    def ancestor_indices(self, fine_index: int) -> tuple[int, ...]:
+        """Class index at every level, coarse to fine, of the path that ends at ``fine_index``."""
+        path = [fine_index]
+        for depth in range(self.num_levels - 1, 0, -1):
+            path.append(self.parents[depth][path[-1]])
+        return tuple(reversed(path))
+
+    def ancestors(self, label: str) -> tuple[str, ...]:
+        """Names of the path from the coarsest level down to the fine ``label`` (included)."""
+        idx = self.index(label, level=-1)
+        return tuple(self.labels[d][i] for d, i in enumerate(self.ancestor_indices(idx)))
+
+    def aggregation_matrix(self, level: int) -> list[list[float]]:
+        """Eq. 2 as a 0/1 matrix ``A[k][j]`` = 1 if finest class k descends from class j at level."""
+        level = self.level_index(level)
+        paths = [self.ancestor_indices(k) for k in range(self.num_classes[-1])]
+        n = self.num_classes[level]
+        return [[1.0 if path[level] == j else 0.0 for j in range(n)] for path in paths]
+
+    def aggregate(self, fine_probs: Any, level: int) -> Any:
+        """Eq. 2: probabilities over the finest level summed into ``level`` (tensor or array)."""
+        level = self.level_index(level)
+        if level == self.num_levels - 1:
+            return fine_probs
+        mat = self.aggregation_matrix(level)
+        if hasattr(fine_probs, "new_tensor"):  # torch.Tensor without importing torch here
+            return fine_probs @ fine_probs.new_tensor(mat)
+        import numpy as np
+
+        return np.asarray(fine_probs) @ np.asarray(mat, dtype=float)
+
+    def is_consistent(self, path: Sequence[int]) -> bool:
+        """True if class indices ``path`` (one per level, coarse to fine) follow the tree."""
+        if len(path) != self.num_levels:
+            raise ValueError(f"need one index per level ({self.num_levels}), got {len(path)}")
+        return all(
+            self.parents[d][int(path[d])] == int(path[d - 1]) for d in range(1, self.num_levels)
+        )
+
+    def violations(self, predictions: Sequence[Sequence[int]]) -> list[bool]:
+        """Per sample: True if its per-level predictions break the hierarchy.
+
+        ``predictions`` holds one sequence (list, array or tensor) of class indices per level,
+        coarse to fine, all of the same length. A sample violates the hierarchy if any label's
+        parent is not the label predicted at the level above.
+        """
+        if len(predictions) != self.num_levels:
+            raise ValueError(
+                f"need predictions for {self.num_levels} levels, got {len(predictions)}"
+            )
+        cols = [[int(v) for v in _tolist(level)] for level in predictions]
+        n = len(cols[0])
+        if any(len(c) != n for c in cols):
+            raise ValueError("every level needs the same number of predictions")
+        return [not self.is_consistent([c[i] for c in cols]) for i in range(n)]
+
+    def violation_rate(self, predictions: Sequence[Sequence[int]]) -> float:
+        """Fraction of samples whose per-level predictions break the hierarchy."""
+        flags = self.violations(predictions)
+        return sum(flags) / len(flags) if flags else 0.0
+
+    def fingerprint(self) -> str:
+        """A short hash of the tree (labels and parents, not aliases) for checkpoint matching."""
+        import hashlib
+
+        body = json.dumps([self.labels, self.parents], separators=(",", ":"))
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+    def same_tree(self, other: Taxonomy) -> bool:
+        """True if both have the same labels in the same order with the same parents."""
+        return self.labels == other.labels and self.parents == other.parents
+
+    def describe(self) -> str:
+        """The tree as indented text, for CLIs and model cards."""
+        lines = [f"{self.name}: " + " -> ".join(str(n) for n in self.num_classes)]
+
+        def emit(depth: int, parent: int | None, indent: int) -> None:
+            idx = (
+                range(len(self.labels[depth]))
+                if parent is None
+                else self.children(depth - 1, parent)
+            )
+            for i in idx:
+                lines.append("  " * indent + f"- {self.labels[depth][i]}")
+                if depth + 1 < self.num_levels:
+                    emit(depth + 1, i, indent + 1)
+
+        emit(0, None, 1)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    # ------------------------------------------------------------------ internals
+    def _lookup(self, label: str) -> str | None:
+        key = label.strip().lower()
+        for level in self.labels:
+            for name in level:
+                if name.lower() == key:
+                    return name
+        return self.aliases.get(key)
+
+    def _known(self, level: int | str | None) -> list[str]:
+        if level is None:
+            return sorted({n for lv in self.labels for n in lv})
+        return list(self.labels[self.level_index(level)])
+
+    def _unknown_message(self, label: str) -> str:
+        return (
+            f"unknown label {label!r} for taxonomy {self.name!r}; known labels: "
+            f"{self._known(None)}; aliases: {sorted(self.aliases)}"
+        )
+
+    def _validate(self) -> None:
+        _check_depth(len(self.labels))
+        if len(self.level_names) != len(self.labels):
+            raise TaxonomyError(
+                f"{len(self.labels)} levels but {len(self.level_names)} level names"
+            )
+        if len(set(self.level_names)) != len(self.level_names):
+            raise TaxonomyError(f"duplicate level names {list(self.level_names)}")
+        if len(self.parents) != len(self.labels):
+            raise TaxonomyError("need one parent row per level (empty for the first)")
+        for depth, labels in enumerate(self.labels):
+            _check_labels(labels, depth, self.level_names)
+            row = self.parents[depth]
+            if depth == 0:
+                if row:
+                    raise TaxonomyError("labels of the first level have no parents")
+                continue
+            if len(row) != len(labels):
+                raise TaxonomyError(f"level {depth}: one parent per label is needed")
+            n_above = len(self.labels[depth - 1])
+            for label, p in zip(labels, row, strict=True):
+                if not 0 <= p < n_above:
+                    raise TaxonomyError(
+                        f"label {label!r} at level {depth} names an unknown parent index {p}"
+                    )
+            childless = [self.labels[depth - 1][j] for j in range(n_above) if j not in set(row)]
+            if childless:
+                raise TaxonomyError(
+                    f"label {childless[0]!r} at level {depth - 1} has no children: every label above "
+                    f"the finest level needs at least one child"
+                )
+        for alias, target in self.aliases.items():
+            if not any(target in level for level in self.labels):
+                raise TaxonomyError(f"alias {alias!r} points to unknown label {target!r}")
+            if any(alias == n.lower() for level in self.labels for n in level) and alias != target.lower():
+                raise TaxonomyError(f"alias {alias!r} shadows a real label of the same name")
+
+
+def _default_level_names(n: int) -> list[str]:
+    return [f"level{i + 1}" for i in range(n)]
+
+
+def _check_depth(n: int) -> None:
+    if n < 1:
+        raise TaxonomyError("a taxonomy needs at least one level")
+    if n > MAX_LEVELS:
+        raise TaxonomyError(
+            f"{n} levels: MDAN supports at most {MAX_LEVELS} (mapping (e), l_s = 5 - l_a, has "
+            f"feature maps F4, F3, F2 only; paper Sec. 3.1)"
+        )
+
+
+def _check_labels(labels: Sequence[str], depth: int, level_names: Sequence[str] | None) -> None:
+    where = f"level {depth}" + (
+        f" ({level_names[depth]!r})" if level_names and depth < len(level_names) else ""
+    )
+    if len(labels) == 0:
+        raise TaxonomyError(f"{where} is empty: every level needs at least 2 classes")
+    seen: set[str] = set()
+    for label in labels:
+        if not isinstance(label, str) or not label.strip():
+            raise TaxonomyError(f"{where}: label {label!r} is not a non-empty string")
+        if label.lower() in seen:
+            raise TaxonomyError(
+                f"duplicate label {label!r} at {where}: names must be unique within a level "
+                f"(case is ignored)"
+            )
+        seen.add(label.lower())
+    if len(labels) < 2:
+        raise TaxonomyError(
+            f"{where} has {len(labels)} class ({labels[0]!r}): every level needs at least 2 classes"
+        )
+
+
+def _tolist(values: Any) -> list[Any]:
+    if hasattr(values, "tolist"):
+        return list(values.tolist())
+    return list(values)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------- built-in taxonomies
+_WEBEMO_FINE = [  # index order of the released category.txt (typos kept: they are the ids)
+    ("affection", "love"), ("cheerfullness", "joy"), ("confusion", "sadness"),
+    ("contentment", "joy"), ("disappointment", "sadness"), ("disgust", "anger"),
+    ("enthrallment", "joy"), ("envy", "anger"), ("exasperation", "anger"),
+    ("gratitude", "love"), ("horror", "fear"), ("irritabilty", "anger"), ("lust", "love"),
+    ("neglect", "sadness"), ("nervousness", "fear"), ("optimism", "joy"), ("pride", "joy"),
+    ("rage", "anger"), ("relief", "joy"), ("sadness", "sadness"), ("shame", "sadness"),
+    ("suffering", "sadness"), ("surprise", "surprise"), ("sympathy", "sadness"),
+    ("zest", "joy"),
+]  # fmt: skip
+_WEBEMO_MID = [
+    ("love", "positive"), ("joy", "positive"), ("surprise", "positive"),
+    ("anger", "negative"), ("sadness", "negative"), ("fear", "negative"),
+]  # fmt: skip
+_MIKELS = [
+    ("amusement", "positive"), ("anger", "negative"), ("awe", "positive"),
+    ("contentment", "positive"), ("disgust", "negative"), ("excitement", "positive"),
+    ("fear", "negative"), ("sadness", "negative"),
+]  # fmt: skip
+_EMOTION6 = [
+    ("anger", "negative"), ("disgust", "negative"), ("fear", "negative"),
+    ("joy", "positive"), ("sadness", "negative"), ("surprise", "positive"),
+]  # fmt: skip
+_FASHION = [  # index order of the Fashion-MNIST idx files
+    ("T-shirt/top", "tops"), ("Trouser", "bottoms_and_dresses"), ("Pullover", "tops"),
+    ("Dress", "bottoms_and_dresses"), ("Coat", "tops"), ("Sandal", "shoes"), ("Shirt", "tops"),
+    ("Sneaker", "shoes"), ("Bag", "bags"), ("Ankle boot", "shoes"),
+]  # fmt: skip
+_FASHION_MID = [
+    ("tops", "clothing"), ("bottoms_and_dresses", "clothing"), ("shoes", "footwear_and_bags"),
+    ("bags", "footwear_and_bags"),
+]  # fmt: skip
+
+
+def _mikels(name: str) -> Taxonomy:
+    return Taxonomy.from_levels(
+        [["positive", "negative"], [f for f, _ in _MIKELS]],
+        [dict(_MIKELS)],
+        name=name,
+        level_names=["polarity", "emotion"],
+        aliases={"sad": "sadness", "content": "contentment", "amused": "amusement",
+                 "excited": "excitement", "angry": "anger", "fearful": "fear", "scary": "fear"},
+    )  # fmt: skip
+
+
+def _build(name: str) -> Taxonomy:
+    if name == "webemo":
+        return Taxonomy.from_levels(
+            [["positive", "negative"], [m for m, _ in _WEBEMO_MID], [f for f, _ in _WEBEMO_FINE]],
+            [dict(_WEBEMO_MID), dict(_WEBEMO_FINE)],
+            name="webemo",
+            level_names=["polarity", "secondary", "tertiary"],
+            aliases={"cheerfulness": "cheerfullness", "irritability": "irritabilty"},
+        )
+    if name in ("mikels", "fi", "artphoto", "iaps", "abstract"):
+        return _mikels(name)
+    if name == "emotion6":
+        return Taxonomy.from_levels(
+            [["positive", "negative"], [f for f, _ in _EMOTION6]],
+            [dict(_EMOTION6)],
+            name="emotion6",
+            level_names=["polarity", "emotion"],
+            aliases={"happiness": "joy", "happy": "joy", "sad": "sadness", "angry": "anger"},
+        )
+    if name == "fashion_mnist":
+        return Taxonomy.from_levels(
+            [["clothing", "footwear_and_bags"], [m for m, _ in _FASHION_MID], [f for f, _ in _FASHION]],
+            [dict(_FASHION_MID), dict(_FASHION)],
+            name="fashion_mnist",
+            level_names=["family", "group", "item"],
+            aliases={"t-shirt": "T-shirt/top", "tshirt": "T-shirt/top", "ankle_boot": "Ankle boot"},
+        )
+    raise KeyError(f"no built-in taxonomy {name!r}; choose one of {list_taxonomies()}")
+
+
+_BUILTIN_NAMES = ("webemo", "mikels", "fi", "artphoto", "iaps", "abstract", "emotion6", "fashion_mnist")
+
+
+def list_taxonomies() -> list[str]:
+    """Names accepted by :func:`get_taxonomy`."""
+    return list(_BUILTIN_NAMES)
+
+
+def get_taxonomy(name: str) -> Taxonomy:
+    """A built-in taxonomy: ``webemo`` (2/6/25), ``mikels`` and its datasets ``fi``,
+    ``artphoto``, ``iaps``, ``abstract`` (2/8), ``emotion6`` (2/6), ``fashion_mnist`` (2/4/10,
+    the real three-level hierarchy used by the demo and the tests)."""
+    return _build(name.lower())
