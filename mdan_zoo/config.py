@@ -75,7 +75,9 @@ class MDANConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "heads", tuple(self.heads))
         if self.backbone not in BACKBONES:
-            raise ConfigError(f"backbone {self.backbone!r} is not supported; choose one of {BACKBONES}")
+            raise ConfigError(
+                f"backbone {self.backbone!r} is not supported; choose one of {BACKBONES}"
+            )
         if not isinstance(self.fpn_channels, int) or self.fpn_channels < 1:
             raise ConfigError(f"fpn_channels must be a positive integer, got {self.fpn_channels!r}")
         if not 0.0 <= float(self.alpha) <= 1.0:

@@ -106,7 +106,8 @@ def mdan_loss(output: MDANOutput, targets: Sequence[Tensor], eps: float = 1e-8) 
     if len(targets) != len(output):
         raise ValueError(f"need targets for {len(output)} levels, got {len(targets)}")
     losses = [
-        F.nll_loss(torch.log(lv.probs.clamp_min(eps)), y) for lv, y in zip(output, targets, strict=True)
+        F.nll_loss(torch.log(lv.probs.clamp_min(eps)), y)
+        for lv, y in zip(output, targets, strict=True)
     ]
     return torch.stack(losses).mean()
 
@@ -276,10 +277,14 @@ class MDAN(nn.Module):
             m: Tensor | None = None
             if cfg.lcam and cams is not None and (depth > 0 or cfg.lcam_root == "all"):
                 if depth == 0 or prev_choice is None:
-                    keep = torch.ones(x.shape[0], tax.num_classes[depth], dtype=torch.bool, device=x.device)
+                    keep = torch.ones(
+                        x.shape[0], tax.num_classes[depth], dtype=torch.bool, device=x.device
+                    )
                 else:
                     parent = getattr(self, f"_parent{depth}")
-                    keep = parent[None, :] == prev_choice[:, None]  # children of the predicted parent
+                    keep = (
+                        parent[None, :] == prev_choice[:, None]
+                    )  # children of the predicted parent
                 m = lcam_map(
                     cams, keep, use_mean=cfg.lcam_mean, use_max=cfg.lcam_max, norm=cfg.lcam_norm
                 )

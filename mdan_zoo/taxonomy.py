@@ -151,7 +151,9 @@ class Taxonomy:
             count = 0
             for label, children in items:
                 if not isinstance(label, str) or not label.strip():
-                    raise TaxonomyError(f"under {parent!r}: label {label!r} is not a non-empty string")
+                    raise TaxonomyError(
+                        f"under {parent!r}: label {label!r} is not a non-empty string"
+                    )
                 if label in levels[depth]:
                     raise TaxonomyError(
                         f"duplicate label {label!r} at level {depth}: names must be unique within a level"
@@ -195,7 +197,9 @@ class Taxonomy:
         names: list[str] = []
         for depth, spec in enumerate(levels_spec):
             if not isinstance(spec, Mapping) or "labels" not in spec:
-                raise TaxonomyError(f"level {depth}: expected an object with 'labels', got {spec!r}")
+                raise TaxonomyError(
+                    f"level {depth}: expected an object with 'labels', got {spec!r}"
+                )
             level_labels = list(spec["labels"])
             labels.append(level_labels)
             names.append(str(spec.get("name", _default_level_names(len(levels_spec))[depth])))
@@ -466,7 +470,10 @@ class Taxonomy:
         for alias, target in self.aliases.items():
             if not any(target in level for level in self.labels):
                 raise TaxonomyError(f"alias {alias!r} points to unknown label {target!r}")
-            if any(alias == n.lower() for level in self.labels for n in level) and alias != target.lower():
+            if (
+                any(alias == n.lower() for level in self.labels for n in level)
+                and alias != target.lower()
+            ):
                 raise TaxonomyError(f"alias {alias!r} shadows a real label of the same name")
 
 
@@ -594,7 +601,11 @@ def _build(name: str) -> Taxonomy:
         )
     if name == "fashion_mnist":
         return Taxonomy.from_levels(
-            [["clothing", "footwear_and_bags"], [m for m, _ in _FASHION_MID], [f for f, _ in _FASHION]],
+            [
+                ["clothing", "footwear_and_bags"],
+                [m for m, _ in _FASHION_MID],
+                [f for f, _ in _FASHION],
+            ],
             [dict(_FASHION_MID), dict(_FASHION)],
             name="fashion_mnist",
             level_names=["family", "group", "item"],
@@ -603,7 +614,16 @@ def _build(name: str) -> Taxonomy:
     raise KeyError(f"no built-in taxonomy {name!r}; choose one of {list_taxonomies()}")
 
 
-_BUILTIN_NAMES = ("webemo", "mikels", "fi", "artphoto", "iaps", "abstract", "emotion6", "fashion_mnist")
+_BUILTIN_NAMES = (
+    "webemo",
+    "mikels",
+    "fi",
+    "artphoto",
+    "iaps",
+    "abstract",
+    "emotion6",
+    "fashion_mnist",
+)
 
 
 def list_taxonomies() -> list[str]:
