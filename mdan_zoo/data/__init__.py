@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .fashion_mnist import FASHION_MNIST_DIR, FashionMNIST, DatasetError
+from .fashion_mnist import FASHION_MNIST_DIR, DatasetError, FashionMNIST
 
 __all__ = ["FASHION_MNIST_DIR", "DatasetError", "FashionMNIST"]
