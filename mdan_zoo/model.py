@@ -323,3 +323,16 @@ class MDAN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"taxonomy={self.taxonomy.name!r} {self.taxonomy.num_classes}, backbone={self.config.backbone}"
+
+    # ------------------------------------------------------------------ predict (issue 5)
+    def predict(self, inputs, *, top_k: int = 3, batch_size: int = 16, device=None):  # noqa: ANN001, ANN201
+        """Named labels per level + the hierarchy-consistent answer; see :func:`mdan_zoo.predict.predict`."""
+        from .predict import predict
+
+        return predict(self, inputs, top_k=top_k, batch_size=batch_size, device=device)
+
+    def attention_maps(self, inputs, *, batch_size: int = 8, device=None):  # noqa: ANN001, ANN201
+        """Per-level L-CAM / CAM maps (Fig. 8); see :func:`mdan_zoo.predict.attention_maps`."""
+        from .predict import attention_maps
+
+        return attention_maps(self, inputs, batch_size=batch_size, device=device)
