@@ -429,7 +429,9 @@ def _run(
         bar = tqdm(total=len(items), unit="img", desc="predict", leave=False)
     try:
         for chunk in _batches([(i, n, it) for i, (n, it) in enumerate(items)], batch_size):
-            tensors, photos, kept = [], [], []
+            tensors: list[torch.Tensor] = []
+            photos: list[Image.Image] = []
+            kept: list[tuple[int, str]] = []
             for index, name, item in chunk:
                 try:
                     photo = _load(
@@ -441,7 +443,7 @@ def _run(
                     failed = Prediction(source=name, error=err.reason)
                     results[index] = AttentionMaps(name, None, (), failed, error=err.reason)
                     continue
-                photos.append(photo if with_maps else None)
+                photos.append(photo)
                 kept.append((index, name))
             if kept:
                 x = torch.stack(tensors).to(dev)
