@@ -27,6 +27,65 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
 def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
     """`predict`."""
 
+    def positive(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+        return value
+
+    p = sub.add_parser(
+        "predict",
+        help="predict emotions (every level + a hierarchy-consistent answer) for images",
+        description="Predict the emotion of images at every level of the model's hierarchy. "
+        "Exit status: 0 all images predicted, 1 some files failed (each is reported, the rest "
+        "still run), 2 usage error.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders or globs")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", metavar="NAME", help="a zoo model name (see `mdan-zoo list`)")
+    which.add_argument(
+        "--weights", metavar="PATH", help="a folder saved by save_pretrained, or a Hub repo id"
+    )
+    p.add_argument("--top-k", type=positive, default=3, help="labels listed per level (3)")
+    p.add_argument("--batch-size", type=positive, default=16, help="images per batch (16)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    p.add_argument(
+        "--save-attention", metavar="DIR", help="write a Fig. 8-style attention PNG per image"
+    )
+    p.add_argument(
+        "--allow-truncated", action="store_true", help="decode truncated files instead of failing"
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=positive,
+        default=None,
+        help="decompression-bomb limit per image (default: Pillow's, about 89 megapixels)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import run_cli
+
+    return run_cli(
+        args.images,
+        model_name=args.model,
+        weights=args.weights,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        device=args.device,
+        json_lines=args.json,
+        save_attention=args.save_attention,
+        allow_truncated=args.allow_truncated,
+        max_pixels=args.max_pixels,
+        progress=not args.no_progress,
+    )
+
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__

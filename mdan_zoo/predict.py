@@ -46,6 +46,7 @@ __all__ = [
     "Prediction",
     "attention_maps",
     "expand_image_paths",
+    "iter_results",
     "predict",
 ]
 
@@ -288,6 +289,9 @@ def _flatten_inputs(inputs: Any) -> list[tuple[str, Any]]:
     items: list[tuple[str, Any]] = []
     counters = {"image": 0, "array": 0, "tensor": 0}
     for item in inputs:
+        if isinstance(item, ImageReadError):  # a spec that matched nothing, reported in place
+            items.append((item.path, item))
+            continue
         if isinstance(item, (str, os.PathLike)):
             p = Path(item)
             if p.is_dir() or (not p.exists() and glob.has_magic(str(item))):
@@ -396,20 +400,24 @@ def _batches(items: list[tuple[int, str, Any]], size: int) -> Iterator[list[tupl
         yield items[start : start + size]
 
 
-def _run(
+def iter_results(
     model: Any,
     inputs: Any,
     *,
-    top_k: int,
-    batch_size: int,
-    device: str | torch.device | None,
-    with_maps: bool,
-    allow_truncated: bool,
-    max_pixels: int | None,
-    channels_last: bool,
-    bf16: bool,
-    progress: bool,
-) -> list[AttentionMaps]:
+    top_k: int = 3,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    with_maps: bool = False,
+    allow_truncated: bool = False,
+    max_pixels: int | None = None,
+    channels_last: bool = False,
+    bf16: bool = False,
+    progress: bool = False,
+) -> Iterator[AttentionMaps]:
+    """The engine behind :func:`predict` and :func:`attention_maps`, as a generator: results
+    come out in input order, one batch at a time, so a caller (the CLI) can report as it goes
+    and only one batch of images is ever in memory. Without ``with_maps`` each result carries
+    only its ``prediction``."""
     _check_args(top_k, batch_size)
     mdan = _unwrap(model)
     if device is not None:
@@ -419,7 +427,6 @@ def _run(
         model.to(memory_format=torch.channels_last)
     transform = mdan.eval_transform()
     items = _flatten_inputs(inputs)
-    results: list[AttentionMaps | None] = [None] * len(items)
     was_training = mdan.training
     model.eval()
     bar = None
@@ -429,6 +436,7 @@ def _run(
         bar = tqdm(total=len(items), unit="img", desc="predict", leave=False)
     try:
         for chunk in _batches([(i, n, it) for i, (n, it) in enumerate(items)], batch_size):
+            results: dict[int, AttentionMaps] = {}
             tensors: list[torch.Tensor] = []
             photos: list[Image.Image] = []
             kept: list[tuple[int, str]] = []
@@ -463,12 +471,13 @@ def _run(
                         results[index] = AttentionMaps(name, None, (), pred)
             if bar is not None:
                 bar.update(len(chunk))
+            for index, _, _ in chunk:
+                yield results[index]
     finally:
         if bar is not None:
             bar.close()
         if was_training:
             model.train()
-    return [r for r in results if r is not None]
 
 
 def predict(
@@ -503,7 +512,7 @@ def predict(
     Unreadable inputs give a :class:`Prediction` with ``error`` set; the rest are predicted.
     The model is put in eval mode for the call and restored afterwards.
     """
-    runs = _run(
+    runs = iter_results(
         model,
         inputs,
         top_k=top_k,
@@ -537,18 +546,20 @@ def attention_maps(
     min-max scaled to [0, 1] and upsampled (bilinear) onto the centre crop of the photo that
     the eval transform fed to the network. ``.save(path)`` writes the Fig. 8-style PNG.
     """
-    return _run(
-        model,
-        inputs,
-        top_k=top_k,
-        batch_size=batch_size,
-        device=device,
-        with_maps=True,
-        allow_truncated=allow_truncated,
-        max_pixels=max_pixels,
-        channels_last=False,
-        bf16=False,
-        progress=progress,
+    return list(
+        iter_results(
+            model,
+            inputs,
+            top_k=top_k,
+            batch_size=batch_size,
+            device=device,
+            with_maps=True,
+            allow_truncated=allow_truncated,
+            max_pixels=max_pixels,
+            channels_last=False,
+            bf16=False,
+            progress=progress,
+        )
     )
 
 
@@ -670,3 +681,123 @@ def attention_filename(source: str, used: set[str]) -> str:
         name = f"{stem}_{n}_attention.png"
     used.add(name)
     return name
+
+
+# ---------------------------------------------------------------------------- command line
+class UsageError(ValueError):
+    """A command-line mistake (exit status 2): unknown model, unreadable weights, bad option."""
+
+
+def load_model(*, name: str | None, weights: str | None) -> MDAN:
+    """The model the CLI asks for: a zoo name (``--model``) or saved weights (``--weights``:
+    a folder written by ``save_pretrained`` or a Hub repo id)."""
+    if (name is None) == (weights is None):
+        raise UsageError("give exactly one of --model NAME or --weights PATH")
+    try:
+        import importlib
+
+        zoo = importlib.import_module("mdan_zoo.zoo")
+    except ImportError as err:  # pragma: no cover - the zoo ships with the package
+        raise UsageError(f"the model zoo is not available ({err})") from None
+    try:
+        if weights is not None:
+            return zoo.create_model(None, weights=weights)  # type: ignore[arg-type]
+        return zoo.create_model(name, pretrained=True)  # type: ignore[arg-type]
+    except (KeyError, ValueError, FileNotFoundError, OSError) as err:
+        what = f"--weights {weights}" if weights is not None else f"--model {name}"
+        raise UsageError(f"cannot load {what}: {err}") from None
+
+
+def _format_block(pred: Prediction, attention: str | None) -> str:
+    if not pred.ok:
+        return f"{pred.source}\n  ERROR      {pred.error}\n"
+    width = max(len("answer"), *(len(lv.level) for lv in pred.levels))
+    path = " > ".join(c.label for c in pred.consistent)
+    note = "" if pred.argmax_consistent else "  [per-level argmax breaks the hierarchy]"
+    lines = [pred.source, f"  {'answer':<{width}}  {path}  (joint P_O {pred.joint_prob:.3f}){note}"]
+    for lv in pred.levels:
+        tops = "   ".join(f"{t.label} {t.prob:.3f}" for t in lv.top_k)
+        lines.append(f"  {lv.level:<{width}}  {tops}")
+    if attention is not None:
+        lines.append(f"  {'attention':<{width}}  {attention}")
+    return "\n".join(lines) + "\n"
+
+
+def run_cli(
+    images: Sequence[str],
+    *,
+    model_name: str | None,
+    weights: str | None,
+    top_k: int = 3,
+    batch_size: int = 16,
+    device: str | None = None,
+    json_lines: bool = False,
+    save_attention: str | None = None,
+    allow_truncated: bool = False,
+    max_pixels: int | None = None,
+    progress: bool = True,
+    stdout: Any = None,
+    stderr: Any = None,
+) -> int:
+    """``mdan-zoo predict``: 0 when every image was predicted, 1 when some failed (each is
+    reported with its reason, the rest still run), 2 on usage errors."""
+    import json
+    import sys
+
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        if top_k < 1 or batch_size < 1:
+            raise UsageError("--top-k and --batch-size must be positive integers")
+        if max_pixels is not None and max_pixels < 1:
+            raise UsageError("--max-pixels must be a positive integer")
+        if device is not None:
+            try:
+                torch.empty(0, device=device)
+            except (RuntimeError, AssertionError) as exc:
+                raise UsageError(f"--device {device} is not usable here: {exc}") from None
+        files, problems = expand_image_paths(images)
+        model = load_model(name=model_name, weights=weights)
+    except UsageError as exc:
+        print(f"mdan-zoo predict: error: {exc}", file=err)
+        return 2
+    inputs: list[Any] = list(files) + [ImageReadError(spec, why) for spec, why in problems]
+    attention_dir = Path(save_attention) if save_attention else None
+    used_names: set[str] = set()
+    failed = done = 0
+    show_bar = progress and len(inputs) > batch_size
+    for result in iter_results(
+        model,
+        inputs,
+        top_k=top_k,
+        batch_size=batch_size,
+        device=device,
+        with_maps=attention_dir is not None,
+        allow_truncated=allow_truncated,
+        max_pixels=max_pixels,
+        progress=show_bar,
+    ):
+        pred = result.prediction
+        saved: str | None = None
+        if attention_dir is not None and result.ok:
+            target = attention_dir / attention_filename(pred.source, used_names)
+            saved = str(result.save(target))
+        if pred.ok:
+            done += 1
+        else:
+            failed += 1
+        if json_lines:
+            record = pred.to_dict()
+            if saved is not None:
+                record["attention"] = saved
+            print(json.dumps(record), file=out, flush=True)
+        else:
+            out.write(_format_block(pred, saved))
+            out.flush()
+    total = done + failed
+    print(
+        f"{total} image(s): {done} predicted, {failed} failed"
+        + (f"; attention maps in {attention_dir}" if attention_dir is not None and done else ""),
+        file=err,
+    )
+    return 1 if failed else 0
