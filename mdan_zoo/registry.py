@@ -23,6 +23,7 @@ from .taxonomy import Taxonomy, get_taxonomy
 __all__ = [
     "CITATION",
     "WeightsEntry",
+    "format_table",
     "UnpublishedWeightsError",
     "get_weights",
     "list_weights",
@@ -142,10 +143,44 @@ class WeightsEntry:
         if not self.published:
             raise UnpublishedWeightsError(
                 f"no checkpoint of {self.name!r} ({self.dataset}, {self.taxonomy} taxonomy) is "
-                f"published yet (registry status: {self.status}), so pretrained=True cannot "
-                f"load one and will not hand you random weights. To get one, "
+                f"published yet (registry status: {self.status}), so it cannot be downloaded, and pretrained=True "
+                f"will not hand you random weights instead. To get one, "
                 f"{self.reproduce_hint()}."
             )
+
+    def describe(self) -> str:
+        """Human-readable entry: checkpoint, taxonomy tree, paper and reproduced metrics."""
+        tax = self.get_taxonomy()
+        counts = list(tax.num_classes)
+        lines = [
+            f"{self.name}: MDAN on {self.dataset} ({self.config.backbone}), status: {self.status}",
+            f"  hub repo:   {self.hub_repo}",
+            f"  revision:   {self.revision or '- (not published)'}",
+            f"  file:       {self.filename}",
+            f"  sha256:     {self.sha256 or '- (not published)'}",
+            f"  parameters: {self.num_params:,} (ours); paper Table 1: "
+            f"{self.paper_num_params / 1e6:.2f}M, {self.paper_gflops} GFLOPs",
+            f"  input:      resize {self.preprocessing.resize_size}, crop "
+            f"{self.preprocessing.input_size}, mean {list(self.preprocessing.mean)}, "
+            f"std {list(self.preprocessing.std)}",
+            f"  licence:    {self.license} ({self.license_note})",
+            "",
+            "taxonomy " + tax.describe(),
+            "",
+            "accuracy (%) by number of classes " + " / ".join(str(c) for c in counts),
+        ]
+        rows = [("paper, Table 1 (P_O)", self.paper_metrics)]
+        rows += [(f"paper, Table 3 ({k})", v) for k, v in self.paper_branch_metrics.items()]
+        rows.append(("reproduced", self.reproduced_metrics))
+        for label, values in rows:
+            cells = [f"{values[str(c)]:.2f}" if str(c) in values else "-" for c in counts]
+            lines.append(f"  {label:<24} " + " / ".join(cells))
+        lines += ["", "recipe:"]
+        lines += [f"  {k}: {v}" for k, v in self.recipe.items()]
+        if not self.published:
+            lines += ["", f"No checkpoint yet: {self.reproduce_hint()}."]
+        lines += ["", "cite:", self.citation]
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (for ``mdan-zoo info`` and the docs)."""
@@ -290,6 +325,19 @@ def list_weights(pattern: str = "*", *, published_only: bool = False) -> list[st
         for n, e in _REGISTRY.items()
         if fnmatch.fnmatch(n, pattern) and (e.published or not published_only)
     )
+
+
+def format_table(pattern: str = "*") -> str:
+    """The registry as a text table (``mdan-zoo list``)."""
+    header = f"{'name':<15} {'dataset':<11} {'classes':<10} {'status':<14} paper acc. (P_O, %)"
+    lines = [header]
+    for name in list_weights(pattern):
+        e = _REGISTRY[name]
+        counts = e.get_taxonomy().num_classes
+        acc = " / ".join(f"{e.paper_metrics[str(c)]:.2f}" for c in counts)
+        classes = "/".join(str(c) for c in counts)
+        lines.append(f"{name:<15} {e.dataset:<11} {classes:<10} {e.status:<14} {acc}")
+    return "\n".join(lines)
 
 
 def get_weights(name: str) -> WeightsEntry:
