@@ -689,23 +689,23 @@ class UsageError(ValueError):
 
 
 def load_model(*, name: str | None, weights: str | None) -> MDAN:
-    """The model the CLI asks for: a zoo name (``--model``) or saved weights (``--weights``:
-    a folder written by ``save_pretrained`` or a Hub repo id)."""
+    """The model the CLI asks for: a zoo name (``--model``, with its published weights) or a
+    checkpoint (``--weights``: a folder written by ``save_pretrained``, a ``.safetensors``
+    file or a Hub repo ``org/name[@revision]``); loading errors become :class:`UsageError`."""
     if (name is None) == (weights is None):
         raise UsageError("give exactly one of --model NAME or --weights PATH")
-    try:
-        import importlib
+    from .hub import WeightsError, load_pretrained
+    from .zoo import create_model
 
-        zoo = importlib.import_module("mdan_zoo.zoo")
-    except ImportError as err:  # pragma: no cover - the zoo ships with the package
-        raise UsageError(f"the model zoo is not available ({err})") from None
     try:
         if weights is not None:
-            return zoo.create_model(None, weights=weights)  # type: ignore[arg-type]
-        return zoo.create_model(name, pretrained=True)  # type: ignore[arg-type]
-    except (KeyError, ValueError, FileNotFoundError, OSError) as err:
+            return load_pretrained(weights)
+        assert name is not None
+        return create_model(name, pretrained=True)
+    except (KeyError, ValueError, TypeError, WeightsError, OSError) as err:
         what = f"--weights {weights}" if weights is not None else f"--model {name}"
-        raise UsageError(f"cannot load {what}: {err}") from None
+        reason = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise UsageError(f"cannot load {what}: {reason}") from None
 
 
 def _format_block(pred: Prediction, attention: str | None) -> str:

