@@ -702,7 +702,7 @@ def load_model(*, name: str | None, weights: str | None) -> MDAN:
             return load_pretrained(weights)
         assert name is not None
         return create_model(name, pretrained=True)
-    except (KeyError, ValueError, TypeError, WeightsError, OSError) as err:
+    except (LookupError, ValueError, TypeError, WeightsError, OSError) as err:
         what = f"--weights {weights}" if weights is not None else f"--model {name}"
         reason = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise UsageError(f"cannot load {what}: {reason}") from None

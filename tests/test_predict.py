@@ -259,6 +259,8 @@ def test_cli_usage_errors_exit_2(
     assert "no model named 'no-such-model'" in capsys.readouterr().err
     assert main(["predict", str(photo_dir), "--weights", str(tmp_path / "nothing")]) == 2
     assert f"cannot load --weights {tmp_path / 'nothing'}" in capsys.readouterr().err
+    assert main(["predict", str(photo_dir), "--model", "mdan_fi"]) == 2  # not published yet
+    assert "cannot load --model mdan_fi: no checkpoint" in capsys.readouterr().err
 
 
 def test_cli_missing_files_are_reported_and_the_rest_run(
