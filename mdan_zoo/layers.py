@@ -49,7 +49,14 @@ class MHCCA(nn.Module):
         self.o = nn.Conv2d(high_channels, out_channels, 1)
 
     def forward(self, f_high: Tensor, c_low: Tensor) -> Tensor:
-        """``f_high`` [B, C^H, H, W] (at C's resolution), ``c_low`` [B, C^L, H, W] -> [B, out, H, W]."""
+        """``f_high`` [B, C^H, H, W] (at C's resolution), ``c_low`` [B, C^L, H, W] -> [B, out, H, W].
+
+        Two evaluation orders of the same product, picked by cost: on large maps (``h * C^L <
+        HW``, e.g. C2 and C3 at 448 px) the 1x1 convolutions Q and O are folded into the small
+        per-head ``C^H x C^L`` matrices instead of being run on every position:
+        ``Q(F) C^T = W_q (F C^T) + b_q (C 1)^T`` and ``O(A C) = (W_o A) C + b_o``. The result is
+        the same up to float rounding; the folding only saves multiply-adds.
+        """
         b, _, h, w = c_low.shape
         if f_high.shape[-2:] != c_low.shape[-2:]:
             raise ValueError(
@@ -59,16 +66,30 @@ class MHCCA(nn.Module):
         heads = self.heads
         d = math.ceil(n / heads)
         pad = d * heads - n
-        q = self.q(f_high).flatten(2)
+        scale = 1.0 / math.sqrt(d)
         k = (self.k(c_low) if self.k is not None else c_low).flatten(2)
         v = (self.v(c_low) if self.v is not None else c_low).flatten(2)
-        if pad:
+        cl = k.shape[1]
+        fold = heads * cl < n
+        q = f_high.flatten(2) if fold else self.q(f_high).flatten(2)
+        if pad:  # zero positions add nothing to any dot product; the output is cropped
             q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
-        ch, cl = q.shape[1], k.shape[1]
+        ch = q.shape[1]
         q = q.reshape(b, ch, heads, d).transpose(1, 2)  # [B, h, C^H, d]
         k = k.reshape(b, cl, heads, d).transpose(1, 2)  # [B, h, C^L, d]
         v = v.reshape(b, cl, heads, d).transpose(1, 2)  # [B, h, C^L, d]
-        attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)  # [B, h, C^H, C^L]
+        w_q = self.q.weight[:, :, 0, 0]
+        w_o = self.o.weight[:, :, 0, 0]
+        if fold:
+            scores = torch.matmul(w_q * scale, q @ k.transpose(-1, -2))  # W_q (F C^T)
+            scores = scores + (self.q.bias * scale)[:, None] * k.sum(-1)[:, :, None, :]
+            attn = torch.softmax(scores, dim=-1)  # [B, h, C^H, C^L]
+            out = torch.matmul(w_o, attn) @ v  # (W_o A) C: [B, h, out, d]
+            out = out.transpose(1, 2).reshape(b, -1, heads * d)
+            if pad:
+                out = out[..., :n]
+            return (out + self.o.bias[:, None]).reshape(b, -1, h, w)
+        attn = torch.softmax((q * scale) @ k.transpose(-1, -2), dim=-1)  # [B, h, C^H, C^L]
         out = (attn @ v).transpose(1, 2).reshape(b, ch, heads * d)  # [B, C^H, h*d]
         if pad:
             out = out[..., :n]

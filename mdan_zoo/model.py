@@ -23,16 +23,43 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
-from torchvision.models.feature_extraction import create_feature_extractor
 
 from .config import MDANConfig, Preprocessing
 from .layers import MHCCA, class_activation_maps, lcam_map
 from .taxonomy import Taxonomy
 
-__all__ = ["MDAN", "LevelOutput", "MDANOutput", "mdan_loss"]
+__all__ = ["MDAN", "LevelOutput", "MDANOutput", "ResNetTrunk", "mdan_loss"]
 
-_RETURN_NODES = {"layer1": "c2", "layer2": "c3", "layer3": "c4", "layer4": "c5"}
 _SEMANTIC_LEVEL = (4, 3, 2)  # mapping (e): affective level 1, 2, 3 -> C4, C3, C2
+
+
+class ResNetTrunk(nn.Module):
+    """The bottom-up branch: a torchvision ResNet without ``avgpool``/``fc``, returning C2..C5.
+
+    Submodule names are torchvision's (``conv1``, ``bn1``, ``layer1`` .. ``layer4``), so a
+    torchvision state dict (minus ``fc.*``) loads as is. Written by hand instead of
+    ``create_feature_extractor`` because FX tracing costs ~0.5 s per model build and gives
+    nothing here: the four stage outputs are plain attributes.
+    """
+
+    def __init__(self, resnet: torchvision.models.ResNet) -> None:
+        super().__init__()
+        self.conv1 = resnet.conv1
+        self.bn1 = resnet.bn1
+        self.relu = resnet.relu
+        self.maxpool = resnet.maxpool
+        self.layer1 = resnet.layer1
+        self.layer2 = resnet.layer2
+        self.layer3 = resnet.layer3
+        self.layer4 = resnet.layer4
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c2 = self.layer1(x)
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        c5 = self.layer4(c4)
+        return {"c2": c2, "c3": c3, "c4": c4, "c5": c5}
 
 
 def _backbone_channels(name: str) -> dict[str, int]:
@@ -145,7 +172,7 @@ class MDAN(nn.Module):
         self.config = config
         self.preprocessing = preprocessing or Preprocessing()
         resnet = getattr(torchvision.models, config.backbone)(weights=None)
-        self.backbone = create_feature_extractor(resnet, return_nodes=dict(_RETURN_NODES))
+        self.backbone = ResNetTrunk(resnet)
         self.channels = _backbone_channels(config.backbone)
         width = config.fpn_channels
         self.f5 = nn.Conv2d(self.channels["c5"], width, 1)  # F5 = Conv1x1(C5), Sec. 3.1

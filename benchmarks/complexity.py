@@ -1,0 +1,59 @@
+"""Parameter count and multiply-accumulates of MDAN's built-in configs vs torchvision ResNet-101.
+
+The paper's Table 1 "GFLOPs" (ResNet-101: 30.4 at 448 x 448) are multiply-accumulates (MACs):
+torchvision's own ResNet-101 card says 7.80 GFLOPS at 224, i.e. 31.2 G at 448. We count with
+``torch.utils.flop_counter.FlopCounterMode``, which reports FLOPs = 2 x MACs for matmuls and
+convolutions, and print both. Elementwise work (softmax, interpolation, L-CAM fusion) is not
+counted by FlopCounterMode, as in the usual MAC counters.
+
+    PYTHONPATH=$PWD python benchmarks/complexity.py [--size 448]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+from mdan_zoo import MDAN, MDANConfig, get_taxonomy
+
+PAPER = {"MDAN (paper, Table 1)": (48.79, 101.4), "ResNet-101 (paper, Table 1)": (42.52, 30.4)}
+
+
+def count(model: torch.nn.Module, size: int) -> tuple[float, float]:
+    """(parameters in millions, GMACs) of one forward of a [1, 3, size, size] image."""
+    model.eval()
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    x = torch.zeros(1, 3, size, size)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(x)
+    return params, counter.get_total_flops() / 2e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=448)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    rows: list[tuple[str, float, float]] = []
+    for name in ("webemo", "mikels", "emotion6"):
+        tax = get_taxonomy(name)
+        label = f"MDAN {name} ({'/'.join(map(str, tax.num_classes))})"
+        rows.append((label, *count(MDAN(tax, MDANConfig()), args.size)))
+    rows.append(
+        ("ResNet-101 (torchvision, 1000-class fc)", *count(torchvision.models.resnet101(), args.size))
+    )
+    print(f"input {args.size}x{args.size}, batch 1; GMACs = FlopCounterMode FLOPs / 2")
+    print(f"| model | params (M) | GMACs | GFLOPs (2 x MACs) |")
+    print("|---|---:|---:|---:|")
+    for label, params, gmacs in rows:
+        print(f"| {label} | {params:.2f} | {gmacs:.1f} | {2 * gmacs:.1f} |")
+    for label, (params, gmacs) in PAPER.items():
+        print(f"| {label} | {params:.2f} | {gmacs:.1f} | - |")
+
+
+if __name__ == "__main__":
+    main()
