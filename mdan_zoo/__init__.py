@@ -25,6 +25,20 @@ from .zoo import (
     mdan_webemo,
 )
 
+# isort: split
+# --- predict (issue 5)
+from .deploy import OnnxRuntimeModel, ProbabilityModel, export_onnx, export_program, save_program
+from .imageio import ImageReadError, read_image
+from .predict import (
+    AttentionMaps,
+    LabelProb,
+    LevelAttention,
+    LevelPrediction,
+    Prediction,
+    attention_maps,
+    predict,
+)
+
 __all__ = [
     "BACKBONES",
     "MDAN",
@@ -59,4 +73,19 @@ __all__ = [
     "mdan_iaps",
     "mdan_webemo",
     "save_pretrained",
+    # predict (issue 5)
+    "AttentionMaps",
+    "ImageReadError",
+    "LabelProb",
+    "LevelAttention",
+    "LevelPrediction",
+    "OnnxRuntimeModel",
+    "Prediction",
+    "ProbabilityModel",
+    "attention_maps",
+    "export_onnx",
+    "export_program",
+    "predict",
+    "read_image",
+    "save_program",
 ]
