@@ -505,7 +505,8 @@ def predict(
         device: where to run; the model is moved there. Default: where the model is.
         allow_truncated: decode truncated files instead of refusing them.
         max_pixels: decompression-bomb limit per image (default Pillow's).
-        channels_last: run in channels-last memory format (see docs/benchmarks.md).
+        channels_last: run in channels-last memory format (see docs/benchmarks.md); the
+            model's weights are converted in place and stay so.
         bf16: autocast to bfloat16 (faster on CPUs with AMX/AVX512-BF16 and on GPUs).
         progress: show a tqdm bar on stderr.
 

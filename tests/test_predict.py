@@ -241,8 +241,12 @@ def test_cli_json_lines_and_exit_status_1_on_a_bad_file(
 def test_cli_table_exit_0_and_globs(
     weights_dir: str, photo_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["predict", str(photo_dir / "*face*.jpg"), "--weights", weights_dir])
-    out = capsys.readouterr().out
+    code = main(
+        ["predict", str(photo_dir / "*face*.jpg"), "--weights", weights_dir, "--batch-size", "1"]
+    )
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "predict: " in captured.err and "img" in captured.err  # tqdm bar: 2 images > 1 batch
     assert code == 0
     assert out.count("  answer ") == 2 and "polarity" in out and " > " in out
 
@@ -264,6 +268,8 @@ def test_cli_usage_errors_exit_2(
     assert "no model named 'no-such-model'" in capsys.readouterr().err
     assert main(["predict", str(photo_dir), "--weights", str(tmp_path / "nothing")]) == 2
     assert f"cannot load --weights {tmp_path / 'nothing'}" in capsys.readouterr().err
+    assert main(["predict", str(photo_dir), "--weights", weights_dir, "--device", "gpu0"]) == 2
+    assert "--device gpu0 is not usable here" in capsys.readouterr().err
     assert main(["predict", str(photo_dir), "--model", "mdan_fi"]) == 2  # not published yet
     assert "cannot load --model mdan_fi: no checkpoint" in capsys.readouterr().err
 
