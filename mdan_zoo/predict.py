@@ -45,9 +45,12 @@ __all__ = [
     "LevelPrediction",
     "Prediction",
     "attention_maps",
+    "consistent_paths",
+    "crop_box",
     "expand_image_paths",
     "iter_results",
     "predict",
+    "render_overlay",
 ]
 
 log = logging.getLogger(__name__)

@@ -58,6 +58,19 @@ def test_exif_orientation_gives_the_upright_pixels(
     assert np.array_equal(_px(img), _px(astronaut.crop((0, 0, 512, 300))))
 
 
+def test_exif_rotated_camera_jpeg_is_upright(tmp_path: Path) -> None:
+    upright = read_image(feat_photo("multi_face.jpg"))  # 1000 x 667, landscape
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, quality=95, exif=exif)
+    with Image.open(path) as raw:
+        assert raw.size == (667, 1000)  # stored portrait, as a phone held sideways writes it
+    img = read_image(path)
+    assert img.size == (1000, 667)
+    assert np.abs(_px(img) - _px(upright)).mean() < 3  # only JPEG re-compression differs
+
+
 def test_greyscale_jpeg_becomes_three_equal_channels() -> None:
     path = feat_photo("BWPictureHuman.jpg")
     with Image.open(path) as ref:
