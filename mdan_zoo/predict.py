@@ -760,6 +760,13 @@ def run_cli(
                 torch.empty(0, device=device)
             except (RuntimeError, AssertionError) as exc:
                 raise UsageError(f"--device {device} is not usable here: {exc}") from None
+        if save_attention:
+            try:
+                Path(save_attention).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(
+                    f"--save-attention {save_attention} is not a writable folder ({exc})"
+                ) from None
         files, problems = expand_image_paths(images)
         model = load_model(name=model_name, weights=weights)
     except UsageError as exc:

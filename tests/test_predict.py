@@ -268,6 +268,10 @@ def test_cli_usage_errors_exit_2(
     assert "no model named 'no-such-model'" in capsys.readouterr().err
     assert main(["predict", str(photo_dir), "--weights", str(tmp_path / "nothing")]) == 2
     assert f"cannot load --weights {tmp_path / 'nothing'}" in capsys.readouterr().err
+    (tmp_path / "a_file").touch()
+    argv = ["predict", str(photo_dir), "--weights", weights_dir]
+    assert main([*argv, "--save-attention", str(tmp_path / "a_file")]) == 2
+    assert "is not a writable folder" in capsys.readouterr().err
     assert main(["predict", str(photo_dir), "--weights", weights_dir, "--device", "gpu0"]) == 2
     assert "--device gpu0 is not usable here" in capsys.readouterr().err
     assert main(["predict", str(photo_dir), "--model", "mdan_fi"]) == 2  # not published yet
