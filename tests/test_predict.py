@@ -289,3 +289,60 @@ def test_cli_missing_files_are_reported_and_the_rest_run(
     assert code == 1
     assert [r["ok"] for r in rows] == [True, False]
     assert rows[1]["error"] == "no such file or folder"
+
+
+def test_cli_on_a_folder_of_every_kind(
+    weights_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's 'done when': every common kind read, every unreadable file named."""
+    import io
+    import struct
+    import zlib
+
+    folder = tmp_path / "wild"
+    folder.mkdir()
+    face = Image.open(feat_photo("single_face.jpg")).convert("RGB")
+    cat = Image.fromarray(skimage.data.chelsea())
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    face.transpose(Image.Transpose.ROTATE_90).save(folder / "exif.jpg", exif=exif)
+    face.convert("L").save(folder / "grey.jpg")
+    cat.quantize(64).save(folder / "palette.png", transparency=0)
+    face.convert("CMYK").save(folder / "cmyk.jpg")
+    cat.convert("RGBA").save(folder / "rgba.png")
+    Image.fromarray(np.asarray(face.convert("L"), dtype=np.uint16) * 257).save(folder / "deep.png")
+    cat.save(folder / "anim.gif", save_all=True, append_images=[face.resize(cat.size)])
+    cat.save(folder / "photo.webp")
+    buf = io.BytesIO()
+    cat.save(buf, format="JPEG")
+    (folder / "cut.jpg").write_bytes(buf.getvalue()[: buf.tell() // 2])
+    (folder / "empty.png").touch()
+    shutil.copy(feat_photo("001.csv"), folder / "table.jpg")
+    buf = io.BytesIO()
+    cat.save(buf, format="PNG")
+    bomb = bytearray(buf.getvalue())
+    bomb[16:24] = struct.pack(">II", 50000, 50000)
+    bomb[29:33] = struct.pack(">I", zlib.crc32(bytes(bomb[12:29])))
+    (folder / "bomb.png").write_bytes(bytes(bomb))
+
+    att = tmp_path / "att"
+    argv = ["predict", str(folder), "--weights", weights_dir, "--json", "--no-progress"]
+    code = main([*argv, "--save-attention", str(att)])
+    rows = {
+        Path(r["source"]).name: r for r in map(json.loads, capsys.readouterr().out.splitlines())
+    }
+    assert code == 1
+    readable = ["exif.jpg", "grey.jpg", "palette.png", "cmyk.jpg", "rgba.png", "deep.png"]
+    readable += ["anim.gif", "photo.webp"]
+    assert sorted(n for n, r in rows.items() if r["ok"]) == sorted(readable)
+    for name in readable:
+        assert len(rows[name]["consistent"]) == 3 and Path(rows[name]["attention"]).is_file()
+    assert "truncated" in rows["cut.jpg"]["error"]
+    assert "empty" in rows["empty.png"]["error"]
+    assert "not an image" in rows["table.jpg"]["error"]
+    assert "decompression bomb" in rows["bomb.png"]["error"]
+    assert len(list(att.iterdir())) == len(readable)
+    # the truncated file is decoded when asked
+    cut = ["predict", str(folder / "cut.jpg"), "--weights", weights_dir, "--json"]
+    assert main([*cut, "--allow-truncated", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
