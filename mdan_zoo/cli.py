@@ -109,9 +109,15 @@ def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
     which.add_argument(
         "--weights", metavar="PATH", help="a folder saved by save_pretrained, or a Hub repo id"
     )
-    p.add_argument("--top-k", type=positive, default=3, help="labels listed per level (3)")
-    p.add_argument("--batch-size", type=positive, default=16, help="images per batch (16)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
+    p.add_argument(
+        "--top-k", type=positive, default=3, metavar="K", help="labels listed per level (3)"
+    )
+    p.add_argument(
+        "--batch-size", type=positive, default=16, metavar="N", help="images per batch (16)"
+    )
+    p.add_argument(
+        "--device", default=None, metavar="DEV", help="cpu, cuda, cuda:1, mps (default: cpu)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per image per line")
     p.add_argument(
         "--save-attention", metavar="DIR", help="write a Fig. 8-style attention PNG per image"
@@ -123,6 +129,7 @@ def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
         "--max-pixels",
         type=positive,
         default=None,
+        metavar="N",
         help="decompression-bomb limit per image (default: Pillow's, about 89 megapixels)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
