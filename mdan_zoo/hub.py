@@ -534,6 +534,9 @@ def _resolve_hub(
                 )
             )
         except RepositoryNotFoundError:
+            if paths:  # config.json came from this repo, so the repo exists: the file is missing
+                # (some mirrors, olah among them, answer a missing file as a missing repo)
+                raise WeightsError(_missing_entry(name, repo_id, revision)) from None
             raise WeightsError(
                 f"Hub repository {repo_id!r} not found at {_endpoint() or 'huggingface.co'} (or it "
                 "is private: log in with `hf auth login`); check the name"
@@ -543,11 +546,7 @@ def _resolve_hub(
                 f"revision {revision!r} not found in Hub repository {repo_id!r}; list its commits "
                 "with `HfApi().list_repo_commits(repo_id)`"
             ) from None
-        except EntryNotFoundError:
-            raise WeightsError(
-                f"{name} not found in Hub repository {repo_id!r} at revision {revision or 'main'}: "
-                "an mdan_zoo checkpoint holds model.safetensors and config.json"
-            ) from None
+        # LocalEntryNotFoundError subclasses EntryNotFoundError: it must come first.
         except LocalEntryNotFoundError:
             if offline:
                 why = (
@@ -566,6 +565,8 @@ def _resolve_hub(
                 f"(revision {revision or 'main'}) and it is not in the cache {cache}; check the "
                 "connection, or pin a full commit revision that is already cached"
             ) from None
+        except EntryNotFoundError:
+            raise WeightsError(_missing_entry(name, repo_id, revision)) from None
         except HfHubHTTPError as err:
             raise WeightsError(f"the Hub refused {repo_id}/{name}: {err}") from None
     commit = paths[filename].parent.name if _HEX40.match(paths[filename].parent.name) else None
@@ -575,6 +576,14 @@ def _resolve_hub(
         source=f"hf-hub:{repo_id}@{revision or 'main'}",
         repo_id=repo_id,
         revision=commit,
+    )
+
+
+def _missing_entry(name: str, repo_id: str, revision: str | None) -> str:
+    return (
+        f"{name} not found in Hub repository {repo_id!r} at revision {revision or 'main'}: an "
+        "mdan_zoo checkpoint holds model.safetensors and config.json (pickled .bin/.pt/.pth "
+        "weights are never unpickled: convert them once with safetensors, see docs/hub.md)"
     )
 
 
