@@ -32,6 +32,7 @@ from mdan_zoo import (
     ChecksumError,
     WeightsError,
     create_model,
+    list_pretrained,
     mdan,
     mdan_emotion6,
     mdan_fi,
@@ -148,6 +149,8 @@ class Hub:
     model_b: MDAN
     rev_a: str
     rev_b: str
+    rev_fi: str
+    sha_fi: str
 
     @property
     def endpoint(self) -> str:
@@ -213,11 +216,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     fi.mkdir()
     _git(fi, "init", "-q")
     _tiny_half("fi", seed=3).save_pretrained(fi)
-    _commit(fi, "fi")
+    sha_fi = hashlib.sha256((fi / "model.safetensors").read_bytes()).hexdigest()
+    rev_fi = _commit(fi, "fi")
 
     server = OlahServer(mirrors, root / "server", probe="org/fashion")
     try:
-        yield Hub(server, mirrors, root, model_a, model_b, rev_a, rev_b)
+        yield Hub(server, mirrors, root, model_a, model_b, rev_a, rev_b, rev_fi, sha_fi)
     finally:
         server.stop()
 
@@ -359,6 +363,31 @@ def test_fine_tuning_transfer_from_the_hub(warm: Hub, caplog: pytest.LogCaptureF
     ]
     with pytest.raises(WeightsError, match="taxonomy mismatch"):
         mdan_emotion6(weights="hf-hub:org/fi-tiny", progress=False)
+
+
+def test_pretrained_true_follows_a_published_registry_entry(
+    warm: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pretrained=True downloads the entry's pinned commit and checks the entry's sha256."""
+    import dataclasses
+
+    from mdan_zoo import registry
+
+    entry = dataclasses.replace(
+        registry.get_weights("mdan_fi"),
+        hub_repo="org/fi-tiny",
+        revision=warm.rev_fi,
+        sha256=warm.sha_fi,
+        status="published",
+    )
+    monkeypatch.setitem(registry._REGISTRY, "mdan_fi", entry)
+    assert "mdan_fi" in list_pretrained()
+    model = mdan_fi(pretrained=True, progress=False)
+    assert model.checkpoint_revision == warm.rev_fi and model.num_classes == (2, 8)
+    bad = dataclasses.replace(entry, sha256="0" * 64)
+    monkeypatch.setitem(registry._REGISTRY, "mdan_fi", bad)
+    with pytest.raises(ChecksumError, match=r"expected 0{64} \(the registry\)"):
+        mdan_fi(pretrained=True, progress=False)
 
 
 # ------------------------------------------------------------------ CLI download, push
