@@ -509,6 +509,11 @@ def _resolve_hub(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     offline = local_files_only or offline_mode()
     paths: dict[str, Path] = {}
+    local = (  # "runs/fi" may be a mistyped local folder rather than a repo id
+        ""
+        if ref.startswith("hf-hub:")
+        else f"; if you meant a local folder, {Path(ref).resolve()} does not exist"
+    )
     for name in (CONFIG_NAME, filename):
         # A pinned commit already in the cache is returned without any network call.
         cached = (
@@ -539,7 +544,7 @@ def _resolve_hub(
                 raise WeightsError(_missing_entry(name, repo_id, revision)) from None
             raise WeightsError(
                 f"Hub repository {repo_id!r} not found at {_endpoint() or 'huggingface.co'} (or it "
-                "is private: log in with `hf auth login`); check the name"
+                f"is private: log in with `hf auth login`); check the name{local}"
             ) from None
         except RevisionNotFoundError:
             raise WeightsError(
@@ -563,7 +568,7 @@ def _resolve_hub(
             raise WeightsError(
                 f"cannot reach the Hub at {_endpoint() or 'huggingface.co'} for {repo_id}/{name} "
                 f"(revision {revision or 'main'}) and it is not in the cache {cache}; check the "
-                "connection, or pin a full commit revision that is already cached"
+                f"connection, or pin a full commit revision that is already cached{local}"
             ) from None
         except EntryNotFoundError:
             raise WeightsError(_missing_entry(name, repo_id, revision)) from None
