@@ -292,7 +292,7 @@ def model_card(config: Mapping[str, Any]) -> str:
         f"# MDAN on the `{tax.name}` taxonomy ({arch['backbone']})",
         "",
         "MDAN, the Multi-level Dependent Attention Network for visual emotion analysis "
-        "(Xu et al., CVPR 2022), saved with [mdan_zoo](https://github.com/) "
+        "(Xu et al., CVPR 2022), saved with mdan_zoo "
         f"{config.get('mdan_zoo_version', '')}. It predicts one label per level of the "
         f"taxonomy below ({counts} classes, coarse to fine).",
         "",
@@ -963,7 +963,9 @@ def download(
     expected = None
     if isinstance(source, WeightsEntry):
         source.require_published()
-        expected = source.sha256
+        # The registry's sha256 belongs to its pinned commit; another revision is checked
+        # against the sha256 its own config.json records.
+        expected = source.sha256 if revision in (None, source.revision) else None
         revision = revision or source.revision
         source = f"hf-hub:{source.hub_repo}"
     return resolve(

@@ -388,6 +388,8 @@ def test_pretrained_true_follows_a_published_registry_entry(
     monkeypatch.setitem(registry._REGISTRY, "mdan_fi", bad)
     with pytest.raises(ChecksumError, match=r"expected 0{64} \(the registry\)"):
         mdan_fi(pretrained=True, progress=False)
+    # Another revision than the pinned one is checked against its own config.json instead.
+    assert mdan_fi(pretrained=True, revision="main", progress=False).num_classes == (2, 8)
 
 
 # ------------------------------------------------------------------ CLI download, push
