@@ -168,7 +168,7 @@ def bad_files_message(bad: Sequence[tuple[str, str]], *, total: int, source: str
         lines.append(f"  ... and {len(bad) - _SHOW} more")
     lines.append(
         "Fix: restore or re-download these files (or correct the root folder), or pass "
-        "on_missing='skip' (CLI: --on-missing skip) to leave them out; skipped files are "
+        "on_missing='skip' to leave them out; skipped files are "
         "counted and listed in dataset.skipped."
     )
     return "\n".join(lines)
