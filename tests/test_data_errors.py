@@ -130,7 +130,9 @@ def test_malformed_webemo_lines_and_out_of_range_index(tmp_path: Path) -> None:
 
 def test_abstract_csv_with_unknown_column(tmp_path: Path) -> None:
     write(tmp_path / "abstract_1.jpg", real_images(1)[0])
-    (tmp_path / "ABSTRACT_groundTruth.csv").write_text('"","Amusement","Boredom"\n"abstract_1.jpg",1,2\n')
+    (tmp_path / "ABSTRACT_groundTruth.csv").write_text(
+        '"","Amusement","Boredom"\n"abstract_1.jpg",1,2\n'
+    )
     with pytest.raises(DatasetError, match="'Boredom'"):
         load_dataset("abstract", tmp_path, progress=False)
 

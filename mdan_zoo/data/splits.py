@@ -137,28 +137,50 @@ def content_hash(listing: Listing) -> str:
     return h.hexdigest()
 
 
+def _largest_remainder(raw: np.ndarray) -> np.ndarray:
+    counts = np.floor(raw + 1e-9).astype(int)
+    rest = int(round(raw.sum())) - int(counts.sum())
+    order = np.argsort(-(raw - counts), kind="stable")
+    counts[order[:rest]] += 1
+    return counts
+
+
 def stratified_partition(
     labels: Sequence[Any], fractions: Sequence[float], rng: np.random.Generator
 ) -> list[list[int]]:
-    """Positions of ``labels`` cut into parts of the given fractions within every class
-    (largest-remainder rounding per class), shuffled by ``rng``; each part sorted."""
-    parts: list[list[int]] = [[] for _ in fractions]
+    """Positions of ``labels`` cut into parts of the given fractions, stratified: every class
+    gives each part ``floor`` or ``ceil`` of its share, and the part totals are the overall
+    shares rounded (largest remainder), so a small part (5 % validation) is not rounded away
+    in every class. Samples are shuffled by ``rng``; each part is returned sorted."""
     frac = np.asarray(fractions, dtype=float)
     by_class: dict[Any, list[int]] = {}
     for i, y in enumerate(labels):
         by_class.setdefault(y, []).append(i)
-    for y in sorted(by_class, key=str):
+    classes = sorted(by_class, key=str)
+    sizes = np.asarray([len(by_class[y]) for y in classes])
+    raw = sizes[:, None] * frac[None, :]
+    counts = np.floor(raw + 1e-9).astype(int)
+    demand = _largest_remainder(sizes.sum() * frac) - counts.sum(0)
+    left = sizes - counts.sum(1)
+    remainder = raw - counts
+    # hand out the leftover sample of each class to the parts still short (at most +1 a cell)
+    tie = rng.permutation(len(classes))
+    for c in sorted(range(len(classes)), key=lambda c: (-left[c], tie[c])):
+        for _ in range(int(left[c])):
+            open_cells = [p for p in range(len(frac)) if remainder[c, p] > 1e-9]
+            pool = open_cells or list(range(len(frac)))
+            p = max(pool, key=lambda p: (demand[p], remainder[c, p], -p))
+            counts[c, p] += 1
+            remainder[c, p] = 0.0
+            demand[p] -= 1
+    parts: list[list[int]] = [[] for _ in fractions]
+    for c, y in enumerate(classes):
         idx = np.asarray(by_class[y])
         rng.shuffle(idx)
-        raw = frac * len(idx)
-        counts = np.floor(raw).astype(int)
-        rest = len(idx) - int(counts.sum())
-        order = np.argsort(-(raw - counts), kind="stable")
-        counts[order[:rest]] += 1
         start = 0
-        for p, c in enumerate(counts):
-            parts[p] += idx[start : start + c].tolist()
-            start += c
+        for p, n in enumerate(counts[c]):
+            parts[p] += idx[start : start + n].tolist()
+            start += n
     return [sorted(p) for p in parts]
 
 
