@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from ..taxonomy import Taxonomy, get_taxonomy
 from .dataset import IMAGE_EXTENSIONS, Listing
@@ -397,7 +397,11 @@ def _read_categories(path: Path) -> list[str]:
 
 def url_basename(url: str) -> str:
     """File name a downloader stores a URL under: last path segment, query dropped, decoded."""
-    return unquote(PurePosixPath(urlsplit(url).path).name)
+    base = url.split("#", 1)[0].split("?", 1)[0].rstrip("/")
+    if "://" in base and base.count("/") < 3:
+        return ""  # only a host, no path
+    name = base.rsplit("/", 1)[-1]
+    return unquote(name) if "%" in name else name
 
 
 def list_webemo(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = None) -> Listing:

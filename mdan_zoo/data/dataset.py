@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ IMAGE_EXTENSIONS = frozenset(
 
 OnMissing = Literal["error", "skip"]
 CheckMode = Literal["exists", "header", "full"]
+_CHUNK = 512  # files per thread task (one future per file costs more than a stat)
 _SHOW = 10  # how many bad files an error lists before "... and N more"
 
 
@@ -80,21 +82,21 @@ class Listing:
         fine = self.taxonomy.labels[-1]
         return [fine[i] for _, i in self.entries]
 
-    def path(self, rel: str) -> Path:
-        """Absolute path of an entry."""
-        return self.root / rel
+    def path(self, rel: str) -> str:
+        """Path of an entry (a string: pathlib is slow over 270k WEBEmo files)."""
+        return os.path.join(self.root, rel)
 
 
-def _probe(path: Path, mode: CheckMode) -> str | None:
+def _probe(path: str, mode: CheckMode) -> str | None:
     """Reason ``path`` cannot be used, or None. ``header`` opens the file without decoding
     the pixels (cheap: a few bytes); ``full`` decodes it with :func:`read_image`."""
     try:
-        st = path.stat()
+        st = os.stat(path)
     except FileNotFoundError:
         return "no such file"
     except OSError as err:
         return f"cannot stat ({err.strerror or err})"
-    if not path.is_file():
+    if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
     if mode == "exists":
         return None
@@ -118,7 +120,7 @@ def _probe(path: Path, mode: CheckMode) -> str | None:
 
 
 def check_files(
-    paths: Sequence[Path],
+    paths: Sequence[str | os.PathLike[str]],
     *,
     mode: CheckMode = "header",
     on_missing: OnMissing = "error",
@@ -139,18 +141,23 @@ def check_files(
         raise ValueError(f"check must be 'exists', 'header' or 'full', got {mode!r}")
     from tqdm.auto import tqdm
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        reasons = list(
-            tqdm(
-                pool.map(lambda p: _probe(p, mode), paths),
-                total=len(paths),
-                desc=f"checking {source}",
-                unit="file",
-                disable=not progress,
-                leave=False,
-            )
-        )
-    bad = [(str(p), r) for p, r in zip(paths, reasons, strict=True) if r is not None]
+    names = [os.fspath(p) for p in paths]
+    chunks = [names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK)]
+    reasons: list[str | None] = []
+    with (
+        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+        tqdm(
+            total=len(paths),
+            desc=f"checking {source}",
+            unit="file",
+            disable=not progress,
+            leave=False,
+        ) as bar,
+    ):
+        for chunk_reasons in pool.map(lambda c: [_probe(p, mode) for p in c], chunks):
+            reasons += chunk_reasons
+            bar.update(len(chunk_reasons))
+    bad = [(p, r) for p, r in zip(names, reasons, strict=True) if r is not None]
     if bad and on_missing == "error":
         raise DatasetError(bad_files_message(bad, total=len(paths), source=source))
     return bad

@@ -169,9 +169,9 @@ def _dataset(
             len(paths),
         )
     samples = [
-        (str(p), listing.entries[i][1])
+        (p, listing.entries[i][1])
         for p, i in zip(paths, positions, strict=True)
-        if str(p) not in bad_set
+        if p not in bad_set
     ]
     if not samples:
         raise DatasetError(
