@@ -244,3 +244,18 @@ def test_image_dataset_direct_use(tmp_path: Path) -> None:
 def test_mikels_labels_all_resolvable() -> None:
     tax = get_taxonomy("fi")
     assert [tax.canonical(m) for m in MIKELS] == MIKELS
+
+
+def test_dataset_feeds_a_dataloader_and_pickles(tmp_path: Path) -> None:
+    import pickle
+
+    from torch.utils.data import DataLoader
+
+    make_fi(tmp_path, {"awe": 3, "Sad": 3})
+    tf = build_transform({"input_size": 32, "resize_size": 40}, train=True)
+    ds = load_dataset("fi", tmp_path, transform=tf, progress=False)
+    clone = pickle.loads(pickle.dumps(ds))  # what DataLoader workers receive
+    assert clone.samples == ds.samples and clone.taxonomy == ds.taxonomy
+    x, y = next(iter(DataLoader(ds, batch_size=6, shuffle=False)))
+    assert x.shape == (6, 3, 32, 32)
+    assert y.tolist() == ds.targets == [2] * 3 + [7] * 3

@@ -144,3 +144,12 @@ def test_skip_mode_leaving_nothing_is_an_error(tmp_path: Path) -> None:
         load_dataset("fi", tmp_path, on_missing="skip", progress=False)
     with pytest.raises(ValueError, match="on_missing must be"):
         load_dataset("fi", tmp_path, on_missing="ignore", progress=False)  # type: ignore[arg-type]
+
+
+def test_root_one_level_too_high_is_pointed_out(tmp_path: Path) -> None:
+    make_fi(tmp_path / "emotion_dataset", {"amusement": 1, "Anger": 1, "fear": 1})
+    with pytest.raises(DatasetError) as err:
+        load_dataset("fi", tmp_path, progress=False)
+    msg = str(err.value)
+    assert "'emotion_dataset'" in msg
+    assert f"seem to be in {tmp_path / 'emotion_dataset'}: pass that folder as root" in msg

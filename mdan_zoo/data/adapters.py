@@ -234,7 +234,13 @@ def _by_top_folder(name: str, base: Path, tax: Taxonomy) -> Listing:
         idx = labels.fine(child.name, f"{child.name}/ with {len(files)} images")
         if idx is not None:
             pairs += [(_rel(f, base), idx) for f in files]
-    labels.raise_if_unknown(f"each folder under {base} must be named by an emotion; {_RENAME_FIX}")
+    deeper = _label_parents(base, tax) if labels.unknown else []
+    hint = (
+        f"the label folders seem to be in {deeper[0]}: pass that folder as root; " if deeper else ""
+    )
+    labels.raise_if_unknown(
+        f"{hint}each folder under {base} must be named by a label; {_RENAME_FIX}"
+    )
     if loose:
         logger.warning(
             "%s: %d images directly in %s have no label folder and are ignored (e.g. %s)",
@@ -246,6 +252,26 @@ def _by_top_folder(name: str, base: Path, tax: Taxonomy) -> Listing:
     if ignored:
         logger.info("%s: %d non-image files ignored", name, ignored)
     return _finish(name, base, tax, pairs)
+
+
+def _label_parents(base: Path, tax: Taxonomy) -> list[Path]:
+    """Sub-folders of ``base`` whose own sub-folders are mostly fine labels (a root one level
+    too high)."""
+    fine = {n.lower() for n in tax.labels[-1]}
+    out = []
+    for child in sorted(p for p in base.iterdir() if p.is_dir()):
+        subs = [p.name for p in child.iterdir() if p.is_dir()]
+        known = [n for n in subs if _canonical_or_none(tax, n).lower() in fine]
+        if len(known) >= 2 and len(known) * 2 > len(subs):
+            out.append(child)
+    return out
+
+
+def _canonical_or_none(tax: Taxonomy, label: str) -> str:
+    try:
+        return tax.canonical(label)
+    except KeyError:
+        return ""
 
 
 # ---------------------------------------------------------------------------- generic folder
