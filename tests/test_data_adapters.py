@@ -258,4 +258,4 @@ def test_dataset_feeds_a_dataloader_and_pickles(tmp_path: Path) -> None:
     assert clone.samples == ds.samples and clone.taxonomy == ds.taxonomy
     x, y = next(iter(DataLoader(ds, batch_size=6, shuffle=False)))
     assert x.shape == (6, 3, 32, 32)
-    assert y.tolist() == ds.targets == [2] * 3 + [7] * 3
+    assert y.tolist() == ds.targets == [7] * 3 + [2] * 3  # sorted by path: 'Sad/' < 'awe/'
