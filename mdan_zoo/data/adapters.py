@@ -526,7 +526,10 @@ def _emotion6_ground_truth(path: Path) -> dict[str, dict[str, Any]]:
     lines = [ln for ln in _read_text(path) if ln.strip()]
     if not lines:
         raise DatasetError(f"Emotion6 {path} is empty. {_E6_FIX}")
-    header = [h.strip().strip("[]'\"").lower() for h in lines[0].split("\t")]
+    header = [
+        re.sub(r"^prob(ability)?[._ ]*", "", h.strip().strip("[]'\"").strip().lower())
+        for h in lines[0].split("\t")
+    ]
     if len(header) < 2 or not header[0].startswith(("file", "image", "name")):
         raise DatasetError(
             f"Emotion6 {path}: expected a tab-separated header starting with the file name "
