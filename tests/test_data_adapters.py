@@ -99,9 +99,7 @@ def test_url_basename() -> None:
 
 def test_emotion6_folders_and_ground_truth(tmp_path: Path) -> None:
     emotions = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
-    header = (
-        "[image_filename]\t[valence]\tarousal\tanger\tdisgust\tfear\t[prob. joy]\tsadness\tsurprise\tneutral"
-    )
+    header = "[image_filename]\t[valence]\tarousal\tanger\tdisgust\tfear\t[prob. joy]\tsadness\tsurprise\tneutral"
     lines = [header]
     k = 0
     for e, emo in enumerate(emotions):
