@@ -304,7 +304,9 @@ def test_corrupted_file_on_the_server(on_hub: Hub) -> None:
     assert f"sha256 mismatch for {blob}" in message and f"rm '{blob}'" in message
 
 
-def test_corrupted_file_in_the_cache(warm: Hub) -> None:
+def test_corrupted_file_in_the_cache(
+    warm: Hub, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     ref = f"hf-hub:org/fashion@{warm.rev_a}"
     assert same_state(mdan(weights=ref, progress=False), warm.model_a)
     link = _cache() / "models--org--fashion" / "snapshots" / warm.rev_a / "model.safetensors"
@@ -314,7 +316,10 @@ def test_corrupted_file_in_the_cache(warm: Hub) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(ChecksumError, match=f"sha256 mismatch for {path}"):
         mdan(weights=ref, progress=False)
-    download(ref, force_download=True, progress=False)  # the fix the message gives
+    capsys.readouterr()
+    monkeypatch.setenv("TQDM_POSITION", "-1")  # huggingface_hub: bars on without a terminal
+    download(ref, force_download=True, progress=True)  # the fix the message gives
+    assert "model.safetensors" in capsys.readouterr().err, "progress=True shows a download bar"
     assert same_state(mdan(weights=ref, progress=False), warm.model_a)
 
 
@@ -397,11 +402,14 @@ def test_cli_download_then_air_gapped_load(
     on_hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     carry = tmp_path / "carry"
+    monkeypatch.setenv("TQDM_POSITION", "-1")  # bars would show without a terminal...
     assert (
         cli_main(["download", "hf-hub:org/fashion", "--cache-dir", str(carry), "--no-progress"])
         == 0
     )
-    folder = Path(capsys.readouterr().out.strip())
+    out = capsys.readouterr()
+    assert out.err == "", "...but --no-progress draws none"
+    folder = Path(out.out.strip())
     assert folder.name == on_hub.rev_b and (folder / "model.safetensors").is_file()
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the air gap
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
