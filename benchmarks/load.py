@@ -68,7 +68,7 @@ def main() -> None:
             return mdan_webemo(weights=ref)
 
         def zoo_rehash() -> MDAN:
-            for rec in _record_path("x").parent.glob("*"):
+            for rec in _record_path(cache, "x").parent.glob("*"):
                 rec.unlink()
             return mdan_webemo(weights=ref)
 

@@ -408,7 +408,9 @@ def resolve(
                 "path: pin a local checkpoint by its path"
             )
         ckpt = _resolve_local(Path(source).expanduser())
-    _verify(ckpt, expected_sha256)
+    _verify(
+        ckpt, expected_sha256, Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    )
     return ckpt
 
 
@@ -593,7 +595,7 @@ def _missing_entry(name: str, repo_id: str, revision: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------- verify
-def _verify(ckpt: Checkpoint, expected: str | None) -> None:
+def _verify(ckpt: Checkpoint, expected: str | None, cache: Path) -> None:
     """Check the weights' sha256 against the registry or config.json; raise on mismatch.
 
     A file already verified is not hashed again while its size, mtime and inode stay the same
@@ -607,7 +609,7 @@ def _verify(ckpt: Checkpoint, expected: str | None) -> None:
     if not want:
         return
     path = ckpt.weights_path
-    if _stat_record_matches(path, want):
+    if _stat_record_matches(cache, path, want):
         return
     got = sha256_file(path)
     if got != want:
@@ -623,7 +625,7 @@ def _verify(ckpt: Checkpoint, expected: str | None) -> None:
             f"sha256 mismatch for {real} (from {ckpt.source}): expected {want} ({where}), got "
             f"{got}. The file is corrupted or was replaced; {fix}"
         )
-    _write_stat_record(path, want)
+    _write_stat_record(cache, path, want)
 
 
 def _stat_key(path: Path) -> str:
@@ -631,20 +633,20 @@ def _stat_key(path: Path) -> str:
     return f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
 
 
-def _record_path(digest: str) -> Path:
-    return default_cache_dir() / ".mdan_zoo_verified" / digest
+def _record_path(cache: Path, digest: str) -> Path:
+    return cache / ".mdan_zoo_verified" / digest
 
 
-def _stat_record_matches(path: Path, digest: str) -> bool:
+def _stat_record_matches(cache: Path, path: Path, digest: str) -> bool:
     try:
-        return _record_path(digest).read_text(encoding="utf-8") == _stat_key(path)
+        return _record_path(cache, digest).read_text(encoding="utf-8") == _stat_key(path)
     except OSError:
         return False
 
 
-def _write_stat_record(path: Path, digest: str) -> None:
+def _write_stat_record(cache: Path, path: Path, digest: str) -> None:
     try:
-        atomic_write_text(_record_path(digest), _stat_key(path))
+        atomic_write_text(_record_path(cache, digest), _stat_key(path))
     except OSError:  # a read-only cache only costs a re-hash next time
         logger.debug("cannot record verification of %s", path)
 
