@@ -311,3 +311,22 @@ def test_torch_hub_load_local() -> None:
     assert entries == set(FACTORIES) | {"mdan"}
     assert all("MDAN" in getattr(hubconf, n).__doc__ for n in entries)
     assert {"torch", "torchvision", "huggingface_hub", "safetensors"} <= set(hubconf.dependencies)
+
+
+def test_the_network_module_never_imports_the_hub_at_module_level() -> None:
+    import ast
+
+    tree = ast.parse((ROOT / "mdan_zoo" / "model.py").read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name for n in top for a in n.names} | {
+        n.module or "" for n in top if isinstance(n, ast.ImportFrom)
+    }
+    assert not names & {"huggingface_hub", "safetensors", "hub", "zoo", "registry"}, names
+    methods = {
+        f.name
+        for c in tree.body
+        if isinstance(c, ast.ClassDef) and c.name == "MDAN"
+        for f in c.body
+        if isinstance(f, ast.FunctionDef)
+    }
+    assert {"save_pretrained", "from_pretrained", "push_to_hub"} <= methods
