@@ -8,7 +8,14 @@ __version__ = "0.1.0"
 from .config import BACKBONES, ConfigError, MDANConfig, Preprocessing
 
 # --- zoo (issue 3)
-from .hub import ChecksumError, TransferReport, WeightsError, load_pretrained, save_pretrained
+from .hub import (
+    ChecksumError,
+    TransferReport,
+    WeightsError,
+    load_pretrained,
+    push_to_hub,
+    save_pretrained,
+)
 from .model import MDAN, LevelOutput, MDANOutput, mdan_loss
 from .registry import UnpublishedWeightsError, WeightsEntry, get_weights, list_weights
 from .taxonomy import Taxonomy, TaxonomyError, get_taxonomy, list_taxonomies
@@ -72,6 +79,7 @@ __all__ = [
     "mdan_fi",
     "mdan_iaps",
     "mdan_webemo",
+    "push_to_hub",
     "save_pretrained",
     # predict (issue 5)
     "AttentionMaps",

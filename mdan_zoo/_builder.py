@@ -131,8 +131,10 @@ def build_mdan(
         entry = get_weights(name)
         entry.require_published()
         source = f"hf-hub:{entry.hub_repo}"
+        # The registry's sha256 belongs to its pinned commit; another revision is checked
+        # against the sha256 its own config.json records.
+        expected_sha = entry.sha256 if revision in (None, entry.revision) else None
         revision = revision or entry.revision
-        expected_sha = entry.sha256
 
     if source is None:
         if revision is not None or local_files_only or cache_dir is not None:

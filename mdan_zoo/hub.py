@@ -292,7 +292,7 @@ def model_card(config: Mapping[str, Any]) -> str:
         f"# MDAN on the `{tax.name}` taxonomy ({arch['backbone']})",
         "",
         "MDAN, the Multi-level Dependent Attention Network for visual emotion analysis "
-        "(Xu et al., CVPR 2022), saved with [mdan_zoo](https://github.com/) "
+        "(Xu et al., CVPR 2022), saved with mdan_zoo "
         f"{config.get('mdan_zoo_version', '')}. It predicts one label per level of the "
         f"taxonomy below ({counts} classes, coarse to fine).",
         "",
@@ -408,7 +408,9 @@ def resolve(
                 "path: pin a local checkpoint by its path"
             )
         ckpt = _resolve_local(Path(source).expanduser())
-    _verify(ckpt, expected_sha256)
+    _verify(
+        ckpt, expected_sha256, Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    )
     return ckpt
 
 
@@ -509,6 +511,11 @@ def _resolve_hub(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     offline = local_files_only or offline_mode()
     paths: dict[str, Path] = {}
+    local = (  # "runs/fi" may be a mistyped local folder rather than a repo id
+        ""
+        if ref.startswith("hf-hub:")
+        else f"; if you meant a local folder, {Path(ref).resolve()} does not exist"
+    )
     for name in (CONFIG_NAME, filename):
         # A pinned commit already in the cache is returned without any network call.
         cached = (
@@ -534,20 +541,19 @@ def _resolve_hub(
                 )
             )
         except RepositoryNotFoundError:
+            if paths:  # config.json came from this repo, so the repo exists: the file is missing
+                # (some mirrors, olah among them, answer a missing file as a missing repo)
+                raise WeightsError(_missing_entry(name, repo_id, revision)) from None
             raise WeightsError(
                 f"Hub repository {repo_id!r} not found at {_endpoint() or 'huggingface.co'} (or it "
-                "is private: log in with `hf auth login`); check the name"
+                f"is private: log in with `hf auth login`); check the name{local}"
             ) from None
         except RevisionNotFoundError:
             raise WeightsError(
                 f"revision {revision!r} not found in Hub repository {repo_id!r}; list its commits "
                 "with `HfApi().list_repo_commits(repo_id)`"
             ) from None
-        except EntryNotFoundError:
-            raise WeightsError(
-                f"{name} not found in Hub repository {repo_id!r} at revision {revision or 'main'}: "
-                "an mdan_zoo checkpoint holds model.safetensors and config.json"
-            ) from None
+        # LocalEntryNotFoundError subclasses EntryNotFoundError: it must come first.
         except LocalEntryNotFoundError:
             if offline:
                 why = (
@@ -564,8 +570,10 @@ def _resolve_hub(
             raise WeightsError(
                 f"cannot reach the Hub at {_endpoint() or 'huggingface.co'} for {repo_id}/{name} "
                 f"(revision {revision or 'main'}) and it is not in the cache {cache}; check the "
-                "connection, or pin a full commit revision that is already cached"
+                f"connection, or pin a full commit revision that is already cached{local}"
             ) from None
+        except EntryNotFoundError:
+            raise WeightsError(_missing_entry(name, repo_id, revision)) from None
         except HfHubHTTPError as err:
             raise WeightsError(f"the Hub refused {repo_id}/{name}: {err}") from None
     commit = paths[filename].parent.name if _HEX40.match(paths[filename].parent.name) else None
@@ -578,8 +586,16 @@ def _resolve_hub(
     )
 
 
+def _missing_entry(name: str, repo_id: str, revision: str | None) -> str:
+    return (
+        f"{name} not found in Hub repository {repo_id!r} at revision {revision or 'main'}: an "
+        "mdan_zoo checkpoint holds model.safetensors and config.json (pickled .bin/.pt/.pth "
+        "weights are never unpickled: convert them once with safetensors, see docs/hub.md)"
+    )
+
+
 # ---------------------------------------------------------------------------- verify
-def _verify(ckpt: Checkpoint, expected: str | None) -> None:
+def _verify(ckpt: Checkpoint, expected: str | None, cache: Path) -> None:
     """Check the weights' sha256 against the registry or config.json; raise on mismatch.
 
     A file already verified is not hashed again while its size, mtime and inode stay the same
@@ -593,7 +609,7 @@ def _verify(ckpt: Checkpoint, expected: str | None) -> None:
     if not want:
         return
     path = ckpt.weights_path
-    if _stat_record_matches(path, want):
+    if _stat_record_matches(cache, path, want):
         return
     got = sha256_file(path)
     if got != want:
@@ -609,7 +625,7 @@ def _verify(ckpt: Checkpoint, expected: str | None) -> None:
             f"sha256 mismatch for {real} (from {ckpt.source}): expected {want} ({where}), got "
             f"{got}. The file is corrupted or was replaced; {fix}"
         )
-    _write_stat_record(path, want)
+    _write_stat_record(cache, path, want)
 
 
 def _stat_key(path: Path) -> str:
@@ -617,20 +633,20 @@ def _stat_key(path: Path) -> str:
     return f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
 
 
-def _record_path(digest: str) -> Path:
-    return default_cache_dir() / ".mdan_zoo_verified" / digest
+def _record_path(cache: Path, digest: str) -> Path:
+    return cache / ".mdan_zoo_verified" / digest
 
 
-def _stat_record_matches(path: Path, digest: str) -> bool:
+def _stat_record_matches(cache: Path, path: Path, digest: str) -> bool:
     try:
-        return _record_path(digest).read_text(encoding="utf-8") == _stat_key(path)
+        return _record_path(cache, digest).read_text(encoding="utf-8") == _stat_key(path)
     except OSError:
         return False
 
 
-def _write_stat_record(path: Path, digest: str) -> None:
+def _write_stat_record(cache: Path, path: Path, digest: str) -> None:
     try:
-        atomic_write_text(_record_path(digest), _stat_key(path))
+        atomic_write_text(_record_path(cache, digest), _stat_key(path))
     except OSError:  # a read-only cache only costs a re-hash next time
         logger.debug("cannot record verification of %s", path)
 
@@ -949,7 +965,9 @@ def download(
     expected = None
     if isinstance(source, WeightsEntry):
         source.require_published()
-        expected = source.sha256
+        # The registry's sha256 belongs to its pinned commit; another revision is checked
+        # against the sha256 its own config.json records.
+        expected = source.sha256 if revision in (None, source.revision) else None
         revision = revision or source.revision
         source = f"hf-hub:{source.hub_repo}"
     return resolve(
