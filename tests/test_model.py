@@ -150,10 +150,12 @@ def test_mhcca_equals_naive_per_head_reference(hw, c_low: int, heads: int, kv: b
     f = torch.randn(2, 12, *hw, dtype=torch.double)
     c = torch.randn(2, c_low, *hw, dtype=torch.double)
     with torch.no_grad():
-        got = m(f, c)
         want = _naive_mhcca(m, f, c)
-    assert got.shape == (2, 10, *hw)
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        for fold in (None, True, False):  # automatic choice, and both evaluation orders forced
+            m.fold = fold
+            got = m(f, c)
+            assert got.shape == (2, 10, *hw)
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
 def test_mhcca_attends_over_channels_not_positions() -> None:
