@@ -20,7 +20,7 @@ TRAIN_PER_CLASS = 200
 TEST_PER_CLASS = 100
 EPOCHS = 3
 BATCH = 64
-BARS = {"family": 0.85, "group": 0.70, "item": 0.60}
+BARS = {"family": 0.90, "group": 0.80, "item": 0.55}  # measured 0.99 / 0.95 / 0.69
 
 
 @pytest.mark.slow
