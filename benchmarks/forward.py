@@ -20,6 +20,7 @@ import torch
 import torchvision
 
 from mdan_zoo import MDAN, MDANConfig, get_taxonomy
+from mdan_zoo.layers import MHCCA
 
 
 def _time(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, float]:
@@ -38,6 +39,11 @@ def main() -> None:
         "--repeats", type=int, nargs="+", default=[7, 3], help="timed rounds per batch size"
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--with-unfolded",
+        action="store_true",
+        help="also time WEBEmo MDAN with MHCCA's Q/O folding off (Eq. 4 evaluated literally)",
+    )
     args = parser.parse_args()
     if len(args.repeats) != len(args.batches):
         parser.error("--repeats needs one value per --batches value")
@@ -49,6 +55,13 @@ def main() -> None:
         "MDAN webemo 2/6/25": MDAN(get_taxonomy("webemo"), MDANConfig()),
         "MDAN fi 2/8": MDAN(get_taxonomy("fi"), MDANConfig()),
     }
+    if args.with_unfolded:
+        literal = MDAN(get_taxonomy("webemo"), MDANConfig())
+        literal.load_state_dict(models["MDAN webemo 2/6/25"].state_dict())
+        for mod in literal.modules():
+            if isinstance(mod, MHCCA):
+                mod.fold = False
+        models["MDAN webemo 2/6/25, Q/O never folded"] = literal
     for m in models.values():
         m.eval()
     base = "ResNet-101 (torchvision)"
