@@ -4,7 +4,9 @@ The paper's Table 1 "GFLOPs" (ResNet-101: 30.4 at 448 x 448) are multiply-accumu
 torchvision's own ResNet-101 card says 7.80 GFLOPS at 224, i.e. 31.2 G at 448. We count with
 ``torch.utils.flop_counter.FlopCounterMode``, which reports FLOPs = 2 x MACs for matmuls and
 convolutions, and print both. Elementwise work (softmax, interpolation, L-CAM fusion) is not
-counted by FlopCounterMode, as in the usual MAC counters.
+counted by FlopCounterMode, as in the usual MAC counters. MDAN is counted twice: as it runs
+(MHCCA folds Q and O into the per-head matrices where that is cheaper) and with Eq. 4 evaluated
+literally (``fold=False``); both compute the same function.
 
     PYTHONPATH=$PWD python benchmarks/complexity.py [--size 448]
 """
@@ -18,6 +20,7 @@ import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 from mdan_zoo import MDAN, MDANConfig, get_taxonomy
+from mdan_zoo.layers import MHCCA
 
 PAPER = {"MDAN (paper, Table 1)": (48.79, 101.4), "ResNet-101 (paper, Table 1)": (42.52, 30.4)}
 
@@ -42,12 +45,20 @@ def main() -> None:
     for name in ("webemo", "mikels", "emotion6"):
         tax = get_taxonomy(name)
         label = f"MDAN {name} ({'/'.join(map(str, tax.num_classes))})"
-        rows.append((label, *count(MDAN(tax, MDANConfig()), args.size)))
+        model = MDAN(tax, MDANConfig())
+        rows.append((label, *count(model, args.size)))
+        for m in model.modules():  # Eq. 4 evaluated literally: Q and O as 1x1 convs everywhere
+            if isinstance(m, MHCCA):
+                m.fold = False
+        rows.append((f"{label}, Q/O never folded", *count(model, args.size)))
     rows.append(
-        ("ResNet-101 (torchvision, 1000-class fc)", *count(torchvision.models.resnet101(), args.size))
+        (
+            "ResNet-101 (torchvision, 1000-class fc)",
+            *count(torchvision.models.resnet101(), args.size),
+        )
     )
     print(f"input {args.size}x{args.size}, batch 1; GMACs = FlopCounterMode FLOPs / 2")
-    print(f"| model | params (M) | GMACs | GFLOPs (2 x MACs) |")
+    print("| model | params (M) | GMACs | GFLOPs (2 x MACs) |")
     print("|---|---:|---:|---:|")
     for label, params, gmacs in rows:
         print(f"| {label} | {params:.2f} | {gmacs:.1f} | {2 * gmacs:.1f} |")

@@ -28,6 +28,9 @@ class MHCCA(nn.Module):
         out_channels: channels of C' (the FPN width, so it can be added to Upsample(F)).
         heads: h.
         kv_proj: add 1x1 K and V projections on C (Table 5, row 2: it over-fits, so off).
+        fold: evaluation order of Q and O (same math, see :meth:`forward`): ``None`` (default)
+            picks the cheaper one per call, ``True`` / ``False`` force folded / direct. Kept as
+            an attribute so that benchmarks and tests can compare the two.
     """
 
     def __init__(
@@ -38,11 +41,13 @@ class MHCCA(nn.Module):
         heads: int,
         *,
         kv_proj: bool = False,
+        fold: bool | None = None,
     ) -> None:
         super().__init__()
         if heads < 1:
             raise ValueError(f"heads must be >= 1, got {heads}")
         self.heads = heads
+        self.fold = fold
         self.q = nn.Conv2d(high_channels, high_channels, 1)
         self.k = nn.Conv2d(low_channels, low_channels, 1) if kv_proj else None
         self.v = nn.Conv2d(low_channels, low_channels, 1) if kv_proj else None
@@ -70,7 +75,7 @@ class MHCCA(nn.Module):
         k = (self.k(c_low) if self.k is not None else c_low).flatten(2)
         v = (self.v(c_low) if self.v is not None else c_low).flatten(2)
         cl = k.shape[1]
-        fold = heads * cl < n
+        fold = heads * cl < n if self.fold is None else self.fold
         q = f_high.flatten(2) if fold else self.q(f_high).flatten(2)
         if pad:  # zero positions add nothing to any dot product; the output is cropped
             q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
@@ -78,17 +83,18 @@ class MHCCA(nn.Module):
         q = q.reshape(b, ch, heads, d).transpose(1, 2)  # [B, h, C^H, d]
         k = k.reshape(b, cl, heads, d).transpose(1, 2)  # [B, h, C^L, d]
         v = v.reshape(b, cl, heads, d).transpose(1, 2)  # [B, h, C^L, d]
-        w_q = self.q.weight[:, :, 0, 0]
-        w_o = self.o.weight[:, :, 0, 0]
         if fold:
+            w_q, b_q = self.q.weight[:, :, 0, 0], self.q.bias
+            w_o, b_o = self.o.weight[:, :, 0, 0], self.o.bias
+            assert b_q is not None and b_o is not None  # built with bias=True
             scores = torch.matmul(w_q * scale, q @ k.transpose(-1, -2))  # W_q (F C^T)
-            scores = scores + (self.q.bias * scale)[:, None] * k.sum(-1)[:, :, None, :]
+            scores = scores + (b_q * scale)[:, None] * k.sum(-1)[:, :, None, :]
             attn = torch.softmax(scores, dim=-1)  # [B, h, C^H, C^L]
             out = torch.matmul(w_o, attn) @ v  # (W_o A) C: [B, h, out, d]
             out = out.transpose(1, 2).reshape(b, -1, heads * d)
             if pad:
                 out = out[..., :n]
-            return (out + self.o.bias[:, None]).reshape(b, -1, h, w)
+            return (out + b_o[:, None]).reshape(b, -1, h, w)
         attn = torch.softmax((q * scale) @ k.transpose(-1, -2), dim=-1)  # [B, h, C^H, C^L]
         out = (attn @ v).transpose(1, 2).reshape(b, ch, heads * d)  # [B, C^H, h*d]
         if pad:

@@ -150,10 +150,12 @@ def test_mhcca_equals_naive_per_head_reference(hw, c_low: int, heads: int, kv: b
     f = torch.randn(2, 12, *hw, dtype=torch.double)
     c = torch.randn(2, c_low, *hw, dtype=torch.double)
     with torch.no_grad():
-        got = m(f, c)
         want = _naive_mhcca(m, f, c)
-    assert got.shape == (2, 10, *hw)
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        for fold in (None, True, False):  # automatic choice, and both evaluation orders forced
+            m.fold = fold
+            got = m(f, c)
+            assert got.shape == (2, 10, *hw)
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
 def test_mhcca_attends_over_channels_not_positions() -> None:
@@ -447,3 +449,19 @@ def test_reset_classifier_and_get_classifier() -> None:
     with torch.inference_mode():
         out = model(_images())
     assert [lv.probs.shape[1] for lv in out] == [2, 5]
+
+
+def test_lcam_detach_keeps_the_output_and_changes_the_gradients() -> None:
+    """``lcam_detach`` only stops gradients through M: same forward, different CAM-weight grads."""
+    x, y = _images(2), torch.tensor([1, 8])
+    grads, probs = [], []
+    for detach in (False, True):
+        model = _model(cfg=SMALL.replace(lcam_detach=detach)).train()
+        model.load_state_dict(BASE.state_dict())
+        out = model(x)
+        model.loss(out, y).backward()
+        probs.append([p.detach() for p in out.probs])
+        grads.append(model.local_heads[1].weight.grad.clone())
+    for a, b in zip(*probs, strict=True):
+        torch.testing.assert_close(a, b)
+    assert (grads[0] - grads[1]).abs().max() > 1e-6
