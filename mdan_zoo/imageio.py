@@ -151,11 +151,11 @@ def read_image(
         if "truncated" in message.lower() or isinstance(err, EOFError):
             raise ImageReadError(
                 path,
-                f"the file is truncated ({message or 'unexpected end of data'}); it may still be "
-                "downloading or was cut off - re-download it, or pass allow_truncated=True "
-                "(CLI: --allow-truncated) to decode what is there",
+                f"corrupt or truncated image: the file ends early ({message or 'end of data'}); "
+                "it may still be downloading or was cut off - re-download it, or pass "
+                "allow_truncated=True (CLI: --allow-truncated) to decode what is there",
             ) from None
-        raise ImageReadError(path, f"corrupt image data ({message})") from None
+        raise ImageReadError(path, f"corrupt or truncated image ({message})") from None
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
