@@ -27,6 +27,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; shared checkpoints must be readable
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
