@@ -57,6 +57,14 @@ def main() -> None:
             *count(torchvision.models.resnet101(), args.size),
         )
     )
+    rows.append(
+        (
+            "ResNet-101 with an 8-class fc (FI-8)",
+            *count(torchvision.models.resnet101(num_classes=8), args.size),
+        )
+    )
+    trunk = MDAN(get_taxonomy("fi"), MDANConfig()).backbone
+    rows.append(("ResNet-101 trunk alone (MDAN's backbone, no fc)", *count(trunk, args.size)))
     print(f"input {args.size}x{args.size}, batch 1; GMACs = FlopCounterMode FLOPs / 2")
     print("| model | params (M) | GMACs | GFLOPs (2 x MACs) |")
     print("|---|---:|---:|---:|")
