@@ -85,10 +85,14 @@ class TrainConfig:
         dataset: the adapter that reads the images (``fashion_mnist``, ``fi``, ``webemo``,
             ``emotion6``, ``artphoto``, ``abstract``, ``iaps``, ``folder``, ``csv``).
         data_root: where the dataset lives (its public layout, see docs/datasets.md).
-        split_dir: where split files are written and reused (default ``<output_dir>/splits``).
+        split_dir: where the split file is written and reused (default: the dataset adapter's
+            ``<data_root>/mdan_splits/``).
+        on_missing: ``error`` stops on missing/unreadable images with a list; ``skip`` leaves
+            them out and counts them.
         fold: for 5-fold cross-validation sets, the fold to train (0-4); ``None`` otherwise.
-        val_fraction: part of the training set held out for model selection when the dataset has
-            no validation split (WEBEmo, Emotion6, the folds of the small sets).
+        val_fraction: for ``fashion_mnist``, the part of the training images held out for model
+            selection (the paper datasets take their validation part from the dataset's split
+            file, see docs/datasets.md).
         subset_per_class: a seeded, balanced subset of the training images (quick runs).
         backbone: torchvision ResNet (paper: ``resnet101``).
         model: MDANConfig fields to change (``alpha``, ``heads``, ``lcam``...).
@@ -126,6 +130,7 @@ class TrainConfig:
     dataset: str = "fi"
     data_root: str | None = None
     split_dir: str | None = None
+    on_missing: str = "error"
     fold: int | None = None
     val_fraction: float = 0.05
     subset_per_class: int | None = None
@@ -183,6 +188,8 @@ class TrainConfig:
             raise ConfigError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.batchnorm not in BN_MODES:
             raise ConfigError(f"batchnorm must be one of {BN_MODES}, got {self.batchnorm!r}")
+        if self.on_missing not in ("error", "skip"):
+            raise ConfigError(f"on_missing must be error or skip, got {self.on_missing!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.fold is not None and not 0 <= self.fold < 5:
@@ -356,37 +363,35 @@ def build_datasets(config: TrainConfig, *, taxonomy: Taxonomy) -> dict[str, Data
             "test": FashionMNIST("test", root=config.data_root, transform=eval_tf),
         }
     try:
-        from . import data as data_module
-
-        load = data_module.load_dataset  # type: ignore[attr-defined]
-    except AttributeError:
+        from .data import load_splits  # type: ignore[attr-defined]
+    except ImportError:
         raise ConfigError(
-            f"dataset {config.dataset!r} needs the dataset adapters (mdan_zoo.data.load_dataset), "
+            f"dataset {config.dataset!r} needs the dataset adapters (mdan_zoo.data.load_splits), "
             "which this installation lacks; use dataset=fashion_mnist or update mdan_zoo"
         ) from None
-    return _paper_datasets(load, config, taxonomy=taxonomy, train_tf=train_tf, eval_tf=eval_tf)
-
-
-def _paper_datasets(
-    load: Any, config: TrainConfig, *, taxonomy: Taxonomy, train_tf: Any, eval_tf: Any
-) -> dict[str, Dataset]:
     if config.data_root is None:
-        raise ConfigError(f"dataset {config.dataset!r} needs data_root (where the images are)")
-    split_dir = (
-        Path(config.split_dir) if config.split_dir else config.resolved_output_dir() / "splits"
+        raise ConfigError(
+            f"dataset {config.dataset!r} needs data_root: the folder in its public layout "
+            "(docs/datasets.md); set it in the config or with --set data_root=/path"
+        )
+    split_file = (
+        Path(config.split_dir) / f"{config.dataset}_seed{config.seed}.json"
+        if config.split_dir
+        else None
     )
-    splits = load(
+    parts = load_splits(
         config.dataset,
         config.data_root,
-        taxonomy=taxonomy,
-        split_dir=split_dir,
-        seed=config.seed,
         fold=config.fold,
-        val_fraction=config.val_fraction,
+        taxonomy=taxonomy,
         train_transform=train_tf,
         eval_transform=eval_tf,
+        on_missing=config.on_missing,
+        seed=config.seed,
+        split_file=split_file,
+        progress=config.progress,
     )
-    return dict(splits)
+    return dict(parts)
 
 
 def _read_state_dict(source: str, backbone: str) -> dict[str, Tensor]:
@@ -436,9 +441,10 @@ def _init_from(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
     if (src / "checkpoints").is_dir() or (src / "state.json").is_file():
         model = load_checkpoint(src).model
     else:
-        from . import hub  # type: ignore[attr-defined]
+        from .hub import load_pretrained  # type: ignore[attr-defined]
 
-        model = hub.from_pretrained(config.init_from)
+        model = load_pretrained(config.init_from)
+        model.train()
     if model.config.backbone != config.backbone:
         raise ConfigError(
             f"init_from {config.init_from} is a {model.config.backbone} model but backbone="
