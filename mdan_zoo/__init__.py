@@ -6,8 +6,24 @@ __version__ = "0.1.0"
 
 # --- core: taxonomies, config, network (issue 2)
 from .config import BACKBONES, ConfigError, MDANConfig, Preprocessing
+
+# --- zoo (issue 3)
+from .hub import ChecksumError, TransferReport, WeightsError, load_pretrained, save_pretrained
 from .model import MDAN, LevelOutput, MDANOutput, mdan_loss
+from .registry import UnpublishedWeightsError, WeightsEntry, get_weights, list_weights
 from .taxonomy import Taxonomy, TaxonomyError, get_taxonomy, list_taxonomies
+from .zoo import (
+    create_model,
+    list_models,
+    list_pretrained,
+    mdan,
+    mdan_abstract,
+    mdan_artphoto,
+    mdan_emotion6,
+    mdan_fi,
+    mdan_iaps,
+    mdan_webemo,
+)
 
 __all__ = [
     "BACKBONES",
@@ -23,4 +39,24 @@ __all__ = [
     "get_taxonomy",
     "list_taxonomies",
     "mdan_loss",
+    # zoo (issue 3)
+    "ChecksumError",
+    "TransferReport",
+    "UnpublishedWeightsError",
+    "WeightsEntry",
+    "WeightsError",
+    "create_model",
+    "get_weights",
+    "list_models",
+    "list_pretrained",
+    "list_weights",
+    "load_pretrained",
+    "mdan",
+    "mdan_abstract",
+    "mdan_artphoto",
+    "mdan_emotion6",
+    "mdan_fi",
+    "mdan_iaps",
+    "mdan_webemo",
+    "save_pretrained",
 ]

@@ -13,8 +13,11 @@ Two branches over a torchvision ResNet (Fig. 3):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -323,3 +326,66 @@ class MDAN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"taxonomy={self.taxonomy.name!r} {self.taxonomy.num_classes}, backbone={self.config.backbone}"
+
+    # ------------------------------------------------------------------ Hub (mdan_zoo.hub)
+    # Thin: the network module never imports the Hub; mdan_zoo.hub does the work.
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike[str],
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        training: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write model.safetensors, config.json and a README.md model card to a folder."""
+        from .hub import save_pretrained
+
+        return save_pretrained(self, save_directory, metrics=metrics, training=training)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_or_dir: str | os.PathLike[str],
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        progress: bool = True,
+        taxonomy: Taxonomy | str | None = None,
+    ) -> MDAN:
+        """The exact saved model from a folder, a .safetensors file or a Hub repo (eval mode).
+
+        ``taxonomy`` different from the checkpoint's fine-tunes (see ``mdan_zoo.hub``).
+        """
+        from .hub import load_pretrained
+
+        return load_pretrained(
+            repo_or_dir,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            progress=progress,
+            taxonomy=taxonomy,
+        )
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        training: Mapping[str, Any] | None = None,
+        commit_message: str = "Upload MDAN checkpoint (mdan_zoo)",
+        private: bool | None = None,
+        token: str | None = None,
+    ) -> str:
+        """Save and upload to the Hub repo ``repo_id``; returns the commit id to pin."""
+        from .hub import push_to_hub
+
+        return push_to_hub(
+            self,
+            repo_id,
+            metrics=metrics,
+            training=training,
+            commit_message=commit_message,
+            private=private,
+            token=token,
+        )

@@ -1,0 +1,215 @@
+"""The one builder behind every zoo factory (the factories in :mod:`mdan_zoo.zoo` are thin).
+
+It decides where weights come from (none, the registry, a file, a folder, the Hub), which
+architecture and taxonomy the model gets, and whether loading is a plain load or a
+fine-tuning transfer. Explicit beats implicit: a checkpoint's own config defines the
+architecture, and an argument that contradicts it is an error, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from . import hub
+from .config import MDANConfig, Preprocessing
+from .model import MDAN
+from .registry import get_weights
+from .taxonomy import Taxonomy, get_taxonomy
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., MDAN])
+
+_ENTRYPOINTS: dict[str, Callable[..., MDAN]] = {}
+
+
+def register_model(fn: F) -> F:
+    """Register a factory under its function name (for create_model, list_models, hubconf)."""
+    _ENTRYPOINTS[fn.__name__] = fn
+    return fn
+
+
+def entrypoints() -> dict[str, Callable[..., MDAN]]:
+    return dict(_ENTRYPOINTS)
+
+
+def _as_taxonomy(taxonomy: Taxonomy | str | os.PathLike[str]) -> Taxonomy:
+    if isinstance(taxonomy, Taxonomy):
+        return taxonomy
+    if isinstance(taxonomy, os.PathLike) or str(taxonomy).endswith(".json"):
+        return Taxonomy.from_json(taxonomy)
+    if isinstance(taxonomy, str):
+        return get_taxonomy(taxonomy)
+    raise TypeError(
+        f"taxonomy must be a Taxonomy, a built-in name or a .json path, got {type(taxonomy).__name__}"
+    )
+
+
+def _resolve_config(config: MDANConfig | None, backbone: str | None) -> MDANConfig | None:
+    """The config the caller asked for explicitly, or None when they asked for nothing."""
+    if config is not None and not isinstance(config, MDANConfig):
+        raise TypeError(f"config must be an MDANConfig, got {type(config).__name__}")
+    if backbone is None:
+        return config
+    if config is not None and config.backbone != backbone:
+        raise ValueError(
+            f"config.backbone={config.backbone!r} contradicts backbone={backbone!r}; give one"
+        )
+    return (config or MDANConfig()).replace(backbone=backbone)
+
+
+def load_backbone_weights(
+    model: MDAN, backbone_weights: str | os.PathLike[str], *, progress: bool
+) -> None:
+    """ImageNet (or other) ResNet weights for a model trained from scratch on the paper recipe.
+
+    ``backbone_weights``: a torchvision weights name (``"IMAGENET1K_V2"``, fetched by
+    torchvision into ``TORCH_HOME``), a local ``.safetensors`` file, or a local torchvision
+    ``.pth`` file (read with ``torch.load(weights_only=True)``, which refuses code).
+    """
+    path = Path(backbone_weights)
+    if path.suffix in (".pth", ".pt") and path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    elif path.suffix == ".safetensors":
+        state = hub.read_state_dict(path)
+    elif isinstance(backbone_weights, str) and "/" not in backbone_weights and not path.suffix:
+        import torchvision
+
+        enum = torchvision.models.get_model_weights(model.config.backbone)
+        try:
+            weights = enum[backbone_weights]
+        except KeyError:
+            raise ValueError(
+                f"{backbone_weights!r} is not a torchvision weights name for "
+                f"{model.config.backbone}; choose one of {[w.name for w in enum]} or pass a file"
+            ) from None
+        state = weights.get_state_dict(progress=progress)
+    else:
+        raise FileNotFoundError(
+            f"backbone weights {str(backbone_weights)!r} not found: pass a torchvision weights "
+            "name (IMAGENET1K_V1/V2), or a local .safetensors or torchvision .pth file"
+        )
+    model.load_backbone_state_dict(state)
+
+
+def build_mdan(
+    *,
+    name: str | None,
+    default_taxonomy: str | None,
+    pretrained: bool,
+    weights: str | os.PathLike[str] | None,
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    local_files_only: bool,
+    progress: bool,
+    taxonomy: Taxonomy | str | None,
+    config: MDANConfig | None,
+    backbone: str | None,
+    backbone_weights: str | os.PathLike[str] | None,
+) -> MDAN:
+    """Build the model of factory ``name`` (``None`` for the generic :func:`mdan`)."""
+    if not isinstance(pretrained, bool):
+        raise TypeError(f"pretrained must be True or False, got {pretrained!r}")
+    explicit_config = _resolve_config(config, backbone)
+    explicit_tax = _as_taxonomy(taxonomy) if taxonomy is not None else None
+    factory = f"{name}()" if name else "mdan()"
+
+    source: str | os.PathLike[str] | None = weights
+    expected_sha: str | None = None
+    if weights is None and pretrained:
+        if name is None:
+            raise ValueError(
+                "mdan() has no registry weights: pass weights= (a .safetensors file, a checkpoint "
+                "folder or 'hf-hub:org/name@revision'), or use a named factory such as mdan_fi"
+            )
+        entry = get_weights(name)
+        entry.require_published()
+        source = f"hf-hub:{entry.hub_repo}"
+        revision = revision or entry.revision
+        expected_sha = entry.sha256
+
+    if source is None:
+        if revision is not None or local_files_only or cache_dir is not None:
+            raise ValueError(
+                f"revision/cache_dir/local_files_only only apply when loading weights; "
+                f"{factory} was called without pretrained=True or weights="
+            )
+        tax = explicit_tax or (get_taxonomy(default_taxonomy) if default_taxonomy else None)
+        if tax is None:
+            raise TypeError("mdan() needs taxonomy= (a Taxonomy, a built-in name or a .json file)")
+        model = MDAN(tax, explicit_config or MDANConfig(), preprocessing=Preprocessing())
+        if backbone_weights is not None:
+            load_backbone_weights(model, backbone_weights, progress=progress)
+        model.transfer_report = None  # type: ignore[assignment]
+        model.checkpoint_source = None  # type: ignore[assignment]
+        model.checkpoint_revision = None  # type: ignore[assignment]
+        return model
+
+    if backbone_weights is not None:
+        raise ValueError(
+            "backbone_weights only applies to a model built without weights: the checkpoint "
+            "already holds the backbone"
+        )
+    ckpt = hub.resolve(
+        source,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        progress=progress,
+        expected_sha256=expected_sha,
+    )
+    state = hub.read_state_dict(ckpt.weights_path)
+    default_tax = get_taxonomy(default_taxonomy) if default_taxonomy else None
+    if ckpt.config is None:  # a bare safetensors file: the factory knows the architecture
+        tax = explicit_tax or default_tax
+        if tax is None:
+            raise TypeError(
+                f"{ckpt.source} carries no config, so mdan() needs taxonomy= (and config= when "
+                "the architecture is not the default) to know what it holds"
+            )
+        model = hub.build_from_state(
+            state,
+            config=explicit_config or MDANConfig(),
+            taxonomy=tax,
+            source_taxonomy=tax,
+            preprocessing=Preprocessing(),
+            source=ckpt.source,
+        )
+    else:
+        saved_config, saved_tax, pre = ckpt.describe()
+        if explicit_config is not None and explicit_config != saved_config:
+            raise hub.WeightsError(
+                f"{ckpt.source} holds an MDAN saved with {saved_config}, but {factory} was given "
+                f"{explicit_config}: drop config=/backbone= to use the checkpoint's architecture"
+            )
+        if (
+            explicit_tax is None
+            and default_tax is not None
+            and not default_tax.same_tree(saved_tax)
+        ):
+            raise hub.WeightsError(
+                f"taxonomy mismatch: {ckpt.source} was trained on taxonomy {saved_tax.name!r} "
+                f"{saved_tax.num_classes}, but {factory} is for {default_tax.name!r} "
+                f"{default_tax.num_classes}. To fine-tune these weights to {default_tax.name!r}, "
+                f"pass taxonomy={default_tax.name!r} (the classifier heads are re-initialised "
+                f"where classes differ); to use them as they are, call "
+                f"MDAN.from_pretrained({str(source)!r})"
+            )
+        tax = explicit_tax or saved_tax
+        model = hub.build_from_state(
+            state,
+            config=saved_config,
+            taxonomy=tax,
+            source_taxonomy=saved_tax,
+            preprocessing=pre,
+            source=ckpt.source,
+        )
+    model.checkpoint_source = ckpt.source  # type: ignore[assignment]
+    model.checkpoint_revision = ckpt.revision  # type: ignore[assignment]
+    return model

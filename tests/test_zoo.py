@@ -1,0 +1,313 @@
+"""The zoo without a Hub: factories, registry, local checkpoints, refusals, transfer, CLI, torch.hub."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from zoo_helpers import TINY_PRE, batch, same_state, tiny_mdan
+
+import mdan_zoo
+from mdan_zoo import (
+    MDAN,
+    ChecksumError,
+    MDANConfig,
+    Taxonomy,
+    UnpublishedWeightsError,
+    WeightsError,
+    create_model,
+    get_taxonomy,
+    get_weights,
+    list_models,
+    list_pretrained,
+    mdan,
+    mdan_fi,
+)
+from mdan_zoo.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+FACTORIES = [
+    "mdan_abstract",
+    "mdan_artphoto",
+    "mdan_emotion6",
+    "mdan_fi",
+    "mdan_iaps",
+    "mdan_webemo",
+]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[MDAN, Path]:
+    model = tiny_mdan(seed=1)
+    folder = tmp_path_factory.mktemp("ckpt") / "fashion"
+    model.save_pretrained(folder, metrics={"accuracy_O": {"2": 91.5}}, training={"epochs": 1})
+    return model, folder
+
+
+# ------------------------------------------------------------------ registry and factories
+def test_list_models_and_pretrained() -> None:
+    assert list_models() == FACTORIES
+    assert list_models("mdan_i*") == ["mdan_iaps"]
+    assert list_pretrained() == []  # nothing published: never pretend otherwise
+    assert list_pretrained(include_unpublished=True) == FACTORIES
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_registry_entry_matches_the_built_model(name: str) -> None:
+    """num_params and class counts of every entry, recomputed from the model (on meta: fast)."""
+    entry = get_weights(name)
+    with torch.device("meta"):
+        model = create_model(name)
+    assert model.num_classes == entry.get_taxonomy().num_classes
+    assert sum(p.numel() for p in model.parameters()) == entry.num_params
+    assert model.config == entry.config and model.preprocessing == entry.preprocessing
+    counts = [str(c) for c in model.num_classes]
+    assert sorted(entry.paper_metrics) == sorted(counts), "Table 1 gives every level"
+    assert entry.paper_branch_metrics["P_O"]["2"] == entry.paper_metrics["2"], "Table 3 = Table 1"
+    assert not entry.published and entry.revision is None and entry.sha256 is None
+    assert entry.reproduced_metrics == {}
+
+
+def test_paper_numbers_are_table_1() -> None:
+    assert dict(get_weights("mdan_webemo").paper_metrics) == {"2": 82.72, "6": 55.65, "25": 34.28}
+    assert dict(get_weights("mdan_fi").paper_metrics) == {"2": 91.08, "8": 76.41}
+    assert get_weights("mdan_iaps").paper_metrics["8"] == 85.96
+
+
+def test_pretrained_unpublished_raises_with_the_way_to_reproduce() -> None:
+    with pytest.raises(UnpublishedWeightsError, match=r"mdan-zoo train configs/fi\.json"):
+        mdan_fi(pretrained=True)
+    with pytest.raises(ValueError, match="no registry weights"):
+        mdan(taxonomy="fi", pretrained=True)
+
+
+def test_unknown_or_bad_arguments_are_errors() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'num_classes'"):
+        mdan_fi(num_classes=8)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        mdan_fi(True)  # type: ignore[misc]  # keyword-only
+    with pytest.raises(TypeError, match="pretrained must be True or False"):
+        mdan_fi(pretrained="yes")  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="no model named 'mdan_foo'"):
+        create_model("mdan_foo")
+    with pytest.raises(ValueError, match="contradicts"):
+        mdan_fi(config=MDANConfig(backbone="resnet50"), backbone="resnet18")
+    with pytest.raises(TypeError, match="needs taxonomy="):
+        mdan()
+    with pytest.raises(ValueError, match="only apply when loading weights"):
+        mdan_fi(revision="main")
+
+
+def test_factory_builds_paper_config_and_own_taxonomy() -> None:
+    with torch.device("meta"):
+        model = create_model("mdan", taxonomy="emotion6", backbone="resnet18")
+    assert model.taxonomy.same_tree(get_taxonomy("emotion6"))
+    assert model.config == MDANConfig(backbone="resnet18")
+
+
+# ------------------------------------------------------------------ save / load
+def test_save_writes_hub_layout_and_config_alone_rebuilds(saved: tuple[MDAN, Path]) -> None:
+    model, folder = saved
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["architecture"] == model.config.to_dict()
+    assert Taxonomy.from_dict(cfg["taxonomy"]).same_tree(model.taxonomy)
+    assert cfg["preprocessing"] == TINY_PRE.to_dict()
+    assert cfg["metrics"] == {"accuracy_O": {"2": 91.5}} and cfg["training"] == {"epochs": 1}
+    assert cfg["mdan_zoo_version"] == mdan_zoo.__version__
+    assert cfg["num_params"] == sum(p.numel() for p in model.parameters())
+    card = (folder / "README.md").read_text()
+    for needle in (
+        "library_name: mdan_zoo",
+        "Ankle boot",
+        "| accuracy_O.2 | 91.5 |",
+        "@inproceedings",
+        "Intended use",
+    ):
+        assert needle in card
+    assert not list(folder.glob(".*.tmp")), "no temporary files left behind"
+
+
+def test_reloaded_model_is_exact_and_carries_its_transform(saved: tuple[MDAN, Path]) -> None:
+    model, folder = saved
+    loaded = MDAN.from_pretrained(folder)
+    assert not loaded.training and loaded.transfer_report is None
+    assert same_state(model, loaded)
+    assert loaded.preprocessing == TINY_PRE
+    x = batch(loaded)
+    assert x.shape == (3, 3, 64, 64)  # the saved 64 x 64 transform, not the 448 default
+    with torch.no_grad():
+        a, b = model(x), loaded(x)
+    for la, lb in zip(a, b, strict=True):
+        assert torch.equal(la.probs, lb.probs) and la.labels == lb.labels
+
+
+def test_lone_safetensors_file_loads_from_its_header(
+    saved: tuple[MDAN, Path], tmp_path: Path
+) -> None:
+    model, folder = saved
+    lone = tmp_path / "fashion-tiny.safetensors"
+    lone.write_bytes((folder / "model.safetensors").read_bytes())
+    loaded = mdan(weights=lone)
+    assert same_state(model, loaded) and loaded.preprocessing == TINY_PRE
+
+
+def test_pickles_are_refused(tmp_path: Path, saved: tuple[MDAN, Path]) -> None:
+    model, _ = saved
+    for suffix in (".bin", ".pt", ".pth"):
+        path = tmp_path / f"weights{suffix}"
+        torch.save(model.state_dict(), path)
+        with pytest.raises(WeightsError, match=r"refusing to load .*pickle"):
+            mdan(taxonomy="fashion_mnist", weights=path)
+    folder = tmp_path / "transformers-style"
+    folder.mkdir()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    with pytest.raises(WeightsError, match="refusing to load 'pytorch_model.bin'"):
+        MDAN.from_pretrained(folder)
+
+
+def test_truncated_safetensors_is_a_clear_error(saved: tuple[MDAN, Path], tmp_path: Path) -> None:
+    _, folder = saved
+    data = (folder / "model.safetensors").read_bytes()
+    lone = tmp_path / "cut.safetensors"
+    lone.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        WeightsError, match=r"cut\.safetensors is not a readable safetensors file.*truncated"
+    ):
+        mdan(weights=lone)
+    cut = tmp_path / "cut-folder"
+    cut.mkdir()
+    (cut / "config.json").write_bytes((folder / "config.json").read_bytes())
+    (cut / "model.safetensors").write_bytes(data[:-1000])
+    with pytest.raises(ChecksumError, match=r"sha256 mismatch for .*cut-folder/model\.safetensors"):
+        MDAN.from_pretrained(cut)
+
+
+def test_missing_local_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="not found"):
+        mdan_fi(weights=tmp_path / "nope.safetensors")
+    with pytest.raises(WeightsError, match="has no model.safetensors"):
+        MDAN.from_pretrained(tmp_path)
+
+
+def test_bare_state_dict_file_is_strict(saved: tuple[MDAN, Path], tmp_path: Path) -> None:
+    """A safetensors file without an mdan_zoo header: the factory's architecture, strict keys."""
+    from safetensors.torch import save_file
+
+    model, _ = saved
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, tmp_path / "bare.safetensors")
+    loaded = mdan(
+        taxonomy="fashion_mnist", config=model.config, weights=tmp_path / "bare.safetensors"
+    )
+    assert same_state(model, loaded)
+    del state["global_head.bias"]
+    save_file(state, tmp_path / "short.safetensors")
+    with pytest.raises(WeightsError, match=r"missing \['global_head\.bias'\]"):
+        mdan(taxonomy="fashion_mnist", config=model.config, weights=tmp_path / "short.safetensors")
+
+
+# ------------------------------------------------------------------ taxonomy mismatch and transfer
+def test_taxonomy_mismatch_names_both_trees(saved: tuple[MDAN, Path]) -> None:
+    _, folder = saved
+    with pytest.raises(
+        WeightsError,
+        match=r"taxonomy mismatch.*'fashion_mnist' \(2, 4, 10\).*'fi' \(2, 8\).*taxonomy='fi'",
+    ):
+        mdan_fi(weights=folder)
+
+
+def test_transfer_keeps_shared_parts_and_copies_matching_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FI (2 -> 8) weights fine-tuned to Emotion6 (2 -> 6): polarity head kept unchanged; the
+    emotion heads re-initialised with anger/disgust/fear/sadness rows copied (same name, same
+    parent 'negative'); joy and surprise are new."""
+    source = tiny_mdan("fi", seed=3)
+    source.save_pretrained(tmp_path / "fi")
+    with caplog.at_level(logging.INFO, logger="mdan_zoo.hub"):
+        model = mdan_fi(weights=tmp_path / "fi", taxonomy="emotion6")
+    report = model.transfer_report
+    assert report.transferred == ("backbone", "f5", "laterals.0", "laterals.1", "local_heads.0")
+    assert report.reinitialised == ("local_heads.1", "global_head")
+    assert report.copied_rows == {
+        "local_heads.1": ("anger", "disgust", "fear", "sadness"),
+        "global_head": ("anger", "disgust", "fear", "sadness"),
+    }
+    assert report.dropped == ()
+    assert sum("transfer fi -> emotion6" in r.getMessage() for r in caplog.records) == 1
+    src, dst = source.state_dict(), model.state_dict()
+    for key in (
+        "backbone.conv1.weight",
+        "f5.weight",
+        "laterals.1.q.weight",
+        "local_heads.0.weight",
+    ):
+        assert torch.equal(src[key], dst[key]), key
+    tgt = get_taxonomy("emotion6")
+    fi = get_taxonomy("fi")
+    for label in ("anger", "sadness"):
+        assert torch.equal(
+            dst["global_head.weight"][tgt.index(label)], src["global_head.weight"][fi.index(label)]
+        )
+    joy = tgt.index("joy")
+    assert not any(
+        torch.equal(dst["local_heads.1.weight"][joy], row) for row in src["local_heads.1.weight"]
+    )
+    assert model.num_classes == (2, 6) and model(batch(model))[1].probs.shape == (3, 6)
+
+
+def test_transfer_to_a_deeper_taxonomy_adds_a_level(tmp_path: Path) -> None:
+    source = tiny_mdan("fi", seed=4)
+    source.save_pretrained(tmp_path / "fi")
+    deeper = Taxonomy.from_nested(
+        {"positive": {"awe": ["vast", "sublime"], "amusement": ["funny"]},
+         "negative": {"fear": ["dread"], "sadness": ["grief", "loss"]}},
+        name="deeper",
+    )  # fmt: skip
+    model = MDAN.from_pretrained(tmp_path / "fi", taxonomy=deeper)
+    rep = model.transfer_report
+    assert rep.reinitialised == ("laterals.2", "local_heads.1", "local_heads.2", "global_head")
+    assert rep.copied_rows == {"local_heads.1": ("awe", "amusement", "fear", "sadness")}
+    assert "local_heads.0" in rep.transferred
+
+
+# ------------------------------------------------------------------ CLI and torch.hub
+def test_cli_list_info_download(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "mdan_webemo" in out and "82.72 / 55.65 / 34.28" in out and "not published" in out
+    assert cli_main(["info", "mdan_emotion6"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "84.62 / 61.66" in out
+        and "- surprise" in out
+        and "mdan-zoo train configs/emotion6.json" in out
+    )
+    assert cli_main(["info", "mdan_emotion6", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_classes"] == [2, 6]
+    assert cli_main(["download", "mdan_fi"]) == 1
+    assert "not published" in capsys.readouterr().err
+    assert cli_main(["info", "nope"]) == 1
+
+
+def test_torch_hub_load_local() -> None:
+    model = torch.hub.load(str(ROOT), "mdan_webemo", source="local", backbone="resnet18")
+    assert isinstance(model, MDAN) and model.num_classes == (2, 6, 25)
+    # torch.hub.list/help only take GitHub repos: read hubconf as they do.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hubconf_under_test", ROOT / "hubconf.py")
+    hubconf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hubconf)
+    entries = {n for n in dir(hubconf) if callable(getattr(hubconf, n)) and not n.startswith("_")}
+    assert entries == set(FACTORIES) | {"mdan"}
+    assert all("MDAN" in getattr(hubconf, n).__doc__ for n in entries)
+    assert {"torch", "torchvision", "huggingface_hub", "safetensors"} <= set(hubconf.dependencies)
