@@ -1,7 +1,74 @@
-"""Datasets: adapters for the public emotion datasets, a generic folder/CSV reader, splits."""
+"""Datasets: adapters for the public emotion datasets, a generic folder/CSV reader, splits,
+transforms. Layouts, splits and errors: docs/datasets.md."""
 
 from __future__ import annotations
 
+from .adapters import (
+    DATASETS,
+    SPLIT_DIR_NAME,
+    DatasetInfo,
+    list_abstract,
+    list_artphoto,
+    list_csv,
+    list_emotion6,
+    list_fi,
+    list_folder,
+    list_iaps,
+    list_webemo,
+    url_basename,
+)
+from .dataset import IMAGE_EXTENSIONS, ImageDataset, Listing, check_files
 from .fashion_mnist import FASHION_MNIST_DIR, DatasetError, FashionMNIST
+from .loader import default_split_file, list_datasets, load_dataset, load_listing, load_splits
+from .splits import (
+    DEFAULT_SPLITS,
+    SplitError,
+    SplitSpec,
+    content_hash,
+    load_or_make_split,
+    make_split,
+    split_positions,
+    stratified_folds,
+    stratified_partition,
+)
+from .transforms import build_transform, denormalize, preprocessing_from, train_eval_transforms
 
-__all__ = ["FASHION_MNIST_DIR", "DatasetError", "FashionMNIST"]
+__all__ = [
+    "DATASETS",
+    "DEFAULT_SPLITS",
+    "FASHION_MNIST_DIR",
+    "IMAGE_EXTENSIONS",
+    "SPLIT_DIR_NAME",
+    "DatasetError",
+    "DatasetInfo",
+    "FashionMNIST",
+    "ImageDataset",
+    "Listing",
+    "SplitError",
+    "SplitSpec",
+    "build_transform",
+    "check_files",
+    "content_hash",
+    "default_split_file",
+    "denormalize",
+    "list_abstract",
+    "list_artphoto",
+    "list_csv",
+    "list_datasets",
+    "list_emotion6",
+    "list_fi",
+    "list_folder",
+    "list_iaps",
+    "list_webemo",
+    "load_dataset",
+    "load_listing",
+    "load_or_make_split",
+    "load_splits",
+    "make_split",
+    "preprocessing_from",
+    "split_positions",
+    "stratified_folds",
+    "stratified_partition",
+    "train_eval_transforms",
+    "url_basename",
+]

@@ -1,0 +1,61 @@
+"""The paper's image transforms, built from a :class:`~mdan_zoo.config.Preprocessing` or a
+config dict (Sec. 5.2: random 448 x 448 crop after resizing, horizontal flip, per-channel
+normalisation for training; the resize + centre crop that the weights carry for evaluation).
+
+The transforms themselves are torchvision's (``Preprocessing.train_transform`` /
+``eval_transform``); this module turns config files into them and undoes the normalisation for
+pictures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..config import Preprocessing
+
+__all__ = ["build_transform", "denormalize", "preprocessing_from", "train_eval_transforms"]
+
+Transform = Callable[[Image.Image], Any]
+
+
+def preprocessing_from(preprocessing: Preprocessing | Mapping[str, Any] | None) -> Preprocessing:
+    """A :class:`Preprocessing` from itself, a config dict (its fields, e.g.
+    ``{"input_size": 448, "resize_size": 512}``; unknown keys raise ConfigError) or None (the
+    paper's: 448 crops of the image resized to 512, ImageNet mean/std, horizontal flip)."""
+    if preprocessing is None:
+        return Preprocessing()
+    if isinstance(preprocessing, Preprocessing):
+        return preprocessing
+    return Preprocessing.from_dict(preprocessing)
+
+
+def build_transform(
+    preprocessing: Preprocessing | Mapping[str, Any] | None = None, *, train: bool
+) -> Transform:
+    """PIL image -> normalised tensor ``[3, S, S]``: the train transform (random crop, flip) or
+    the eval transform (centre crop)."""
+    pre = preprocessing_from(preprocessing)
+    return pre.train_transform() if train else pre.eval_transform()
+
+
+def train_eval_transforms(
+    preprocessing: Preprocessing | Mapping[str, Any] | None = None,
+) -> tuple[Transform, Transform]:
+    """``(train_transform, eval_transform)`` of one preprocessing."""
+    pre = preprocessing_from(preprocessing)
+    return pre.train_transform(), pre.eval_transform()
+
+
+def denormalize(
+    x: torch.Tensor, preprocessing: Preprocessing | Mapping[str, Any] | None = None
+) -> torch.Tensor:
+    """Undo the per-channel normalisation of ``x`` (``[3, H, W]`` or ``[N, 3, H, W]``) and
+    clamp to [0, 1], e.g. to draw attention maps over the input."""
+    pre = preprocessing_from(preprocessing)
+    mean = x.new_tensor(pre.mean).view(3, 1, 1)
+    std = x.new_tensor(pre.std).view(3, 1, 1)
+    return (x * std + mean).clamp_(0.0, 1.0)
