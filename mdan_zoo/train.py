@@ -115,7 +115,8 @@ class TrainConfig:
         deterministic: ask torch for deterministic kernels (slower on GPU).
         select_metric: the validation metric that picks the exported epoch (a key of
             :meth:`mdan_zoo.evaluate.EvalReport.flat`, e.g. ``overall/mean``).
-        output_dir: where checkpoints, logs and reports go (``{name}`` is replaced).
+        output_dir: where checkpoints, logs and reports go (``{name}`` and ``{fold}`` are
+            replaced).
         keep_checkpoints: how many epoch checkpoints to keep (the best one is kept apart).
         progress: tqdm progress bars (rank 0 only).
         max_steps_per_epoch: cap on optimizer steps per epoch (smoke tests).
@@ -239,7 +240,8 @@ class TrainConfig:
         )
 
     def resolved_output_dir(self) -> Path:
-        return Path(self.output_dir.replace("{name}", self.name))
+        fold = "" if self.fold is None else str(self.fold)
+        return Path(self.output_dir.replace("{name}", self.name).replace("{fold}", fold))
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
