@@ -55,7 +55,7 @@ class DemoSize:
 
     @classmethod
     def full(cls) -> DemoSize:
-        return cls(48, 250, 30, 100, 4, 32, 3)
+        return cls(48, 200, 20, 100, 4, 32, 3)
 
     @classmethod
     def quick(cls) -> DemoSize:

@@ -93,7 +93,8 @@ class TrainConfig:
         val_fraction: for ``fashion_mnist``, the part of the training images held out for model
             selection (the paper datasets take their validation part from the dataset's split
             file, see docs/datasets.md).
-        subset_per_class: a seeded, balanced subset of the training images (quick runs).
+        subset_per_class: ``fashion_mnist`` only: a seeded, balanced subset of N training
+            images per class, and N // 4 per class for validation and test (quick runs).
         backbone: torchvision ResNet (paper: ``resnet101``).
         model: MDANConfig fields to change (``alpha``, ``heads``, ``lcam``...).
         input_size / resize_size: crop and resize sizes (paper: 448 crops).
@@ -351,18 +352,26 @@ def build_datasets(config: TrainConfig, *, taxonomy: Taxonomy) -> dict[str, Data
         order = rng.permutation(len(full.targets))
         n_val = int(round(config.val_fraction * len(order))) or 1
         val_idx, train_idx = order[:n_val], order[n_val:]
+        test = FashionMNIST("test", root=config.data_root, transform=eval_tf)
+        test_idx = np.arange(len(test.targets))
         if config.subset_per_class:
-            picked = FashionMNIST.balanced_indices(
-                full.targets[train_idx], config.subset_per_class, seed=config.seed
-            )
-            train_idx = train_idx[picked]
-            val_idx = val_idx[: max(1, config.subset_per_class * 10 // 4)]
+            n = config.subset_per_class
+            train_idx = train_idx[
+                FashionMNIST.balanced_indices(full.targets[train_idx], n, seed=config.seed)
+            ]
+            few = max(1, n // 4)
+            val_idx = val_idx[
+                FashionMNIST.balanced_indices(full.targets[val_idx], few, seed=config.seed)
+            ]
+            test_idx = FashionMNIST.balanced_indices(test.targets, few, seed=config.seed)
         return {
             "train": FashionMNIST(
                 "train", root=config.data_root, transform=train_tf, indices=train_idx
             ),
             "val": FashionMNIST("train", root=config.data_root, transform=eval_tf, indices=val_idx),
-            "test": FashionMNIST("test", root=config.data_root, transform=eval_tf),
+            "test": FashionMNIST(
+                "test", root=config.data_root, transform=eval_tf, indices=test_idx
+            ),
         }
     try:
         from .data import load_splits  # type: ignore[attr-defined]

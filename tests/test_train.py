@@ -145,7 +145,7 @@ def test_cli_train_export_and_bad_override(
     layout with metrics in the card, and rejects an unknown key with a clear message."""
     from mdan_zoo.hub import load_pretrained
 
-    cfg = tiny_config(tmp_path, epochs=1, subset_per_class=2, val_fraction=0.001)
+    cfg = tiny_config(tmp_path, epochs=1, subset_per_class=4, val_fraction=0.01)
     cfg_file = tmp_path / "cfg.json"
     cfg.to_json(cfg_file)
     assert main(["train", str(cfg_file), "--set", "bogus=1"]) == 1

@@ -54,6 +54,7 @@ def write_backbone_file(path: Path, *, seed: int = 0) -> Path:
 
 
 def tiny_config(tmp: Path, **changes: Any) -> TrainConfig:
+    tmp.mkdir(parents=True, exist_ok=True)
     values: dict[str, Any] = {
         "name": "tiny",
         "taxonomy": "fashion_mnist",
