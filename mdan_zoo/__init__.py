@@ -25,6 +25,13 @@ from .zoo import (
     mdan_webemo,
 )
 
+# --- train (issue 4)
+# isort: split
+from .demo import run_demo
+from .evaluate import EvalReport, compute_report, evaluate
+from .export import export_run, push_run
+from .train import NonFiniteLossError, TrainConfig, Trainer, TrainResult, train
+
 __all__ = [
     "BACKBONES",
     "MDAN",
@@ -59,4 +66,16 @@ __all__ = [
     "mdan_iaps",
     "mdan_webemo",
     "save_pretrained",
+    # train (issue 4)
+    "EvalReport",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "compute_report",
+    "evaluate",
+    "export_run",
+    "push_run",
+    "run_demo",
+    "train",
 ]

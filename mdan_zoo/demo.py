@@ -140,7 +140,9 @@ def _attention_png(
     )
     for r, im in enumerate(images):
         y0 = 26 + r * (tile + cap + 6)
-        base = np.asarray(im.convert("RGB").resize((tile, tile), Image.BILINEAR), dtype=np.float32)
+        base = np.asarray(
+            im.convert("RGB").resize((tile, tile), Image.Resampling.BILINEAR), dtype=np.float32
+        )
         grid.paste(Image.fromarray(base.astype(np.uint8)), (6, y0))
         draw.text((6, y0 + tile + 2), f"true: {tax.fine_labels[truth[r]]}", fill="black", font=font)
         for d, lv in enumerate(out):
@@ -288,14 +290,14 @@ def run_demo(
     preds = _predict(reloaded, images)
     echo("\npredictions of the reloaded model on held-out images (P_O, coarse -> fine):")
     predictions = []
-    for t, row in zip(truth, preds, strict=True):
-        path = " > ".join(f"{lb} {100 * p:.1f}%" for lb, p in row)
-        ok = "ok " if row[-1][0] == tax.fine_labels[t] else "err"
+    for t, top in zip(truth, preds, strict=True):
+        path = " > ".join(f"{lb} {100 * p:.1f}%" for lb, p in top)
+        ok = "ok " if top[-1][0] == tax.fine_labels[t] else "err"
         echo(f"  [{ok}] true {tax.fine_labels[t]:<12} -> {path}")
         predictions.append(
             {
                 "true": tax.fine_labels[t],
-                "predicted": [{"label": lb, "probability": p} for lb, p in row],
+                "predicted": [{"label": lb, "probability": p} for lb, p in top],
             }
         )
     atomic_write_text(out / "predictions.json", json.dumps(predictions, indent=2) + "\n")

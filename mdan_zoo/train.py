@@ -397,7 +397,7 @@ def build_datasets(config: TrainConfig, *, taxonomy: Taxonomy) -> dict[str, Data
         taxonomy=taxonomy,
         train_transform=train_tf,
         eval_transform=eval_tf,
-        on_missing=config.on_missing,
+        on_missing=config.on_missing,  # type: ignore[arg-type]  # validated: error|skip
         seed=config.seed,
         split_file=split_file,
         progress=config.progress,
@@ -454,7 +454,7 @@ def _init_from(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
     else:
         from .hub import load_pretrained  # type: ignore[attr-defined]
 
-        model = load_pretrained(config.init_from)
+        model = load_pretrained(str(config.init_from))
         model.train()
     if model.config.backbone != config.backbone:
         raise ConfigError(
@@ -509,7 +509,7 @@ def _unflatten_optimizer(tensors: Mapping[str, Tensor], meta: Mapping[str, Any])
 
 
 def _rng_state() -> tuple[dict[str, Tensor], dict[str, Any]]:
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     tensors = {
         "rng/torch": torch.get_rng_state(),
         "rng/numpy": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
@@ -751,7 +751,7 @@ class Trainer:
 
     def _loader(self, epoch: int) -> DataLoader:
         ds = self.datasets["train"]
-        sampler = DistributedSampler(
+        sampler: DistributedSampler = DistributedSampler(
             ds,
             num_replicas=self.dist.world,
             rank=self.dist.rank,
