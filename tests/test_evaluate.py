@@ -51,7 +51,11 @@ def test_accuracy_and_violations_by_hand() -> None:
     assert r.accuracy["global"] == [1.0, 0.5]
     assert r.violation_rate["global"] == 0.0
     flat = r.flat()
-    assert flat["overall/acc/leaf"] == 0.75 and flat["local/mean"] == 0.75 and flat["global/mean"] == 0.75
+    assert (
+        flat["overall/acc/leaf"] == 0.75
+        and flat["local/mean"] == 0.75
+        and flat["global/mean"] == 0.75
+    )
 
 
 def test_per_class_precision_recall_and_confusion_by_hand() -> None:

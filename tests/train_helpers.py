@@ -11,6 +11,7 @@ import torch
 import torchvision
 from torch.utils.data import TensorDataset
 
+from mdan_zoo._io import atomic_path
 from mdan_zoo.data.fashion_mnist import FashionMNIST
 from mdan_zoo.train import TrainConfig
 
@@ -47,9 +48,15 @@ def fashion_sets(
 
 
 def write_backbone_file(path: Path, *, seed: int = 0) -> Path:
-    """A torchvision ResNet-18 state dict on disk, standing in for the ImageNet download."""
+    """A torchvision ResNet-18 state dict on disk, standing in for the ImageNet download.
+
+    Written once, atomically: processes of a distributed test must not read it half-rewritten.
+    """
+    if path.is_file():
+        return path
     torch.manual_seed(seed)
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    with atomic_path(path) as tmp:
+        torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp)
     return path
 
 
