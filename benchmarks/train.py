@@ -46,7 +46,14 @@ def _photos(folder: Path) -> list[Path]:
     import skimage.data as sk
 
     paths = []
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "motorcycle_left"):
+    for name in (
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "immunohistochemistry",
+        "motorcycle_left",
+    ):
         try:
             arr = getattr(sk, name)()
         except Exception:  # noqa: BLE001 - a sample missing from this scikit-image
@@ -58,11 +65,25 @@ def _photos(folder: Path) -> list[Path]:
     return paths
 
 
-def _step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, amp: torch.dtype | None) -> None:
-    ctx = torch.autocast(x.device.type, dtype=amp) if amp else torch.autocast(x.device.type, enabled=False)
+def _step(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    amp: torch.dtype | None,
+) -> None:
+    ctx = (
+        torch.autocast(x.device.type, dtype=amp)
+        if amp
+        else torch.autocast(x.device.type, enabled=False)
+    )
     with ctx:
         out = model(x)
-        loss = model.loss(out, y) if isinstance(model, MDAN) else torch.nn.functional.cross_entropy(out, y)
+        loss = (
+            model.loss(out, y)
+            if isinstance(model, MDAN)
+            else torch.nn.functional.cross_entropy(out, y)
+        )
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -77,9 +98,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=448)
     parser.add_argument("--batch", type=int, default=0, help="default: 2 on CPU, 32 on GPU")
-    parser.add_argument("--steps", type=int, default=0, help="timed steps per model (default 3 CPU, 20 GPU)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to try")
-    parser.add_argument("--loader-images", type=int, default=0, help="images per loader run (default 8x batch)")
+    parser.add_argument(
+        "--steps", type=int, default=0, help="timed steps per model (default 3 CPU, 20 GPU)"
+    )
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to try"
+    )
+    parser.add_argument(
+        "--loader-images", type=int, default=0, help="images per loader run (default 8x batch)"
+    )
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     gpu = device.type == "cuda"
@@ -89,7 +116,9 @@ def main() -> None:
     if amp is torch.float16:
         amp = None  # keep the comparison simple: fp16 would need a GradScaler
     name = torch.cuda.get_device_name(device) if gpu else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; input {args.size}x{args.size}, batch {batch}, {steps} timed steps per model, amp {amp}")
+    print(
+        f"device: {name}; input {args.size}x{args.size}, batch {batch}, {steps} timed steps per model, amp {amp}"
+    )
 
     tax = get_taxonomy("webemo")  # 3 levels: every part of MDAN runs
     torch.manual_seed(0)
