@@ -413,7 +413,7 @@ def _read_state_dict(source: str, backbone: str) -> dict[str, Tensor]:
         try:
             return weights.get_state_dict(progress=False)
         except Exception as err:  # noqa: BLE001 - torchvision raises URLError, OSError...
-            raise RuntimeError(
+            raise ConfigError(
                 f"cannot download torchvision's ImageNet weights for {backbone} ({err}); without "
                 "network, download them elsewhere and set pretrained=/path/to/file.pth, or "
                 "pretrained=none to start from random weights"
@@ -683,14 +683,15 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         self.taxonomy = model.taxonomy if model is not None else config.load_taxonomy()
-        _seed_all(config.seed)
-        self.model = model if model is not None else build_model(config, taxonomy=self.taxonomy)
-        self.model.to(self.device)
+        # the data first: a wrong folder should fail before a weights download
         self.datasets = (
             dict(datasets)
             if datasets is not None
             else build_datasets(config, taxonomy=self.taxonomy)
         )
+        _seed_all(config.seed)
+        self.model = model if model is not None else build_model(config, taxonomy=self.taxonomy)
+        self.model.to(self.device)
         for need in ("train", "val"):
             if need not in self.datasets or len(self.datasets[need]) == 0:  # type: ignore[arg-type]
                 raise ConfigError(
