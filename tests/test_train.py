@@ -22,18 +22,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_trainer_learns_fashion_mnist(tmp_path: Path, fashion_mnist_dir: Path) -> None:
     """400 real images, 5 epochs from scratch: held-out accuracy far above chance per level."""
     sets = fashion_sets(train_per_class=40, val_per_class=10, test_per_class=20)
+    # the backbone is random here, so it gets the larger rate; 0.02 on the new layers saturates
+    # the finest level's local softmax (P_L collapses to one class), 0.002 does not
     cfg = tiny_config(
-        tmp_path, pretrained="none", epochs=5, batch_size=20, lr_backbone=0.02, lr_step_epochs=4
+        tmp_path,
+        pretrained="none",
+        epochs=5,
+        batch_size=20,
+        lr_backbone=0.02,
+        lr_new=0.002,
+        lr_step_epochs=4,
     )
     result = train(cfg, datasets=sets)
-    # chance: 0.5, 0.25, 0.1. P_O is checked at the two coarse levels and the global branch at
-    # the finest: from scratch on 400 images the local classifier of the finest level (C2,
-    # MHCCA + L-CAM) learns far slower than the rest (P_L item stays near 0.1-0.2 here), which
-    # holds P_O item down too; that is the network's behaviour, not the trainer's.
-    acc = result.test_report.accuracy
+    acc = result.test_report.accuracy  # chance: 0.5, 0.25, 0.1
     assert acc["overall"][0] >= 0.85, acc
     assert acc["overall"][1] >= 0.6, acc
-    assert acc["global"][2] >= 0.4, acc
+    assert acc["overall"][2] >= 0.4, acc
+    assert acc["local"][2] >= 0.3 and acc["global"][2] >= 0.3, acc
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0] * 0.8, losses
     # the exported epoch is the validation-best one, and the log has one line per epoch
@@ -55,13 +60,14 @@ def test_resume_after_kill_equals_uninterrupted_run(
     """Kill in the middle of epoch 2 (after the epoch-1 checkpoint), resume: bit-identical
     weights and optimizer state to a run that was never interrupted."""
     sets = fashion_sets(train_per_class=6, val_per_class=2)
-    ref = train(tiny_config(tmp_path / "a", epochs=3, eval_test=False), datasets=sets)
+    short = {"epochs": 3, "eval_test": False, "max_steps_per_epoch": 3}
+    ref = train(tiny_config(tmp_path / "a", **short), datasets=sets)
 
     def kill(self: Trainer, epoch: int, step: int) -> None:
         if epoch == 2 and step == 2:
             raise _Killed("simulated kill")
 
-    cfg_b = tiny_config(tmp_path / "b", epochs=3, eval_test=False)
+    cfg_b = tiny_config(tmp_path / "b", **short)
     monkeypatch.setattr(Trainer, "_on_step", kill)
     with pytest.raises(_Killed):
         train(cfg_b, datasets=sets)
