@@ -46,6 +46,13 @@ from .predict import (
     predict,
 )
 
+# --- train (issue 4)
+# isort: split
+from .demo import run_demo
+from .evaluate import EvalReport, compute_report, evaluate
+from .export import export_run, push_run
+from .train import NonFiniteLossError, TrainConfig, Trainer, TrainResult, train
+
 __all__ = [
     "BACKBONES",
     "MDAN",
@@ -96,4 +103,16 @@ __all__ = [
     "predict",
     "read_image",
     "save_program",
+    # train (issue 4)
+    "EvalReport",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "compute_report",
+    "evaluate",
+    "export_run",
+    "push_run",
+    "run_demo",
+    "train",
 ]

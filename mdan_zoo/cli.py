@@ -81,6 +81,171 @@ def _zoo_download(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- train / eval / export / push / demo
 def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     """`train`, `eval`, `export`, `push`, `demo`."""
+    p = sub.add_parser("train", help="train MDAN from a config file (torchrun for many GPUs)")
+    p.add_argument("config", help="a .json or .toml TrainConfig file (see configs/)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable), e.g. --set epochs=5 --set model.alpha=0.5",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_train_train)
+
+    p = sub.add_parser("eval", help="Table-3 report of a trained model on a dataset split")
+    p.add_argument("config", help="the TrainConfig that names the dataset (and the run)")
+    p.add_argument(
+        "--checkpoint",
+        help="a run folder, checkpoint folder or Hub-layout folder/repo "
+        "(default: the config's output_dir, its validation-selected epoch)",
+    )
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="folder for report.json/.txt and confusion CSV/PNG")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_train_eval)
+
+    p = sub.add_parser("export", help="a run's selected checkpoint into the Hub layout")
+    p.add_argument("run_dir", help="the training run's output_dir")
+    p.add_argument("out_dir", help="where to write model.safetensors, config.json, README.md")
+    p.add_argument("--which", default="best", choices=("best", "last"), help="default: best")
+    p.set_defaults(func=_train_export)
+
+    p = sub.add_parser("push", help="upload a run's selected checkpoint to a Hub repo")
+    p.add_argument("run_dir", help="the training run's output_dir")
+    p.add_argument("repo_id", help="Hub repo, e.g. your-name/mdan-fi")
+    p.add_argument("--which", default="best", choices=("best", "last"))
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--revision", help="branch to push to (default: main)")
+    p.add_argument("--message", help="commit message")
+    p.set_defaults(func=_train_push)
+
+    p = sub.add_parser(
+        "demo", help="train, evaluate, save, reload and explain MDAN on Fashion-MNIST (CPU, ~3 min)"
+    )
+    p.add_argument("--out", default="mdan-demo", help="output folder (default ./mdan-demo)")
+    p.add_argument("--quick", action="store_true", help="a few seconds of training (tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_train_demo)
+
+
+def _fail(err: BaseException) -> int:
+    print(f"error: {err}", file=sys.stderr)
+    return 1
+
+
+def _train_errors() -> tuple[type[BaseException], ...]:
+    from .config import ConfigError
+    from .data.fashion_mnist import DatasetError
+    from .taxonomy import TaxonomyError
+    from .train import NonFiniteLossError
+
+    return (ConfigError, DatasetError, TaxonomyError, NonFiniteLossError, FileNotFoundError)
+
+
+def _load_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
+    from .train import TrainConfig
+
+    cfg = TrainConfig.from_file(args.config).with_overrides(args.overrides)
+    if getattr(args, "no_progress", False):
+        cfg = cfg.with_overrides(["progress=false"])
+    return cfg
+
+
+def _train_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    try:
+        cfg = _load_config(args)
+        result = train(cfg, resume=args.resume)
+    except _train_errors() as err:
+        return _fail(err)
+    if result.test_report is not None and int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(result.test_report.table(f"{cfg.name}: test split, epoch {result.best_epoch}"))
+    print(
+        f"best epoch {result.best_epoch} ({result.select_metric} {result.best_metric:.4f}); "
+        f"run folder {result.output_dir}"
+    )
+    return 0
+
+
+def _train_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluate import evaluate
+    from .train import build_datasets, load_checkpoint
+
+    try:
+        cfg = _load_config(args)
+        source = Path(args.checkpoint or cfg.resolved_output_dir())
+        if (source / "checkpoints").is_dir() or (source / "state.json").is_file():
+            model = load_checkpoint(source).model
+        else:
+            from .hub import load_pretrained
+
+            model = load_pretrained(args.checkpoint)
+        datasets = build_datasets(cfg, taxonomy=model.taxonomy)
+        if args.split not in datasets:
+            raise FileNotFoundError(f"the dataset has no {args.split!r} split: {sorted(datasets)}")
+        device = (
+            "cuda" if __import__("torch").cuda.is_available() and cfg.device != "cpu" else "cpu"
+        )
+        model.to(device)
+        report = evaluate(
+            model,
+            datasets[args.split],
+            batch_size=cfg.eval_batch_size,
+            device=device,
+            workers=cfg.workers,
+            progress=cfg.progress,
+        )
+    except _train_errors() as err:
+        return _fail(err)
+    print(report.table(f"{cfg.name}: {args.split} split ({report.num_samples} images)"))
+    if args.out:
+        paths = report.write(args.out, title=f"{cfg.name}: {args.split} split")
+        print(f"report and confusion matrices written to {paths['json'].parent}")
+    return 0
+
+
+def _train_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    try:
+        out = export_run(args.run_dir, args.out_dir, which=args.which)
+    except _train_errors() as err:
+        return _fail(err)
+    print(out)
+    return 0
+
+
+def _train_push(args: argparse.Namespace) -> int:
+    from .export import push_run
+
+    try:
+        commit = push_run(
+            args.run_dir,
+            args.repo_id,
+            which=args.which,
+            private=args.private or None,
+            revision=args.revision,
+            commit_message=args.message,
+        )
+    except _train_errors() as err:
+        return _fail(err)
+    print(f"pushed {args.repo_id} at commit {commit}")
+    return 0
+
+
+def _train_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(out_dir=args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+    return 0
 
 
 # ---------------------------------------------------------------- predict

@@ -1,0 +1,169 @@
+"""Training throughput of MDAN (ResNet-101) vs a plain ResNet-101 classifier, and data loading
+vs model throughput, side by side in one process.
+
+* Model: one optimizer step (forward, Eq. 3 loss / cross-entropy, backward, SGD with the paper's
+  momentum and weight decay) at 448 x 448, the two models interleaved (A, B, A, B, ...) so that
+  load from other processes hits both alike; median images/s and the ratio.
+* Data: the paper's train transform (resize 512, random 448 crop, flip, normalise) on real
+  photos (scikit-image's sample images written as JPEG files) through a DataLoader with
+  ``--workers`` processes, in images/s, against MDAN's training images/s: how many loader
+  workers keep the model fed.
+
+Runs unchanged on a GPU (device auto, bf16 autocast there, larger default batch):
+
+    PYTHONPATH=$PWD python benchmarks/train.py [--batch 2] [--steps 3] [--workers 0 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from mdan_zoo import MDAN, MDANConfig, Preprocessing, get_taxonomy
+from mdan_zoo.imageio import read_image
+
+
+class _Photos(Dataset):
+    def __init__(self, paths: list[Path], n: int, transform: object) -> None:
+        self.paths, self.n, self.transform = paths, n, transform
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(read_image(self.paths[i % len(self.paths)])), i % 25  # type: ignore[operator]
+
+
+def _photos(folder: Path) -> list[Path]:
+    import skimage.data as sk
+
+    paths = []
+    for name in (
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "immunohistochemistry",
+        "motorcycle_left",
+    ):
+        try:
+            arr = getattr(sk, name)()
+        except Exception:  # noqa: BLE001 - a sample missing from this scikit-image
+            continue
+        if arr.ndim == 3 and arr.shape[2] == 3:
+            p = folder / f"{name}.jpg"
+            Image.fromarray(arr).save(p, quality=90)
+            paths.append(p)
+    return paths
+
+
+def _step(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    amp: torch.dtype | None,
+) -> None:
+    ctx = (
+        torch.autocast(x.device.type, dtype=amp)
+        if amp
+        else torch.autocast(x.device.type, enabled=False)
+    )
+    with ctx:
+        out = model(x)
+        loss = (
+            model.loss(out, y)
+            if isinstance(model, MDAN)
+            else torch.nn.functional.cross_entropy(out, y)
+        )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=448)
+    parser.add_argument("--batch", type=int, default=0, help="default: 2 on CPU, 32 on GPU")
+    parser.add_argument(
+        "--steps", type=int, default=0, help="timed steps per model (default 3 CPU, 20 GPU)"
+    )
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to try"
+    )
+    parser.add_argument(
+        "--loader-images", type=int, default=0, help="images per loader run (default 8x batch)"
+    )
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gpu = device.type == "cuda"
+    batch = args.batch or (32 if gpu else 2)
+    steps = args.steps or (20 if gpu else 3)
+    amp = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if gpu else None
+    if amp is torch.float16:
+        amp = None  # keep the comparison simple: fp16 would need a GradScaler
+    name = torch.cuda.get_device_name(device) if gpu else f"CPU, {torch.get_num_threads()} threads"
+    print(
+        f"device: {name}; input {args.size}x{args.size}, batch {batch}, {steps} timed steps per model, amp {amp}"
+    )
+
+    tax = get_taxonomy("webemo")  # 3 levels: every part of MDAN runs
+    torch.manual_seed(0)
+    models = {
+        "MDAN (ResNet-101)": MDAN(tax, MDANConfig(backbone="resnet101")),
+        "ResNet-101 classifier": torchvision.models.resnet101(num_classes=tax.num_classes[-1]),
+    }
+    opts = {}
+    for key, m in models.items():
+        m.to(device).train()
+        opts[key] = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-3)
+    x = torch.randn(batch, 3, args.size, args.size, device=device)
+    y = torch.randint(0, tax.num_classes[-1], (batch,), device=device)
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for i in range(steps + 1):  # the first round warms up
+        for key, m in models.items():
+            _sync(device)
+            t = time.perf_counter()
+            _step(m, opts[key], x, y, amp)
+            _sync(device)
+            if i:
+                times[key].append(time.perf_counter() - t)
+    speed = {k: batch / statistics.median(v) for k, v in times.items()}
+    print("\ntraining throughput (median over steps):")
+    for k, v in speed.items():
+        print(f"  {k:<24} {v:8.2f} images/s")
+    mdan_key, base_key = list(models)
+    print(f"  MDAN / ResNet-101 time per image: {speed[base_key] / speed[mdan_key]:.2f}x")
+
+    pre = Preprocessing(input_size=args.size, resize_size=max(args.size, int(args.size * 8 / 7)))
+    n = args.loader_images or 8 * batch
+    print(f"\ndata loading (paper train transform, real JPEG photos, {n} images, batch {batch}):")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = _photos(Path(tmp))
+        ds = _Photos(paths, n, pre.train_transform())
+        for w in args.workers:
+            loader = DataLoader(ds, batch_size=batch, num_workers=w, pin_memory=gpu)
+            t = time.perf_counter()
+            count = sum(len(b[0]) for b in loader)
+            rate = count / (time.perf_counter() - t)
+            print(
+                f"  {w} worker(s): {rate:8.1f} images/s = {rate / speed[mdan_key]:.1f}x MDAN's training "
+                f"throughput ({'enough' if rate >= speed[mdan_key] else 'the loader is the bottleneck'})"
+            )
+
+
+if __name__ == "__main__":
+    main()

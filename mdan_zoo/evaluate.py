@@ -1,0 +1,447 @@
+"""Hierarchical evaluation in the shape of the paper's Table 3 and Fig. 6.
+
+For every level: accuracy of the local prediction P_L, the global prediction P_G (finest level
+and its Eq. 2 sums) and the overall prediction P_O; the hierarchy-violation rate of P_O and of
+P_L (a sample violates when a predicted label's parent is not the label predicted one level up;
+for P_G too: Eq. 2 makes its probabilities consistent, but the per-level argmax can still break
+the tree when a parent's mass is spread over several children); per-class precision and recall; confusion matrices as CSV and
+as PNG with red lines between parent groups (Fig. 6). The arithmetic is plain numpy so that it
+can be checked by hand; images are drawn with Pillow.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image, ImageDraw, ImageFont
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ._io import atomic_path, atomic_write_text
+from .taxonomy import Taxonomy
+
+__all__ = [
+    "BRANCHES",
+    "EvalReport",
+    "collect_predictions",
+    "compute_report",
+    "confusion_matrix",
+    "evaluate",
+    "save_confusion_csv",
+    "save_confusion_png",
+]
+
+BRANCHES = ("local", "global", "overall")
+"""P_L, P_G and P_O, the three columns of Table 3."""
+
+
+def confusion_matrix(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, num_classes: int
+) -> np.ndarray:
+    """``M[t, p]`` = number of samples of true class ``t`` predicted as ``p``."""
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(y_pred, dtype=np.int64)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has shape {t.shape} but y_pred has {p.shape}")
+    if t.size and (min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= num_classes):
+        raise ValueError(f"class indices must be in [0, {num_classes})")
+    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
+
+
+@dataclass
+class EvalReport:
+    """Table-3 style metrics of one model on one split.
+
+    Attributes:
+        taxonomy: the label tree the predictions follow.
+        num_samples: images evaluated.
+        accuracy: ``{branch: [accuracy per level, coarse to fine]}`` for local / global / overall.
+        violation_rate: ``{branch: fraction of samples whose predicted path breaks the tree}``.
+        confusion: ``{branch: [confusion matrix per level]}`` (rows: true, columns: predicted).
+        per_class: for P_O, per level, ``{label: {precision, recall, support}}``.
+    """
+
+    taxonomy: Taxonomy
+    num_samples: int
+    accuracy: dict[str, list[float]]
+    violation_rate: dict[str, float]
+    confusion: dict[str, list[np.ndarray]]
+    per_class: list[dict[str, dict[str, float]]] = field(default_factory=list)
+
+    def flat(self) -> dict[str, float]:
+        """Scalar metrics by name: ``overall/acc/<level>``, ``overall/mean`` (mean over levels),
+        ``overall/violations`` and the same for ``local`` and ``global``."""
+        out: dict[str, float] = {}
+        for branch in BRANCHES:
+            for name, acc in zip(self.taxonomy.level_names, self.accuracy[branch], strict=True):
+                out[f"{branch}/acc/{name}"] = acc
+            out[f"{branch}/mean"] = float(np.mean(self.accuracy[branch]))
+            out[f"{branch}/violations"] = self.violation_rate[branch]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        tax = self.taxonomy
+        return {
+            "taxonomy": tax.name,
+            "levels": list(tax.level_names),
+            "labels": [list(lv) for lv in tax.labels],
+            "num_samples": self.num_samples,
+            "accuracy": {
+                b: dict(zip(tax.level_names, v, strict=True)) for b, v in self.accuracy.items()
+            },
+            "violation_rate": dict(self.violation_rate),
+            "per_class": dict(zip(tax.level_names, self.per_class, strict=True)),
+            "confusion": {
+                b: {n: m.tolist() for n, m in zip(tax.level_names, ms, strict=True)}
+                for b, ms in self.confusion.items()
+            },
+            "metrics": self.flat(),
+        }
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def table(self, title: str | None = None) -> str:
+        """The report as text: a Table-3 block (Acc_L / Acc_G / Acc_O per level) and violations."""
+        tax = self.taxonomy
+        lines = [title or f"{tax.name}: {self.num_samples} images"]
+        width = max(
+            len(f"{n} ({k})") for n, k in zip(tax.level_names, tax.num_classes, strict=True)
+        )
+        width = max(width, len("level"))
+        lines.append(f"{'level':<{width}}  {'Acc_L':>7} {'Acc_G':>7} {'Acc_O':>7}")
+        for d, (name, k) in enumerate(zip(tax.level_names, tax.num_classes, strict=True)):
+            cells = " ".join(f"{100 * self.accuracy[b][d]:7.2f}" for b in BRANCHES)
+            lines.append(f"{f'{name} ({k})':<{width}}  {cells}")
+        if tax.num_levels > 1:
+            v = self.violation_rate
+            lines.append(
+                f"hierarchy violations: P_L {100 * v['local']:.2f}%  P_O {100 * v['overall']:.2f}%"
+                f"  P_G {100 * v['global']:.2f}%"
+            )
+        return "\n".join(lines)
+
+    def write(
+        self, directory: str | os.PathLike[str], *, title: str | None = None
+    ) -> dict[str, Path]:
+        """Write ``report.json``, ``report.txt`` and, per branch P_O / P_L and level, the
+        confusion matrix as CSV and PNG. Returns the paths by name."""
+        directory = Path(directory)
+        paths = {"json": directory / "report.json", "text": directory / "report.txt"}
+        self.to_json(paths["json"])
+        atomic_write_text(paths["text"], self.table(title) + "\n")
+        tag = {"overall": "P_O", "local": "P_L"}
+        for branch in ("overall", "local"):
+            for d, name in enumerate(self.taxonomy.level_names):
+                stem = f"confusion_{tag[branch]}_{name}"
+                save_confusion_csv(
+                    self.confusion[branch][d], self.taxonomy, d, directory / f"{stem}.csv"
+                )
+                save_confusion_png(
+                    self.confusion[branch][d],
+                    self.taxonomy,
+                    d,
+                    directory / f"{stem}.png",
+                    title=f"{tag[branch]}, level '{name}'",
+                )
+                paths[stem] = directory / f"{stem}.png"
+        return paths
+
+
+def compute_report(
+    taxonomy: Taxonomy,
+    fine_targets: Sequence[int] | np.ndarray,
+    probs: Mapping[str, Sequence[np.ndarray]],
+) -> EvalReport:
+    """Metrics from fine-level targets and ``{branch: [probabilities per level]}``.
+
+    Targets at coarser levels are the ancestors of the fine target; predictions are the argmax
+    of each level's probabilities.
+    """
+    y_fine = np.asarray(fine_targets, dtype=np.int64)
+    n = len(y_fine)
+    if n == 0:
+        raise ValueError("cannot evaluate on an empty set of images")
+    paths = np.array([taxonomy.ancestor_indices(int(k)) for k in range(taxonomy.num_classes[-1])])
+    y = [paths[y_fine, d] for d in range(taxonomy.num_levels)]
+    accuracy: dict[str, list[float]] = {}
+    violations: dict[str, float] = {}
+    confusion: dict[str, list[np.ndarray]] = {}
+    preds_by_branch: dict[str, list[np.ndarray]] = {}
+    for branch in BRANCHES:
+        level_probs = probs[branch]
+        if len(level_probs) != taxonomy.num_levels:
+            raise ValueError(f"{branch}: need probabilities for {taxonomy.num_levels} levels")
+        preds = []
+        for d, p in enumerate(level_probs):
+            p = np.asarray(p)
+            if p.shape != (n, taxonomy.num_classes[d]):
+                raise ValueError(
+                    f"{branch} level {d}: probabilities of shape {p.shape}, expected "
+                    f"{(n, taxonomy.num_classes[d])}"
+                )
+            preds.append(p.argmax(axis=1))
+        preds_by_branch[branch] = preds
+        accuracy[branch] = [float((pr == t).mean()) for pr, t in zip(preds, y, strict=True)]
+        violations[branch] = _violation_rate(taxonomy, preds)
+        confusion[branch] = [
+            confusion_matrix(t, pr, k)
+            for t, pr, k in zip(y, preds, taxonomy.num_classes, strict=True)
+        ]
+    per_class = []
+    for d in range(taxonomy.num_levels):
+        m = confusion["overall"][d]
+        tp = np.diag(m).astype(float)
+        pred_count, true_count = m.sum(axis=0), m.sum(axis=1)
+        per_class.append(
+            {
+                label: {
+                    "precision": float(tp[i] / pred_count[i]) if pred_count[i] else 0.0,
+                    "recall": float(tp[i] / true_count[i]) if true_count[i] else 0.0,
+                    "support": int(true_count[i]),
+                }
+                for i, label in enumerate(taxonomy.labels[d])
+            }
+        )
+    return EvalReport(
+        taxonomy=taxonomy,
+        num_samples=n,
+        accuracy=accuracy,
+        violation_rate=violations,
+        confusion=confusion,
+        per_class=per_class,
+    )
+
+
+def _violation_rate(taxonomy: Taxonomy, preds: Sequence[np.ndarray]) -> float:
+    bad = np.zeros(len(preds[0]), dtype=bool)
+    for d in range(1, taxonomy.num_levels):
+        parent = np.asarray(taxonomy.parents[d])
+        bad |= parent[preds[d]] != preds[d - 1]
+    return float(bad.mean())
+
+
+# ---------------------------------------------------------------------- running a model
+@torch.no_grad()
+def collect_predictions(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    workers: int = 0,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = False,
+    distributed: bool = False,
+) -> tuple[np.ndarray, dict[str, list[np.ndarray]]]:
+    """Run ``model`` (in eval mode) over ``dataset`` of ``(image, fine_index)``.
+
+    With ``distributed`` every process takes every ``world``-th image and the results are
+    gathered on all processes in dataset order. Returns fine targets and
+    ``{branch: [probabilities per level]}``.
+    """
+    device = torch.device(device)
+    indices = np.arange(len(dataset))  # type: ignore[arg-type]
+    if distributed:
+        indices = indices[dist.get_rank() :: dist.get_world_size()]
+    loader = DataLoader(
+        Subset(dataset, indices.tolist()),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
+    if progress:
+        from tqdm.auto import tqdm
+
+        loader = tqdm(loader, desc="evaluate", leave=False)  # type: ignore[assignment]
+    was_training = model.training
+    model.eval()
+    targets: list[np.ndarray] = []
+    out: dict[str, list[list[np.ndarray]]] = {b: [] for b in BRANCHES}
+    try:
+        for images, y in loader:
+            images = images.to(device, non_blocking=True)
+            ctx = (
+                torch.autocast(device_type=device.type, dtype=amp_dtype)
+                if amp_dtype is not None
+                else torch.autocast(device_type=device.type, enabled=False)
+            )
+            with ctx:
+                res = model(images)
+            targets.append(np.asarray(y, dtype=np.int64))
+            out["local"].append([lv.local_probs.float().cpu().numpy() for lv in res])
+            out["global"].append([lv.global_probs.float().cpu().numpy() for lv in res])
+            out["overall"].append([lv.probs.float().cpu().numpy() for lv in res])
+    finally:
+        model.train(was_training)
+    n_levels = len(next(iter(out.values()))[0]) if targets else 0
+    y_all = np.concatenate(targets) if targets else np.zeros(0, dtype=np.int64)
+    probs = {
+        b: [np.concatenate([batch[d] for batch in out[b]]) for d in range(n_levels)]
+        for b in BRANCHES
+    }
+    if distributed:
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, (indices, y_all, probs))
+        order = np.concatenate([g[0] for g in gathered])
+        inv = np.argsort(order)
+        y_all = np.concatenate([g[1] for g in gathered])[inv]
+        levels = len(gathered[0][2]["overall"])
+        probs = {
+            b: [np.concatenate([g[2][b][d] for g in gathered])[inv] for d in range(levels)]
+            for b in BRANCHES
+        }
+    return y_all, probs
+
+
+def evaluate(
+    model: Any,
+    dataset: Dataset,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    workers: int = 0,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = False,
+    distributed: bool = False,
+) -> EvalReport:
+    """Evaluate an MDAN on a dataset of ``(image_tensor, fine_index)``: the Table-3 report."""
+    y, probs = collect_predictions(
+        model,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        workers=workers,
+        amp_dtype=amp_dtype,
+        progress=progress,
+        distributed=distributed,
+    )
+    return compute_report(model.taxonomy, y, probs)
+
+
+# ---------------------------------------------------------------------- writing matrices
+def save_confusion_csv(
+    matrix: np.ndarray, taxonomy: Taxonomy, level: int, path: str | os.PathLike[str]
+) -> None:
+    """CSV in taxonomy order: header ``true\\predicted,<labels>``, one row per true class."""
+    labels = taxonomy.labels[level]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["true\\predicted", *labels])
+    for label, row in zip(labels, np.asarray(matrix).tolist(), strict=True):
+        w.writerow([label, *row])
+    atomic_write_text(Path(path), buf.getvalue())
+
+
+def _group_order(taxonomy: Taxonomy, level: int) -> tuple[list[int], list[int]]:
+    """Class order with siblings together, and the positions where a new parent group starts."""
+    if level == 0:
+        return list(range(taxonomy.num_classes[0])), []
+    parents = taxonomy.parents[level]
+    order = sorted(range(len(parents)), key=lambda k: (parents[k], k))
+    bounds = [i for i in range(1, len(order)) if parents[order[i]] != parents[order[i - 1]]]
+    return order, bounds
+
+
+def _font(size: int) -> Any:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def save_confusion_png(
+    matrix: np.ndarray,
+    taxonomy: Taxonomy,
+    level: int,
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """Draw a row-normalised confusion matrix like the paper's Fig. 6: grey levels (dark =
+    many), classes grouped by parent, red lines between parent groups, a grey scale bar.
+
+    Returns the geometry (``x0``, ``y0``, ``cell``, ``order``, ``bounds``) so that callers and
+    tests can find cells and lines in the picture.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    k = m.shape[0]
+    if m.shape != (k, k) or k != taxonomy.num_classes[level]:
+        raise ValueError(
+            f"matrix of shape {m.shape} does not fit level {level} ({taxonomy.num_classes[level]} classes)"
+        )
+    order, bounds = _group_order(taxonomy, level)
+    m = m[np.ix_(order, order)]
+    rows = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    labels = [taxonomy.labels[level][i] for i in order]
+    cell = int(max(22, min(56, 560 // k)))
+    font = _font(max(9, min(14, cell // 3)))
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max(int(probe.textlength(lb, font=font)) for lb in labels) + 10
+    x0, y0 = text_w + 24, text_w + 40
+    grid = cell * k
+    width, height = x0 + grid + 80, y0 + grid + 16
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text(
+        (8, 6),
+        title or f"confusion matrix, level {taxonomy.level_names[level]}",
+        fill="black",
+        font=font,
+    )
+    for r in range(k):
+        for c in range(k):
+            v = norm[r, c]
+            g = int(round(255 * (1.0 - v)))
+            box = (x0 + c * cell, y0 + r * cell, x0 + (c + 1) * cell - 1, y0 + (r + 1) * cell - 1)
+            draw.rectangle(box, fill=(g, g, g))
+            if cell >= 26:
+                txt = f"{100 * v:.0f}"
+                tw = probe.textlength(txt, font=font)
+                draw.text(
+                    (box[0] + (cell - tw) / 2, box[1] + cell / 2 - 6),
+                    txt,
+                    fill="white" if v > 0.5 else "black",
+                    font=font,
+                )
+    for r, lb in enumerate(labels):  # row labels (true) on the left
+        draw.text(
+            (x0 - 6 - probe.textlength(lb, font=font), y0 + r * cell + cell / 2 - 6),
+            lb,
+            fill="black",
+            font=font,
+        )
+    for c, lb in enumerate(labels):  # column labels (predicted) on top, rotated
+        tw = int(probe.textlength(lb, font=font)) + 4
+        tile = Image.new("RGB", (tw, 16), "white")
+        ImageDraw.Draw(tile).text((2, 1), lb, fill="black", font=font)
+        tile = tile.rotate(90, expand=True)
+        img.paste(tile, (x0 + c * cell + cell // 2 - 8, y0 - 6 - tile.height))
+    draw.text((4, y0 + grid // 2), "true", fill="black", font=font)
+    draw.text((x0 + grid // 2 - 20, 22), "predicted", fill="black", font=font)
+    for b in bounds:  # parent groups (Fig. 6's red lines)
+        pos = b * cell
+        draw.line([(x0 + pos, y0), (x0 + pos, y0 + grid)], fill=(255, 0, 0), width=2)
+        draw.line([(x0, y0 + pos), (x0 + grid, y0 + pos)], fill=(255, 0, 0), width=2)
+    bx = x0 + grid + 24  # grey scale bar
+    for i in range(grid):
+        g = int(round(255 * i / max(grid - 1, 1)))
+        draw.line([(bx, y0 + i), (bx + 14, y0 + i)], fill=(g, g, g))
+    draw.text((bx + 18, y0 - 4), "1", fill="black", font=font)
+    draw.text((bx + 18, y0 + grid - 10), "0", fill="black", font=font)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return {"x0": x0, "y0": y0, "cell": cell, "order": order, "bounds": bounds}

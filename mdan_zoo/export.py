@@ -1,0 +1,103 @@
+"""From a training run to a published checkpoint: the selected epoch into the Hub layout, with
+its validation and test metrics and its training config in the model card; then to a Hub repo.
+
+The Hub layout and the upload belong to :mod:`mdan_zoo.hub`; this module only gathers what a run
+knows about itself (which epoch won on validation, its test report, its recipe).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .model import MDAN
+from .train import load_checkpoint
+
+__all__ = ["export_run", "push_run", "run_metrics"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_metrics(run_dir: str | os.PathLike[str], *, which: str = "best") -> dict[str, Any]:
+    """The metrics of a run's selected checkpoint: validation scalars of that epoch, and the
+    test report (Table-3 accuracies in percent keyed by number of classes) when the run wrote
+    one."""
+    ckpt = load_checkpoint(run_dir, which=which)
+    tax = ckpt.model.taxonomy
+    metrics: dict[str, Any] = {
+        "selected_epoch": ckpt.epoch,
+        "select_metric": ckpt.state.get("select_metric"),
+        "validation": ckpt.state.get("metrics", {}),
+    }
+    report = Path(run_dir) / "test" / "report.json"
+    if report.is_file():
+        data = json.loads(report.read_text(encoding="utf-8"))
+        for branch, tag in (("local", "L"), ("global", "G"), ("overall", "O")):
+            metrics[f"accuracy_{tag}"] = {
+                str(k): round(100 * data["accuracy"][branch][name], 2)
+                for name, k in zip(tax.level_names, tax.num_classes, strict=True)
+            }
+        metrics["violation_rate"] = data["violation_rate"]
+        metrics["test_images"] = data["num_samples"]
+    return metrics
+
+
+def _training_card(ckpt_state: dict[str, Any]) -> dict[str, Any]:
+    cfg = dict(ckpt_state["config"])
+    cfg.pop("output_dir", None)
+    cfg.pop("progress", None)
+    return cfg
+
+
+def export_run(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    which: str = "best",
+) -> Path:
+    """Write the run's ``best`` (validation-selected) or ``last`` checkpoint to ``out_dir`` in
+    the Hub layout (``mdan_zoo.hub.save_pretrained``). Returns the folder."""
+    from .hub import save_pretrained
+
+    ckpt = load_checkpoint(run_dir, which=which)
+    out = save_pretrained(
+        ckpt.model,
+        out_dir,
+        metrics=run_metrics(run_dir, which=which),
+        training=_training_card(ckpt.state),
+    )
+    logger.info("exported %s (epoch %d) to %s", ckpt.path, ckpt.epoch, out)
+    return Path(out)
+
+
+def push_run(
+    run_dir: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    which: str = "best",
+    private: bool | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    api: Any = None,
+) -> str:
+    """Upload the run's selected checkpoint to the Hub repo ``repo_id`` (created if needed);
+    returns the commit id to pin."""
+    from .hub import push_to_hub
+
+    ckpt = load_checkpoint(run_dir, which=which)
+    model: MDAN = ckpt.model
+    return push_to_hub(
+        model,
+        repo_id,
+        metrics=run_metrics(run_dir, which=which),
+        training=_training_card(ckpt.state),
+        commit_message=commit_message or f"MDAN {model.taxonomy.name}, epoch {ckpt.epoch}",
+        private=private,
+        token=token,
+        revision=revision,
+        api=api,
+    )
