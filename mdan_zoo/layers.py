@@ -73,32 +73,45 @@ class MHCCA(nn.Module):
         pad = d * heads - n
         scale = 1.0 / math.sqrt(d)
         k = (self.k(c_low) if self.k is not None else c_low).flatten(2)
-        v = (self.v(c_low) if self.v is not None else c_low).flatten(2)
+        v = k if self.v is None else self.v(c_low).flatten(2)  # no V projection: V is C itself
         cl = k.shape[1]
         fold = heads * cl < n if self.fold is None else self.fold
         q = f_high.flatten(2) if fold else self.q(f_high).flatten(2)
         if pad:  # zero positions add nothing to any dot product; the output is cropped
-            q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
+            q, k_padded = F.pad(q, (0, pad)), F.pad(k, (0, pad))
+            v = k_padded if v is k else F.pad(v, (0, pad))
+            k = k_padded
         ch = q.shape[1]
-        q = q.reshape(b, ch, heads, d).transpose(1, 2)  # [B, h, C^H, d]
-        k = k.reshape(b, cl, heads, d).transpose(1, 2)  # [B, h, C^L, d]
-        v = v.reshape(b, cl, heads, d).transpose(1, 2)  # [B, h, C^L, d]
-        if fold:
-            w_q, b_q = self.q.weight[:, :, 0, 0], self.q.bias
-            w_o, b_o = self.o.weight[:, :, 0, 0], self.o.bias
-            assert b_q is not None and b_o is not None  # built with bias=True
-            scores = torch.matmul(w_q * scale, q @ k.transpose(-1, -2))  # W_q (F C^T)
-            scores = scores + (b_q * scale)[:, None] * k.sum(-1)[:, :, None, :]
-            attn = torch.softmax(scores, dim=-1)  # [B, h, C^H, C^L]
-            out = torch.matmul(w_o, attn) @ v  # (W_o A) C: [B, h, out, d]
-            out = out.transpose(1, 2).reshape(b, -1, heads * d)
-            if pad:
-                out = out[..., :n]
-            return (out + b_o[:, None]).reshape(b, -1, h, w)
-        attn = torch.softmax((q * scale) @ k.transpose(-1, -2), dim=-1)  # [B, h, C^H, C^L]
-        out = (attn @ v).transpose(1, 2).reshape(b, ch, heads * d)  # [B, C^H, h*d]
+        # Heads are contiguous chunks of d positions. Each head works on a strided view
+        # ([B, C, d], row stride h*d), which batched matmul reads in place: no transposed copies
+        # of the large maps (C2 at 448 px is 100 MB per batch of 8).
+        qs = q.reshape(b, ch, heads, d)
+        ks = k.reshape(b, cl, heads, d)
+        vs = ks if v is k else v.reshape(b, cl, heads, d)
+        w_q = self.q.weight[:, :, 0, 0] * scale
+        b_q = self.q.bias
+        w_o = self.o.weight[:, :, 0, 0]
+        assert b_q is not None  # built with bias=True
+        outs = []
+        for i in range(heads):
+            q_i, k_i, v_i = qs[:, :, i], ks[:, :, i], vs[:, :, i]
+            scores = q_i @ k_i.transpose(1, 2)  # [B, C^H, C^L]
+            if fold:  # W_q (F C^T) + b_q (C 1)^T
+                scores = (
+                    torch.matmul(w_q, scores) + (b_q * scale)[:, None] * k_i.sum(-1)[:, None, :]
+                )
+            else:
+                scores = scores * scale
+            attn = torch.softmax(scores, dim=-1)
+            if fold:  # (W_o A) C
+                attn = torch.matmul(w_o, attn)
+            outs.append(attn @ v_i)  # [B, C^H or out, d]
+        out = torch.stack(outs, dim=2).reshape(b, -1, heads * d)
         if pad:
             out = out[..., :n]
+        if fold:
+            assert self.o.bias is not None
+            return (out + self.o.bias[:, None]).reshape(b, -1, h, w)
         return self.o(out.reshape(b, ch, h, w))
 
 
