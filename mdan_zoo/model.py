@@ -95,6 +95,15 @@ class LevelOutput:
     lcam: Tensor | None = None
     cams: Tensor | None = None
 
+    @property
+    def logits(self) -> Tensor:
+        """The logits of this level's local classifier (``local_probs`` is their softmax).
+
+        P_O is a mixture of probabilities and has no logits of its own; the global classifier's
+        logits exist at the finest level only (``global_logits``).
+        """
+        return self.local_logits
+
 
 @dataclass
 class MDANOutput:
@@ -126,6 +135,11 @@ class MDANOutput:
     @property
     def global_probs(self) -> list[Tensor]:
         return [lv.global_probs for lv in self.levels]
+
+    @property
+    def logits(self) -> list[Tensor]:
+        """Local-classifier logits of every level, coarse to fine."""
+        return [lv.logits for lv in self.levels]
 
 
 def mdan_loss(output: MDANOutput, targets: Sequence[Tensor], eps: float = 1e-8) -> Tensor:

@@ -465,3 +465,16 @@ def test_lcam_detach_keeps_the_output_and_changes_the_gradients() -> None:
     for a, b in zip(*probs, strict=True):
         torch.testing.assert_close(a, b)
     assert (grads[0] - grads[1]).abs().max() > 1e-6
+
+
+def test_logits_are_the_local_classifier_logits_at_every_level() -> None:
+    from mdan_zoo import MDAN, MDANConfig, get_taxonomy
+
+    model = MDAN(get_taxonomy("fashion_mnist"), MDANConfig(backbone="resnet18")).eval()
+    with torch.inference_mode():
+        out = model(torch.randn(2, 3, 64, 64))
+    for level in out:
+        assert level.logits.shape == level.local_probs.shape
+        assert torch.allclose(torch.softmax(level.logits, dim=1), level.local_probs)
+    assert [t.shape[1] for t in out.logits] == [2, 4, 10]
+    assert out[-1].global_logits is not None and out[0].global_logits is None
