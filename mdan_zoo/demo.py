@@ -165,19 +165,6 @@ def _attention_png(
     return path
 
 
-def _predict(model: MDAN, images: list[Image.Image]) -> list[list[tuple[str, float]]]:
-    """Top P_O label and probability at every level, from raw PIL images."""
-    tf = model.eval_transform()
-    with torch.no_grad():
-        out = model(torch.stack([tf(im) for im in images]))
-    rows = []
-    for i in range(len(images)):
-        rows.append(
-            [(lv.labels[int(lv.probs[i].argmax())], float(lv.probs[i].max())) for lv in out]
-        )
-    return rows
-
-
 def run_demo(
     *,
     out_dir: str | os.PathLike[str] = "mdan-demo",
@@ -290,19 +277,20 @@ def run_demo(
     test_set = FashionMNIST("test", indices=idx["predict"])
     images = [test_set.image(i) for i in range(len(test_set))]
     truth = [int(test_set.targets[j]) for j in idx["predict"]]
-    preds = _predict(reloaded, images)
-    echo("\npredictions of the reloaded model on held-out images (P_O, coarse -> fine):")
+    results = reloaded.predict(images, top_k=3)
+    echo(
+        "\npredictions of the reloaded model on held-out images (model.predict: the "
+        "hierarchy-consistent answer, P_O per level, coarse -> fine):"
+    )
     predictions = []
-    for t, top in zip(truth, preds, strict=True):
-        path = " > ".join(f"{lb} {100 * p:.1f}%" for lb, p in top)
-        ok = "ok " if top[-1][0] == tax.fine_labels[t] else "err"
-        echo(f"  [{ok}] true {tax.fine_labels[t]:<12} -> {path}")
-        predictions.append(
-            {
-                "true": tax.fine_labels[t],
-                "predicted": [{"label": lb, "probability": p} for lb, p in top],
-            }
-        )
+    for t, res in zip(truth, results, strict=True):
+        path = " > ".join(f"{c.label} {100 * c.prob:.1f}%" for c in res.consistent)
+        hit = "ok  " if res.consistent[-1].label == tax.fine_labels[t] else "miss"
+        echo(f"  [{hit}] true {tax.fine_labels[t]:<12} -> {path}")
+        if not res.argmax_consistent:
+            argmax = " > ".join(lv.label for lv in res.levels)
+            echo(f"         (the per-level argmax, {argmax}, breaks the hierarchy)")
+        predictions.append({"true": tax.fine_labels[t], **res.to_dict()})
     atomic_write_text(out / "predictions.json", json.dumps(predictions, indent=2) + "\n")
     attention = _attention_png(reloaded, images, truth, out / "attention.png")
     confusion = out / "confusion.png"

@@ -41,9 +41,11 @@ def test_demo_quick_end_to_end(
     preds = json.loads((out / "predictions.json").read_text())
     assert len(preds) == 6
     for p in preds:
-        assert len(p["predicted"]) == 3
-        assert all(0.0 <= q["probability"] <= 1.0 for q in p["predicted"])
-        assert p["predicted"][-1]["label"] in model.taxonomy.fine_labels
+        path = [c["label"] for c in p["consistent"]]  # model.predict's consistent answer
+        assert len(path) == 3 and all(0.0 <= c["prob"] <= 1.0 for c in p["consistent"])
+        assert model.taxonomy.ancestors(path[-1]) == tuple(path)
+        assert [lv["level"] for lv in p["levels"]] == list(model.taxonomy.level_names)
+        assert p["true"] in model.taxonomy.fine_labels
     # pictures
     for png in ("attention.png", "confusion.png"):
         img = Image.open(out / png)
