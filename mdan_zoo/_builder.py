@@ -182,6 +182,7 @@ def build_mdan(
             source_taxonomy=tax,
             preprocessing=Preprocessing(),
             source=ckpt.source,
+            revision=ckpt.revision,
         )
     else:
         saved_config, saved_tax, pre = ckpt.describe()
@@ -211,7 +212,6 @@ def build_mdan(
             source_taxonomy=saved_tax,
             preprocessing=pre,
             source=ckpt.source,
+            revision=ckpt.revision,
         )
-    model.checkpoint_source = ckpt.source  # type: ignore[assignment]
-    model.checkpoint_revision = ckpt.revision  # type: ignore[assignment]
     return model

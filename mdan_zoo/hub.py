@@ -890,6 +890,7 @@ def load_pretrained(
             source_taxonomy=target_tax,
             preprocessing=Preprocessing(),
             source=ckpt.source,
+            revision=ckpt.revision,
         )
     saved_config, saved_tax, pre = ckpt.describe()
     if config is not None and config != saved_config:
@@ -898,17 +899,15 @@ def load_pretrained(
             "drop config= to use the checkpoint's own, or train a model with the new config"
         )
     target_tax = saved_tax if taxonomy is None else _as_taxonomy(taxonomy)
-    model = build_from_state(
+    return build_from_state(
         read_state_dict(ckpt.weights_path),
         config=saved_config,
         taxonomy=target_tax,
         source_taxonomy=saved_tax,
         preprocessing=pre,
         source=ckpt.source,
+        revision=ckpt.revision,
     )
-    model.checkpoint_source = ckpt.source  # type: ignore[assignment]
-    model.checkpoint_revision = ckpt.revision  # type: ignore[assignment]
-    return model
 
 
 from_pretrained = load_pretrained
@@ -932,11 +931,13 @@ def build_from_state(
     source_taxonomy: Taxonomy,
     preprocessing: Preprocessing,
     source: str,
+    revision: str | None = None,
 ) -> MDAN:
     """An MDAN for ``taxonomy`` holding ``state`` (saved for ``source_taxonomy``), in eval mode.
 
     Built on the meta device and filled with the tensors themselves (no copy, no random init);
-    a different taxonomy goes through fine-tuning transfer.
+    a different taxonomy goes through fine-tuning transfer. ``source`` and ``revision`` are
+    recorded as ``model.checkpoint_source`` / ``model.checkpoint_revision``.
     """
     model = _build_meta(config, taxonomy, preprocessing)
     report: TransferReport | None = None
@@ -945,6 +946,8 @@ def build_from_state(
         logger.info("%s", report.summary())
     _assign(model, state, source=source)
     model.transfer_report = report  # type: ignore[assignment]
+    model.checkpoint_source = source  # type: ignore[assignment]
+    model.checkpoint_revision = revision  # type: ignore[assignment]
     return model.eval()
 
 

@@ -23,6 +23,7 @@ from mdan_zoo import (
     get_weights,
     list_models,
     list_pretrained,
+    load_pretrained,
     mdan,
     mdan_fi,
 )
@@ -208,6 +209,14 @@ def test_bare_state_dict_file_is_strict(saved: tuple[MDAN, Path], tmp_path: Path
         taxonomy="fashion_mnist", config=model.config, weights=tmp_path / "bare.safetensors"
     )
     assert same_state(model, loaded)
+    via_hub = load_pretrained(
+        tmp_path / "bare.safetensors", taxonomy="fashion_mnist", config=model.config
+    )
+    assert same_state(model, via_hub)
+    # Both ways record where the weights came from (a local file has no revision).
+    for m in (loaded, via_hub):
+        assert m.checkpoint_source is not None and "bare.safetensors" in m.checkpoint_source
+        assert m.checkpoint_revision is None
     del state["global_head.bias"]
     save_file(state, tmp_path / "short.safetensors")
     with pytest.raises(WeightsError, match=r"missing \['global_head\.bias'\]"):
