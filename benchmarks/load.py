@@ -46,7 +46,7 @@ def main() -> None:
 
     import mdan_zoo
     from mdan_zoo import MDAN, get_taxonomy, mdan_webemo
-    from mdan_zoo.hub import _record_path
+    from mdan_zoo.checkpoint import _record_path
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "hub"

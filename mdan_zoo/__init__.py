@@ -1,59 +1,82 @@
-"""mdan_zoo: the model zoo for MDAN (Xu et al., CVPR 2022), hierarchical visual emotion analysis."""
+"""mdan_zoo: the model zoo for MDAN (Xu et al., CVPR 2022), hierarchical visual emotion analysis.
+
+The public API below is imported lazily (PEP 562): ``import mdan_zoo`` costs nothing until a
+name is used, so the command line answers ``--help`` or ``list`` without importing torch.
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# --- core: taxonomies, config, network (issue 2)
-from .config import BACKBONES, ConfigError, MDANConfig, Preprocessing
+from ._version import __version__
 
-# --- zoo (issue 3)
-from .hub import (
-    ChecksumError,
-    TransferReport,
-    WeightsError,
-    load_pretrained,
-    push_to_hub,
-    save_pretrained,
-)
-from .model import MDAN, LevelOutput, MDANOutput, mdan_loss
-from .registry import UnpublishedWeightsError, WeightsEntry, get_weights, list_weights
-from .taxonomy import Taxonomy, TaxonomyError, get_taxonomy, list_taxonomies
-from .zoo import (
-    create_model,
-    list_models,
-    list_pretrained,
-    mdan,
-    mdan_abstract,
-    mdan_artphoto,
-    mdan_emotion6,
-    mdan_fi,
-    mdan_iaps,
-    mdan_webemo,
-)
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    # taxonomies, config, network
+    "BACKBONES": "config",
+    "ConfigError": "config",
+    "MDANConfig": "config",
+    "Preprocessing": "config",
+    "MDAN": "model",
+    "LevelOutput": "model",
+    "MDANOutput": "model",
+    "mdan_loss": "model",
+    "Taxonomy": "taxonomy",
+    "TaxonomyError": "taxonomy",
+    "get_taxonomy": "taxonomy",
+    "list_taxonomies": "taxonomy",
+    # checkpoints, the Hub, the zoo
+    "ChecksumError": "checkpoint",
+    "WeightsError": "checkpoint",
+    "TransferReport": "transfer",
+    "load_pretrained": "hub",
+    "push_to_hub": "hub",
+    "save_pretrained": "hub",
+    "UnpublishedWeightsError": "registry",
+    "WeightsEntry": "registry",
+    "get_weights": "registry",
+    "list_weights": "registry",
+    "create_model": "zoo",
+    "list_models": "zoo",
+    "list_pretrained": "zoo",
+    "mdan": "zoo",
+    "mdan_abstract": "zoo",
+    "mdan_artphoto": "zoo",
+    "mdan_emotion6": "zoo",
+    "mdan_fi": "zoo",
+    "mdan_iaps": "zoo",
+    "mdan_webemo": "zoo",
+    # predictions and deployment
+    "AttentionMaps": "prediction",
+    "LabelProb": "prediction",
+    "LevelAttention": "prediction",
+    "LevelPrediction": "prediction",
+    "Prediction": "prediction",
+    "attention_maps": "prediction",
+    "predict": "prediction",
+    "ImageReadError": "imageio",
+    "read_image": "imageio",
+    "OnnxRuntimeModel": "deploy",
+    "ProbabilityModel": "deploy",
+    "export_onnx": "deploy",
+    "export_program": "deploy",
+    "save_program": "deploy",
+    # training and evaluation
+    "EvalReport": "evaluation",
+    "compute_report": "evaluation",
+    "evaluate": "evaluation",
+    "export_run": "export",
+    "push_run": "export",
+    "run_demo": "demo",
+    "TrainConfig": "train_config",
+    "NonFiniteLossError": "trainer",
+    "TrainResult": "trainer",
+    "Trainer": "trainer",
+    "train": "trainer",
+}
 
-# isort: split
-# --- predict (issue 5)
-from .deploy import OnnxRuntimeModel, ProbabilityModel, export_onnx, export_program, save_program
-from .imageio import ImageReadError, read_image
-from .predict import (
-    AttentionMaps,
-    LabelProb,
-    LevelAttention,
-    LevelPrediction,
-    Prediction,
-    attention_maps,
-    predict,
-)
-
-# --- train (issue 4)
-# isort: split
-from .demo import run_demo
-from .evaluate import EvalReport, compute_report, evaluate
-from .export import export_run, push_run
-from .train import NonFiniteLossError, TrainConfig, Trainer, TrainResult, train
-
-__all__ = [
+__all__ = [  # the same names as _EXPORTS (a test checks)
     "BACKBONES",
     "MDAN",
     "ConfigError",
@@ -67,7 +90,7 @@ __all__ = [
     "get_taxonomy",
     "list_taxonomies",
     "mdan_loss",
-    # zoo (issue 3)
+    # checkpoints, the Hub, the zoo
     "ChecksumError",
     "TransferReport",
     "UnpublishedWeightsError",
@@ -88,7 +111,7 @@ __all__ = [
     "mdan_webemo",
     "push_to_hub",
     "save_pretrained",
-    # predict (issue 5)
+    # predictions and deployment
     "AttentionMaps",
     "ImageReadError",
     "LabelProb",
@@ -103,7 +126,7 @@ __all__ = [
     "predict",
     "read_image",
     "save_program",
-    # train (issue 4)
+    # training and evaluation
     "EvalReport",
     "NonFiniteLossError",
     "TrainConfig",
@@ -116,3 +139,60 @@ __all__ = [
     "run_demo",
     "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mdan_zoo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from .checkpoint import ChecksumError, WeightsError
+    from .config import BACKBONES, ConfigError, MDANConfig, Preprocessing
+    from .demo import run_demo
+    from .deploy import (
+        OnnxRuntimeModel,
+        ProbabilityModel,
+        export_onnx,
+        export_program,
+        save_program,
+    )
+    from .evaluation import EvalReport, compute_report, evaluate
+    from .export import export_run, push_run
+    from .hub import load_pretrained, push_to_hub, save_pretrained
+    from .imageio import ImageReadError, read_image
+    from .model import MDAN, LevelOutput, MDANOutput, mdan_loss
+    from .prediction import (
+        AttentionMaps,
+        LabelProb,
+        LevelAttention,
+        LevelPrediction,
+        Prediction,
+        attention_maps,
+        predict,
+    )
+    from .registry import UnpublishedWeightsError, WeightsEntry, get_weights, list_weights
+    from .taxonomy import Taxonomy, TaxonomyError, get_taxonomy, list_taxonomies
+    from .train_config import TrainConfig
+    from .trainer import NonFiniteLossError, Trainer, TrainResult, train
+    from .transfer import TransferReport
+    from .zoo import (
+        create_model,
+        list_models,
+        list_pretrained,
+        mdan,
+        mdan_abstract,
+        mdan_artphoto,
+        mdan_emotion6,
+        mdan_fi,
+        mdan_iaps,
+        mdan_webemo,
+    )

@@ -1,4 +1,4 @@
-"""The one builder behind every zoo factory (the factories in :mod:`mdan_zoo.zoo` are thin).
+"""The one builder behind every zoo factory (the factories in :mod:`mdan_zoo.zoo` are one call).
 
 It decides where weights come from (none, the registry, a file, a folder, the Hub), which
 architecture and taxonomy the model gets, and whether loading is a plain load or a
@@ -16,11 +16,12 @@ from typing import TypeVar
 
 import torch
 
-from . import hub
+from .checkpoint import WeightsError, read_state_dict
 from .config import MDANConfig, Preprocessing
 from .model import MDAN
-from .registry import get_weights
-from .taxonomy import Taxonomy, get_taxonomy
+from .registry import WeightsEntry, get_weights
+from .taxonomy import Taxonomy, as_taxonomy
+from .transport import resolve
 
 logger = logging.getLogger(__name__)
 
@@ -30,25 +31,29 @@ _ENTRYPOINTS: dict[str, Callable[..., MDAN]] = {}
 
 
 def register_model(fn: F) -> F:
-    """Register a factory under its function name (for create_model, list_models, hubconf)."""
+    """Register a factory under its function name (for create_model, list_models, hubconf) and
+    complete its docstring from its registry entry, the one place that knows the model."""
+    entry = get_weights(fn.__name__)
+    fn.__doc__ = (fn.__doc__ or "").rstrip() + "\n\n" + _entry_doc(entry)
     _ENTRYPOINTS[fn.__name__] = fn
     return fn
 
 
+def _entry_doc(entry: WeightsEntry) -> str:
+    tax = entry.get_taxonomy()
+    counts = " -> ".join(str(n) for n in tax.num_classes)
+    acc = " / ".join(f"{entry.paper_metrics[str(c)]:.2f}" for c in tax.num_classes)
+    return (
+        f"    MDAN for {entry.dataset} (taxonomy ``{entry.taxonomy}``: {counts}), "
+        f"{entry.config.backbone}.\n\n"
+        f"    Paper, Table 1 (accuracy of P_O, %): {acc}. Checkpoint: see "
+        f"``mdan-zoo info {entry.name}`` ({entry.status}).\n"
+        "    Arguments: see :func:`mdan_zoo.mdan`.\n"
+    )
+
+
 def entrypoints() -> dict[str, Callable[..., MDAN]]:
     return dict(_ENTRYPOINTS)
-
-
-def _as_taxonomy(taxonomy: Taxonomy | str | os.PathLike[str]) -> Taxonomy:
-    if isinstance(taxonomy, Taxonomy):
-        return taxonomy
-    if isinstance(taxonomy, os.PathLike) or str(taxonomy).endswith(".json"):
-        return Taxonomy.from_json(taxonomy)
-    if isinstance(taxonomy, str):
-        return get_taxonomy(taxonomy)
-    raise TypeError(
-        f"taxonomy must be a Taxonomy, a built-in name or a .json path, got {type(taxonomy).__name__}"
-    )
 
 
 def _resolve_config(config: MDANConfig | None, backbone: str | None) -> MDANConfig | None:
@@ -77,7 +82,7 @@ def load_backbone_weights(
     if path.suffix in (".pth", ".pt") and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
     elif path.suffix == ".safetensors":
-        state = hub.read_state_dict(path)
+        state = read_state_dict(path)
     elif isinstance(backbone_weights, str) and "/" not in backbone_weights and not path.suffix:
         import torchvision
 
@@ -99,9 +104,8 @@ def load_backbone_weights(
 
 
 def build_mdan(
-    *,
     name: str | None,
-    default_taxonomy: str | None,
+    *,
     pretrained: bool,
     weights: str | os.PathLike[str] | None,
     revision: str | None,
@@ -113,11 +117,20 @@ def build_mdan(
     backbone: str | None,
     backbone_weights: str | os.PathLike[str] | None,
 ) -> MDAN:
-    """Build the model of factory ``name`` (``None`` for the generic :func:`mdan`)."""
+    """Build the model of factory ``name`` (``None`` for the generic :func:`mdan`).
+
+    A named factory takes its default taxonomy, architecture and preprocessing from its
+    registry entry; the arguments are the factories' own (they call ``build_mdan(name,
+    **locals())``).
+    """
+    entry = get_weights(name) if name is not None else None
+    default_taxonomy = entry.taxonomy if entry is not None else None
+    default_config = entry.config if entry is not None else MDANConfig()
+    default_pre = entry.preprocessing if entry is not None else Preprocessing()
     if not isinstance(pretrained, bool):
         raise TypeError(f"pretrained must be True or False, got {pretrained!r}")
     explicit_config = _resolve_config(config, backbone)
-    explicit_tax = _as_taxonomy(taxonomy) if taxonomy is not None else None
+    explicit_tax = as_taxonomy(taxonomy) if taxonomy is not None else None
     factory = f"{name}()" if name else "mdan()"
 
     source: str | os.PathLike[str] | None = weights
@@ -128,7 +141,7 @@ def build_mdan(
                 "mdan() has no registry weights: pass weights= (a .safetensors file, a checkpoint "
                 "folder or 'hf-hub:org/name@revision'), or use a named factory such as mdan_fi"
             )
-        entry = get_weights(name)
+        assert entry is not None
         entry.require_published()
         source = f"hf-hub:{entry.hub_repo}"
         # The registry's sha256 belongs to its pinned commit; another revision is checked
@@ -142,15 +155,12 @@ def build_mdan(
                 f"revision/cache_dir/local_files_only only apply when loading weights; "
                 f"{factory} was called without pretrained=True or weights="
             )
-        tax = explicit_tax or (get_taxonomy(default_taxonomy) if default_taxonomy else None)
+        tax = explicit_tax or (as_taxonomy(default_taxonomy) if default_taxonomy else None)
         if tax is None:
             raise TypeError("mdan() needs taxonomy= (a Taxonomy, a built-in name or a .json file)")
-        model = MDAN(tax, explicit_config or MDANConfig(), preprocessing=Preprocessing())
+        model = MDAN(tax, explicit_config or default_config, preprocessing=default_pre)
         if backbone_weights is not None:
             load_backbone_weights(model, backbone_weights, progress=progress)
-        model.transfer_report = None  # type: ignore[assignment]
-        model.checkpoint_source = None  # type: ignore[assignment]
-        model.checkpoint_revision = None  # type: ignore[assignment]
         return model
 
     if backbone_weights is not None:
@@ -158,7 +168,7 @@ def build_mdan(
             "backbone_weights only applies to a model built without weights: the checkpoint "
             "already holds the backbone"
         )
-    ckpt = hub.resolve(
+    ckpt = resolve(
         source,
         revision=revision,
         cache_dir=cache_dir,
@@ -166,8 +176,8 @@ def build_mdan(
         progress=progress,
         expected_sha256=expected_sha,
     )
-    state = hub.read_state_dict(ckpt.weights_path)
-    default_tax = get_taxonomy(default_taxonomy) if default_taxonomy else None
+    state = read_state_dict(ckpt.weights_path)
+    default_tax = as_taxonomy(default_taxonomy) if default_taxonomy else None
     if ckpt.config is None:  # a bare safetensors file: the factory knows the architecture
         tax = explicit_tax or default_tax
         if tax is None:
@@ -175,19 +185,19 @@ def build_mdan(
                 f"{ckpt.source} carries no config, so mdan() needs taxonomy= (and config= when "
                 "the architecture is not the default) to know what it holds"
             )
-        model = hub.build_from_state(
+        model = MDAN.from_state(
             state,
-            config=explicit_config or MDANConfig(),
+            config=explicit_config or default_config,
             taxonomy=tax,
             source_taxonomy=tax,
-            preprocessing=Preprocessing(),
+            preprocessing=default_pre,
             source=ckpt.source,
             revision=ckpt.revision,
         )
     else:
         saved_config, saved_tax, pre = ckpt.describe()
         if explicit_config is not None and explicit_config != saved_config:
-            raise hub.WeightsError(
+            raise WeightsError(
                 f"{ckpt.source} holds an MDAN saved with {saved_config}, but {factory} was given "
                 f"{explicit_config}: drop config=/backbone= to use the checkpoint's architecture"
             )
@@ -196,7 +206,7 @@ def build_mdan(
             and default_tax is not None
             and not default_tax.same_tree(saved_tax)
         ):
-            raise hub.WeightsError(
+            raise WeightsError(
                 f"taxonomy mismatch: {ckpt.source} was trained on taxonomy {saved_tax.name!r} "
                 f"{saved_tax.num_classes}, but {factory} is for {default_tax.name!r} "
                 f"{default_tax.num_classes}. To fine-tune these weights to {default_tax.name!r}, "
@@ -205,7 +215,7 @@ def build_mdan(
                 f"MDAN.from_pretrained({str(source)!r})"
             )
         tax = explicit_tax or saved_tax
-        model = hub.build_from_state(
+        model = MDAN.from_state(
             state,
             config=saved_config,
             taxonomy=tax,

@@ -59,8 +59,9 @@ def _zoo_info(args: argparse.Namespace) -> int:
 
 
 def _zoo_download(args: argparse.Namespace) -> int:
-    from .hub import WeightsError, download
+    from .checkpoint import WeightsError
     from .registry import UnpublishedWeightsError, get_weights
+    from .transport import download
 
     try:
         source = args.name if ":" in args.name or "/" in args.name else get_weights(args.name)
@@ -142,13 +143,13 @@ def _train_errors() -> tuple[type[BaseException], ...]:
     from .config import ConfigError
     from .data.fashion_mnist import DatasetError
     from .taxonomy import TaxonomyError
-    from .train import NonFiniteLossError
+    from .trainer import NonFiniteLossError
 
     return (ConfigError, DatasetError, TaxonomyError, NonFiniteLossError, FileNotFoundError)
 
 
 def _load_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
     cfg = TrainConfig.from_file(args.config).with_overrides(args.overrides)
     if getattr(args, "no_progress", False):
@@ -157,7 +158,7 @@ def _load_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
 
 
 def _train_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from .trainer import train
 
     try:
         cfg = _load_config(args)
@@ -176,8 +177,9 @@ def _train_train(args: argparse.Namespace) -> int:
 def _train_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .evaluate import evaluate
-    from .train import build_datasets, load_checkpoint
+    from .evaluation import evaluate
+    from .run_checkpoints import load_checkpoint
+    from .train_setup import build_datasets
 
     try:
         cfg = _load_config(args)
@@ -302,7 +304,7 @@ def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import run_cli
+    from .predict_cli import run_cli
 
     return run_cli(
         args.images,
@@ -320,7 +322,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="mdan-zoo",

@@ -29,10 +29,13 @@ from torch.utils.data import TensorDataset
 from ._io import atomic_path, atomic_write_text
 from .config import Preprocessing
 from .data.fashion_mnist import FashionMNIST
-from .evaluate import EvalReport, _font
+from .evaluation import EvalReport
+from .export import run_metrics
 from .model import MDAN
+from .overlay import font
 from .taxonomy import get_taxonomy
-from .train import TrainConfig, Trainer
+from .train_config import TrainConfig
+from .trainer import Trainer
 
 __all__ = ["DemoResult", "DemoSize", "run_demo"]
 
@@ -110,56 +113,23 @@ def _tensor_set(split: str, indices: np.ndarray, size: int) -> TensorDataset:
     return TensorDataset(x, y)
 
 
-def _heat(values: np.ndarray) -> np.ndarray:
-    """A jet-like colour map for values in [0, 1] -> uint8 RGB (no matplotlib needed)."""
-    v = np.clip(values, 0.0, 1.0)[..., None]
-    rgb = np.clip(1.5 - np.abs(4.0 * v - np.array([3.0, 2.0, 1.0])), 0.0, 1.0)
-    return (255 * rgb).astype(np.uint8)
-
-
 def _attention_png(
     model: MDAN, images: list[Image.Image], truth: list[int], path: Path, *, tile: int = 112
 ) -> Path:
-    """A grid: each held-out image, then the L-CAM map M applied at every level, overlaid,
-    captioned with that level's P_O prediction."""
+    """One Fig. 8-style row per held-out image (the image, then the attention applied at every
+    level with that level's P_O prediction), under a caption naming the true class."""
     tax = model.taxonomy
-    tf = model.eval_transform()
-    x = torch.stack([tf(im) for im in images])
-    with torch.no_grad():
-        out = model(x, return_cams=True)
-    font = _font(11)
-    cols = 1 + tax.num_levels
-    cap = 30
-    grid = Image.new("RGB", (cols * (tile + 6) + 6, len(images) * (tile + cap + 6) + 26), "white")
+    rows = [maps.overlay(panel_size=tile) for maps in model.attention_maps(images)]
+    face = font(11)
+    cap = 16
+    width = max(r.width for r in rows)
+    grid = Image.new("RGB", (width, sum(r.height + cap for r in rows)), "white")
     draw = ImageDraw.Draw(grid)
-    draw.text(
-        (6, 6),
-        "image | L-CAM map M per level (coarse -> fine), P_O prediction",
-        fill="black",
-        font=font,
-    )
-    for r, im in enumerate(images):
-        y0 = 26 + r * (tile + cap + 6)
-        base = np.asarray(
-            im.convert("RGB").resize((tile, tile), Image.Resampling.BILINEAR), dtype=np.float32
-        )
-        grid.paste(Image.fromarray(base.astype(np.uint8)), (6, y0))
-        draw.text((6, y0 + tile + 2), f"true: {tax.fine_labels[truth[r]]}", fill="black", font=font)
-        for d, lv in enumerate(out):
-            m = lv.lcam if lv.lcam is not None else lv.cams.amax(dim=1)  # type: ignore[union-attr]
-            m = m[r : r + 1, None].float()
-            m = torch.nn.functional.interpolate(
-                m, size=(tile, tile), mode="bilinear", align_corners=False
-            )[0, 0]
-            m = (m - m.min()) / (m.max() - m.min()).clamp_min(1e-8)
-            blend = 0.45 * base + 0.55 * _heat(m.numpy()).astype(np.float32)
-            x0 = 6 + (d + 1) * (tile + 6)
-            grid.paste(Image.fromarray(blend.astype(np.uint8)), (x0, y0))
-            k = int(lv.probs[r].argmax())
-            draw.text((x0, y0 + tile + 2), f"{lv.labels[k]}", fill="black", font=font)
-            draw.text(
-                (x0, y0 + tile + 14), f"{100 * float(lv.probs[r, k]):.1f}%", fill="black", font=font
-            )
+    y = 0
+    for row, label in zip(rows, truth, strict=True):
+        draw.text((8, y + 2), f"true: {tax.fine_labels[label]}", fill="black", font=face)
+        grid.paste(row, (0, y + cap))
+        y += row.height + cap
     with atomic_path(path) as tmp:
         grid.save(tmp, format="PNG")
     return path
@@ -174,7 +144,6 @@ def run_demo(
     echo: Any = print,
 ) -> DemoResult:
     """Run the demo, writing everything under ``out_dir`` (replaced if it holds an old demo)."""
-    from .hub import save_pretrained  # the zoo's Hub layout
 
     t_start = time.perf_counter()
     out = Path(out_dir)
@@ -252,10 +221,7 @@ def run_demo(
     echo("")
 
     model = trainer.model.eval()
-    from .export import run_metrics
-
-    model_dir = save_pretrained(
-        model,
+    model_dir = model.save_pretrained(
         out / "model",
         metrics=run_metrics(run_dir),
         training={k: v for k, v in config.to_dict().items() if k not in ("output_dir", "progress")},

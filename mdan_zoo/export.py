@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .model import MDAN
-from .train import load_checkpoint
+from .run_checkpoints import load_checkpoint
 
 __all__ = ["export_run", "push_run", "run_metrics"]
 
@@ -60,11 +60,8 @@ def export_run(
 ) -> Path:
     """Write the run's ``best`` (validation-selected) or ``last`` checkpoint to ``out_dir`` in
     the Hub layout (``mdan_zoo.hub.save_pretrained``). Returns the folder."""
-    from .hub import save_pretrained
-
     ckpt = load_checkpoint(run_dir, which=which)
-    out = save_pretrained(
-        ckpt.model,
+    out = ckpt.model.save_pretrained(
         out_dir,
         metrics=run_metrics(run_dir, which=which),
         training=_training_card(ckpt.state),
@@ -86,12 +83,9 @@ def push_run(
 ) -> str:
     """Upload the run's selected checkpoint to the Hub repo ``repo_id`` (created if needed);
     returns the commit id to pin."""
-    from .hub import push_to_hub
-
     ckpt = load_checkpoint(run_dir, which=which)
     model: MDAN = ckpt.model
-    return push_to_hub(
-        model,
+    return model.push_to_hub(
         repo_id,
         metrics=run_metrics(run_dir, which=which),
         training=_training_card(ckpt.state),

@@ -49,7 +49,8 @@ IMAGE_EXTENSIONS = (
     ".pbm",
     ".jfif",
 )
-"""File name endings picked up when a folder is given to ``predict`` or the CLI."""
+"""File name endings (case ignored) picked up when a folder is walked: by ``predict``, the CLI
+and the folder-walking dataset adapters; other files are ignored."""
 
 _PILLOW_LOCK = threading.Lock()
 _WHITE = (255, 255, 255)

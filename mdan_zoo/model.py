@@ -13,11 +13,8 @@ Two branches over a torchvision ResNet (Fig. 3):
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +23,8 @@ from torch import Tensor, nn
 
 from .config import MDANConfig, Preprocessing
 from .layers import MHCCA, class_activation_maps, lcam_map
+from .prediction import PredictMixin
+from .pretrained import PretrainedMixin
 from .taxonomy import Taxonomy
 
 __all__ = ["MDAN", "LevelOutput", "MDANOutput", "ResNetTrunk", "mdan_loss"]
@@ -156,7 +155,7 @@ def mdan_loss(output: MDANOutput, targets: Sequence[Tensor], eps: float = 1e-8) 
     return torch.stack(losses).mean()
 
 
-class MDAN(nn.Module):
+class MDAN(PretrainedMixin, PredictMixin, nn.Module):
     """MDAN for a 1-3 level :class:`~mdan_zoo.taxonomy.Taxonomy` on a torchvision ResNet.
 
     Args:
@@ -165,7 +164,10 @@ class MDAN(nn.Module):
         preprocessing: the input the weights expect; ``model.eval_transform()`` builds it.
 
     The backbone starts from random weights; pretrained weights come through
-    :mod:`mdan_zoo` factories or :meth:`load_backbone_state_dict`.
+    :mod:`mdan_zoo` factories, :meth:`from_pretrained` or :meth:`load_backbone_state_dict`.
+    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` come from
+    :class:`~mdan_zoo.pretrained.PretrainedMixin`, ``predict`` / ``attention_maps`` from
+    :class:`~mdan_zoo.prediction.PredictMixin`.
     """
 
     def __init__(
@@ -367,90 +369,3 @@ class MDAN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"taxonomy={self.taxonomy.name!r} {self.taxonomy.num_classes}, backbone={self.config.backbone}"
-
-    # ------------------------------------------------------------------ Hub (mdan_zoo.hub)
-    # Thin: the network module never imports the Hub; mdan_zoo.hub does the work.
-    def save_pretrained(
-        self,
-        save_directory: str | os.PathLike[str],
-        *,
-        metrics: Mapping[str, Any] | None = None,
-        training: Mapping[str, Any] | None = None,
-    ) -> Path:
-        """Write model.safetensors, config.json and a README.md model card to a folder."""
-        from .hub import save_pretrained
-
-        return save_pretrained(self, save_directory, metrics=metrics, training=training)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        repo_or_dir: str | os.PathLike[str],
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        local_files_only: bool = False,
-        progress: bool = True,
-        taxonomy: Taxonomy | str | None = None,
-    ) -> MDAN:
-        """The exact saved model from a folder, a .safetensors file or a Hub repo (eval mode).
-
-        ``taxonomy`` different from the checkpoint's fine-tunes (see ``mdan_zoo.hub``).
-        """
-        from .hub import load_pretrained
-
-        return load_pretrained(
-            repo_or_dir,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            progress=progress,
-            taxonomy=taxonomy,
-        )
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        metrics: Mapping[str, Any] | None = None,
-        training: Mapping[str, Any] | None = None,
-        commit_message: str = "Upload MDAN checkpoint (mdan_zoo)",
-        private: bool | None = None,
-        token: str | None = None,
-    ) -> str:
-        """Save and upload to the Hub repo ``repo_id``; returns the commit id to pin."""
-        from .hub import push_to_hub
-
-        return push_to_hub(
-            self,
-            repo_id,
-            metrics=metrics,
-            training=training,
-            commit_message=commit_message,
-            private=private,
-            token=token,
-        )
-
-    # ------------------------------------------------------------------ predict (issue 5)
-    def predict(
-        self,
-        inputs: Any,
-        *,
-        top_k: int = 3,
-        batch_size: int = 16,
-        device: str | torch.device | None = None,
-    ) -> list[Any]:
-        """Per-level top-k labels + the hierarchy-consistent answer, one ``Prediction`` per
-        image; see :func:`mdan_zoo.predict.predict`."""
-        from .predict import predict
-
-        return predict(self, inputs, top_k=top_k, batch_size=batch_size, device=device)
-
-    def attention_maps(
-        self, inputs: Any, *, batch_size: int = 8, device: str | torch.device | None = None
-    ) -> list[Any]:
-        """Per-level L-CAM / CAM maps (Fig. 8), one ``AttentionMaps`` per image; see
-        :func:`mdan_zoo.predict.attention_maps`."""
-        from .predict import attention_maps
-
-        return attention_maps(self, inputs, batch_size=batch_size, device=device)

@@ -637,3 +637,18 @@ def get_taxonomy(name: str) -> Taxonomy:
     ``artphoto``, ``iaps``, ``abstract`` (2/8), ``emotion6`` (2/6), ``fashion_mnist`` (2/4/10,
     the real three-level hierarchy used by the demo and the tests)."""
     return _build(name.lower())
+
+
+def as_taxonomy(taxonomy: Taxonomy | str | os.PathLike[str]) -> Taxonomy:
+    """A :class:`Taxonomy` from itself, a built-in name (``"fi"``) or a taxonomy JSON path."""
+    if isinstance(taxonomy, Taxonomy):
+        return taxonomy
+    if isinstance(taxonomy, os.PathLike) or (
+        isinstance(taxonomy, str) and taxonomy.lower().endswith(".json")
+    ):
+        return Taxonomy.from_json(taxonomy)
+    if isinstance(taxonomy, str):
+        return get_taxonomy(taxonomy)
+    raise TypeError(
+        f"taxonomy must be a Taxonomy, a built-in name or a .json path, got {type(taxonomy).__name__}"
+    )

@@ -67,20 +67,7 @@ def mdan(
         backbone_weights: for a model built without weights: ImageNet ResNet weights, as a
             torchvision name (``"IMAGENET1K_V2"``) or a local ``.safetensors``/``.pth`` file.
     """
-    return build_mdan(
-        name=None,
-        default_taxonomy=None,
-        pretrained=pretrained,
-        weights=weights,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        progress=progress,
-        taxonomy=taxonomy,
-        config=config,
-        backbone=backbone,
-        backbone_weights=backbone_weights,
-    )
+    return build_mdan(None, **locals())
 
 
 @register_model
@@ -97,26 +84,8 @@ def mdan_webemo(
     backbone: str | None = None,
     backbone_weights: str | os.PathLike[str] | None = None,
 ) -> MDAN:
-    """MDAN for WEBEmo (taxonomy ``webemo``: 2 -> 6 -> 25 (polarity, Parrott's secondary, tertiary)), ResNet-101, the paper's full model.
-
-    Paper, Table 1 (accuracy of P_O, %): 82.72 / 55.65 / 34.28 (2 / 6 / 25 classes). Checkpoint: see ``mdan-zoo info mdan_webemo``
-    (none is published yet: ``pretrained=True`` then raises and says how to train one).
-    Arguments: see :func:`mdan`.
-    """
-    return build_mdan(
-        name="mdan_webemo",
-        default_taxonomy="webemo",
-        pretrained=pretrained,
-        weights=weights,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        progress=progress,
-        taxonomy=taxonomy,
-        config=config,
-        backbone=backbone,
-        backbone_weights=backbone_weights,
-    )
+    """The zoo model ``mdan_webemo`` (the registry entry of that name adds the rest below)."""
+    return build_mdan("mdan_webemo", **locals())
 
 
 @register_model
@@ -133,26 +102,8 @@ def mdan_fi(
     backbone: str | None = None,
     backbone_weights: str | os.PathLike[str] | None = None,
 ) -> MDAN:
-    """MDAN for FI (taxonomy ``fi``: 2 -> 8 (polarity, Mikels' eight)), ResNet-101, the paper's full model.
-
-    Paper, Table 1 (accuracy of P_O, %): 91.08 / 76.41 (2 / 8 classes). Checkpoint: see ``mdan-zoo info mdan_fi``
-    (none is published yet: ``pretrained=True`` then raises and says how to train one).
-    Arguments: see :func:`mdan`.
-    """
-    return build_mdan(
-        name="mdan_fi",
-        default_taxonomy="fi",
-        pretrained=pretrained,
-        weights=weights,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        progress=progress,
-        taxonomy=taxonomy,
-        config=config,
-        backbone=backbone,
-        backbone_weights=backbone_weights,
-    )
+    """The zoo model ``mdan_fi`` (the registry entry of that name adds the rest below)."""
+    return build_mdan("mdan_fi", **locals())
 
 
 @register_model
@@ -169,26 +120,8 @@ def mdan_emotion6(
     backbone: str | None = None,
     backbone_weights: str | os.PathLike[str] | None = None,
 ) -> MDAN:
-    """MDAN for Emotion6 (taxonomy ``emotion6``: 2 -> 6 (polarity, Ekman's six)), ResNet-101, the paper's full model.
-
-    Paper, Table 1 (accuracy of P_O, %): 84.62 / 61.66 (2 / 6 classes). Checkpoint: see ``mdan-zoo info mdan_emotion6``
-    (none is published yet: ``pretrained=True`` then raises and says how to train one).
-    Arguments: see :func:`mdan`.
-    """
-    return build_mdan(
-        name="mdan_emotion6",
-        default_taxonomy="emotion6",
-        pretrained=pretrained,
-        weights=weights,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        progress=progress,
-        taxonomy=taxonomy,
-        config=config,
-        backbone=backbone,
-        backbone_weights=backbone_weights,
-    )
+    """The zoo model ``mdan_emotion6`` (the registry entry of that name adds the rest below)."""
+    return build_mdan("mdan_emotion6", **locals())
 
 
 @register_model
@@ -205,26 +138,8 @@ def mdan_artphoto(
     backbone: str | None = None,
     backbone_weights: str | os.PathLike[str] | None = None,
 ) -> MDAN:
-    """MDAN for ArtPhoto (taxonomy ``artphoto``: 2 -> 8 (polarity, Mikels' eight)), ResNet-101, the paper's full model.
-
-    Paper, Table 1 (accuracy of P_O, %): 91.50 / 78.12 (2 / 8 classes, 5-fold CV). Checkpoint: see ``mdan-zoo info mdan_artphoto``
-    (none is published yet: ``pretrained=True`` then raises and says how to train one).
-    Arguments: see :func:`mdan`.
-    """
-    return build_mdan(
-        name="mdan_artphoto",
-        default_taxonomy="artphoto",
-        pretrained=pretrained,
-        weights=weights,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        progress=progress,
-        taxonomy=taxonomy,
-        config=config,
-        backbone=backbone,
-        backbone_weights=backbone_weights,
-    )
+    """The zoo model ``mdan_artphoto`` (the registry entry of that name adds the rest below)."""
+    return build_mdan("mdan_artphoto", **locals())
 
 
 @register_model
@@ -241,26 +156,8 @@ def mdan_iaps(
     backbone: str | None = None,
     backbone_weights: str | os.PathLike[str] | None = None,
 ) -> MDAN:
-    """MDAN for IAPSsubset (taxonomy ``iaps``: 2 -> 8 (polarity, Mikels' eight)), ResNet-101, the paper's full model.
-
-    Paper, Table 1 (accuracy of P_O, %): 96.73 / 85.96 (2 / 8 classes, 5-fold CV). Checkpoint: see ``mdan-zoo info mdan_iaps``
-    (none is published yet: ``pretrained=True`` then raises and says how to train one).
-    Arguments: see :func:`mdan`.
-    """
-    return build_mdan(
-        name="mdan_iaps",
-        default_taxonomy="iaps",
-        pretrained=pretrained,
-        weights=weights,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        progress=progress,
-        taxonomy=taxonomy,
-        config=config,
-        backbone=backbone,
-        backbone_weights=backbone_weights,
-    )
+    """The zoo model ``mdan_iaps`` (the registry entry of that name adds the rest below)."""
+    return build_mdan("mdan_iaps", **locals())
 
 
 @register_model
@@ -277,26 +174,8 @@ def mdan_abstract(
     backbone: str | None = None,
     backbone_weights: str | os.PathLike[str] | None = None,
 ) -> MDAN:
-    """MDAN for Abstract (taxonomy ``abstract``: 2 -> 8 (polarity, Mikels' eight)), ResNet-101, the paper's full model.
-
-    Paper, Table 1 (accuracy of P_O, %): 83.80 / 72.34 (2 / 8 classes, 5-fold CV). Checkpoint: see ``mdan-zoo info mdan_abstract``
-    (none is published yet: ``pretrained=True`` then raises and says how to train one).
-    Arguments: see :func:`mdan`.
-    """
-    return build_mdan(
-        name="mdan_abstract",
-        default_taxonomy="abstract",
-        pretrained=pretrained,
-        weights=weights,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        progress=progress,
-        taxonomy=taxonomy,
-        config=config,
-        backbone=backbone,
-        backbone_weights=backbone_weights,
-    )
+    """The zoo model ``mdan_abstract`` (the registry entry of that name adds the rest below)."""
+    return build_mdan("mdan_abstract", **locals())
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdan_zoo.evaluate import compute_report, confusion_matrix, save_confusion_png
+from mdan_zoo.evaluation import compute_report, confusion_matrix, save_confusion_png
 from mdan_zoo.taxonomy import Taxonomy, get_taxonomy
 
 TOY = Taxonomy.from_levels(

@@ -356,7 +356,7 @@ def test_taxonomy_mismatch_over_the_hub(warm: Hub) -> None:
 
 
 def test_fine_tuning_transfer_from_the_hub(warm: Hub, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="mdan_zoo.hub"):
+    with caplog.at_level(logging.INFO, logger="mdan_zoo.pretrained"):
         model = mdan_emotion6(weights="hf-hub:org/fi-tiny", taxonomy="emotion6", progress=False)
     report = model.transfer_report
     assert report.source_taxonomy == "fi" and report.target_taxonomy == "emotion6"

@@ -13,7 +13,9 @@ from train_helpers import fashion_sets, load_weights, tiny_config
 
 from mdan_zoo.cli import main
 from mdan_zoo.config import ConfigError
-from mdan_zoo.train import NonFiniteLossError, TrainConfig, Trainer, load_checkpoint, train
+from mdan_zoo.run_checkpoints import load_checkpoint
+from mdan_zoo.train_config import TrainConfig
+from mdan_zoo.trainer import NonFiniteLossError, Trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from ..imageio import ImageReadError, read_image
+from ..imageio import IMAGE_EXTENSIONS, ImageReadError, read_image
 from ..taxonomy import Taxonomy
 from .fashion_mnist import DatasetError
 
@@ -38,10 +38,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-)
-"""File endings the folder-walking adapters pick up (case ignored); other files are ignored."""
 
 OnMissing = Literal["error", "skip"]
 CheckMode = Literal["exists", "header", "full"]

@@ -19,46 +19,46 @@ of the photo the model saw, and draws Fig. 8-style overlays (the photo, then one
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from ._io import atomic_path
-from .imageio import IMAGE_EXTENSIONS, ImageReadError, read_image, to_pil_image
-
-if TYPE_CHECKING:
-    from .model import MDAN, MDANOutput
+from .imageio import ImageReadError, read_image, to_pil_image
+from .inputs import flatten_inputs
+from .overlay import render_overlay
 
 __all__ = [
     "AttentionMaps",
     "LabelProb",
     "LevelAttention",
     "LevelPrediction",
+    "PredictMixin",
     "Prediction",
     "attention_maps",
     "consistent_paths",
     "crop_box",
-    "expand_image_paths",
     "iter_results",
     "predict",
-    "render_overlay",
 ]
+
+# Typed loosely on purpose: this module works on any MDAN (or a ``torch.compile`` of one, or an
+# ONNX runtime wrapper) without importing the network, which imports this module for its mixin.
+Model = Any
+ModelOutput = Any
+
 
 log = logging.getLogger(__name__)
 
-ImageLike = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor
 
-
-# ---------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class LabelProb:
     """A label name with its probability (P_O at its level)."""
@@ -224,98 +224,6 @@ class AttentionMaps:
         return data
 
 
-# ---------------------------------------------------------------------------- inputs
-def expand_image_paths(
-    specs: Iterable[str | os.PathLike[str]],
-) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders (searched recursively for image extensions) and globs -> image paths.
-
-    Returns ``(paths, problems)``: a spec that matches nothing is a problem ``(spec, reason)``,
-    not an exception, so one typo does not stop a batch. Explicitly named files are kept
-    whatever their extension (reading them says whether they are images).
-    """
-    paths: list[Path] = []
-    problems: list[tuple[str, str]] = []
-    seen: set[Path] = set()
-
-    def add(p: Path) -> None:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            paths.append(p)
-
-    for spec in specs:
-        spec_path = Path(spec)
-        if spec_path.is_dir():
-            found = sorted(
-                p
-                for p in spec_path.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            )
-            if not found:
-                problems.append(
-                    (str(spec), f"folder has no image files ({', '.join(IMAGE_EXTENSIONS)})")
-                )
-            for p in found:
-                add(p)
-        elif spec_path.exists() or spec_path.is_symlink():
-            add(spec_path)
-        elif glob.has_magic(str(spec)):
-            matches = sorted(glob.glob(str(spec), recursive=True))
-            files = [Path(m) for m in matches if Path(m).is_file()]
-            if not files:
-                problems.append((str(spec), "the pattern matches no files"))
-            for p in files:
-                add(p)
-        else:
-            problems.append((str(spec), "no such file or folder"))
-    return paths, problems
-
-
-def _flatten_inputs(inputs: Any) -> list[tuple[str, Any]]:
-    """Inputs -> ``[(source name, item)]``; folders and globs expand to their files."""
-    if isinstance(inputs, (str, os.PathLike, Image.Image, np.ndarray)) or (
-        isinstance(inputs, torch.Tensor) and inputs.ndim in (2, 3)
-    ):
-        inputs = [inputs]
-    elif isinstance(inputs, torch.Tensor):
-        if inputs.ndim != 4:
-            raise ValueError(
-                f"a tensor input must be one image [C, H, W] or a batch [B, C, H, W], "
-                f"got shape {tuple(inputs.shape)}"
-            )
-        inputs = list(inputs.unbind(0))
-    elif not isinstance(inputs, Sequence):
-        raise TypeError(
-            f"inputs must be a path, PIL image, array, tensor or a list of them, got {type(inputs).__name__}"
-        )
-    items: list[tuple[str, Any]] = []
-    counters = {"image": 0, "array": 0, "tensor": 0}
-    for item in inputs:
-        if isinstance(item, ImageReadError):  # a spec that matched nothing, reported in place
-            items.append((item.path, item))
-            continue
-        if isinstance(item, (str, os.PathLike)):
-            p = Path(item)
-            if p.is_dir() or (not p.exists() and glob.has_magic(str(item))):
-                files, problems = expand_image_paths([item])
-                items.extend((str(f), f) for f in files)
-                items.extend((spec, ImageReadError(spec, why)) for spec, why in problems)
-            else:
-                items.append((str(item), p))
-            continue
-        kind = (
-            "image"
-            if isinstance(item, Image.Image)
-            else "tensor"
-            if isinstance(item, torch.Tensor)
-            else "array"
-        )
-        items.append((f"<{kind} {counters[kind]}>", item))
-        counters[kind] += 1
-    return items
-
-
 def _load(name: str, item: Any, *, allow_truncated: bool, max_pixels: int | None) -> Image.Image:
     if isinstance(item, ImageReadError):
         raise item
@@ -324,20 +232,19 @@ def _load(name: str, item: Any, *, allow_truncated: bool, max_pixels: int | None
     return to_pil_image(item, name=name)
 
 
-# ---------------------------------------------------------------------------- core
 def _model_device(model: torch.nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
 
 
-def _unwrap(model: Any) -> MDAN:
+def _unwrap(model: Any) -> Model:
     """The MDAN behind a ``torch.compile`` wrapper (it carries taxonomy and preprocessing)."""
     return getattr(model, "_orig_mod", model)
 
 
 def consistent_paths(
-    model: MDAN, probs: Sequence[torch.Tensor]
+    model: Model, probs: Sequence[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For P_O of every level (coarse to fine), the fine class whose ancestor path maximises
     the joint probability, and that joint probability: ``([B], [B])``.
@@ -356,7 +263,7 @@ def consistent_paths(
 
 
 def _predictions_from_output(
-    model: MDAN, out: MDANOutput, sources: Sequence[str], top_k: int
+    model: Model, out: ModelOutput, sources: Sequence[str], top_k: int
 ) -> list[Prediction]:
     tax = model.taxonomy
     probs = [lv.probs.float().cpu() for lv in out]
@@ -429,7 +336,7 @@ def iter_results(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     transform = mdan.eval_transform()
-    items = _flatten_inputs(inputs)
+    items = flatten_inputs(inputs)
     was_training = mdan.training
     model.eval()
     bar = None
@@ -484,7 +391,7 @@ def iter_results(
 
 
 def predict(
-    model: MDAN,
+    model: Model,
     inputs: Any,
     *,
     top_k: int = 3,
@@ -533,7 +440,7 @@ def predict(
 
 
 def attention_maps(
-    model: MDAN,
+    model: Model,
     inputs: Any,
     *,
     top_k: int = 3,
@@ -567,8 +474,7 @@ def attention_maps(
     )
 
 
-# ---------------------------------------------------------------------------- attention maps
-def crop_box(model: MDAN, size: tuple[int, int]) -> tuple[int, int, int, int]:
+def crop_box(model: Model, size: tuple[int, int]) -> tuple[int, int, int, int]:
     """The box ``(left, top, right, bottom)`` of a ``size = (W, H)`` photo that the eval
     transform (resize the shorter side to ``resize_size``, centre-crop ``input_size``) keeps."""
     pre = model.preprocessing
@@ -592,7 +498,7 @@ def _minmax(m: torch.Tensor) -> torch.Tensor:
 
 
 def _maps_for(
-    model: MDAN, out: MDANOutput, row: int, photo: Image.Image
+    model: Model, out: ModelOutput, row: int, photo: Image.Image
 ) -> tuple[Image.Image, tuple[LevelAttention, ...]]:
     crop = photo.crop(crop_box(model, photo.size))
     w, h = crop.size
@@ -614,201 +520,27 @@ def _maps_for(
     return crop, tuple(maps)
 
 
-def jet(values: np.ndarray) -> np.ndarray:
-    """The classic 'jet' colour map (blue -> cyan -> yellow -> red) of CAM figures:
-    ``[H, W]`` in [0, 1] -> ``uint8 [H, W, 3]``. Written out so no plotting library is needed."""
-    v = np.clip(values, 0.0, 1.0)[..., None]
-    centres = np.array([0.75, 0.5, 0.25])  # r, g, b peaks at 3/4, 1/2, 1/4 of the range
-    rgb = np.clip(1.5 - np.abs(4.0 * (v - centres)), 0.0, 1.0)
-    return (rgb * 255.0 + 0.5).astype(np.uint8)
+class PredictMixin:
+    """``model.predict`` and ``model.attention_maps`` for :class:`~mdan_zoo.model.MDAN`.
 
+    A mixin, so the network module imports prediction and never the other way round.
+    """
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):  # Pillow without FreeType: the bitmap font
-        return ImageFont.load_default()
+    def predict(
+        self,
+        inputs: Any,
+        *,
+        top_k: int = 3,
+        batch_size: int = 16,
+        device: str | torch.device | None = None,
+    ) -> list[Prediction]:
+        """Per-level top-k labels + the hierarchy-consistent answer, one :class:`Prediction`
+        per image; see :func:`mdan_zoo.predict`."""
+        return predict(self, inputs, top_k=top_k, batch_size=batch_size, device=device)
 
-
-def _fit(img: Image.Image, panel: int) -> Image.Image:
-    w, h = img.size
-    scale = panel / max(w, h)
-    return img.resize(
-        (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR
-    )
-
-
-def render_overlay(
-    image: Image.Image,
-    levels: Sequence[LevelAttention],
-    *,
-    panel_size: int = 256,
-    alpha: float = 0.5,
-) -> Image.Image:
-    """The photo then each level's heat map blended over it, side by side, each panel fitted
-    into ``panel_size`` x ``panel_size`` with a two-line caption underneath (Fig. 8 layout)."""
-    gap, caption = 8, max(30, panel_size // 7)
-    font = _font(max(10, caption // 2 - 2))
-    photo = _fit(image.convert("RGB"), panel_size)
-    pw, ph = photo.size
-    panels = [(photo, "input", f"{image.size[0]}x{image.size[1]}")]
-    base = np.asarray(photo, dtype=np.float32)
-    for lv in levels:
-        heat_small = Image.fromarray((np.clip(lv.map, 0, 1) * 255).astype(np.uint8)).resize(
-            (pw, ph), Image.Resampling.BILINEAR
-        )
-        colour = jet(np.asarray(heat_small, dtype=np.float32) / 255.0).astype(np.float32)
-        blend = ((1.0 - alpha) * base + alpha * colour).round().clip(0, 255).astype(np.uint8)
-        panels.append(
-            (Image.fromarray(blend), f"{lv.level} ({lv.kind})", f"{lv.label} {lv.prob:.2f}")
-        )
-    width = len(panels) * pw + (len(panels) + 1) * gap
-    height = ph + caption + 2 * gap
-    sheet = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for i, (panel, line1, line2) in enumerate(panels):
-        x = gap + i * (pw + gap)
-        sheet.paste(panel, (x, gap))
-        draw.text((x, gap + ph + 2), line1, fill=(0, 0, 0), font=font)
-        draw.text((x, gap + ph + 2 + caption // 2), line2, fill=(40, 40, 40), font=font)
-    return sheet
-
-
-def attention_filename(source: str, used: set[str]) -> str:
-    """A file name for the overlay of ``source``, unique within ``used`` (which it updates)."""
-    stem = Path(source).stem if not source.startswith("<") else source.strip("<>").replace(" ", "_")
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "image"
-    name = f"{stem}_attention.png"
-    n = 1
-    while name in used:
-        n += 1
-        name = f"{stem}_{n}_attention.png"
-    used.add(name)
-    return name
-
-
-# ---------------------------------------------------------------------------- command line
-class UsageError(ValueError):
-    """A command-line mistake (exit status 2): unknown model, unreadable weights, bad option."""
-
-
-def load_model(*, name: str | None, weights: str | None) -> MDAN:
-    """The model the CLI asks for: a zoo name (``--model``, with its published weights) or a
-    checkpoint (``--weights``: a folder written by ``save_pretrained``, a ``.safetensors``
-    file or a Hub repo ``org/name[@revision]``); loading errors become :class:`UsageError`."""
-    if (name is None) == (weights is None):
-        raise UsageError("give exactly one of --model NAME or --weights PATH")
-    from .hub import WeightsError, load_pretrained
-    from .zoo import create_model
-
-    try:
-        if weights is not None:
-            return load_pretrained(weights)
-        assert name is not None
-        return create_model(name, pretrained=True)
-    except (LookupError, ValueError, TypeError, WeightsError, OSError) as err:
-        what = f"--weights {weights}" if weights is not None else f"--model {name}"
-        reason = err.args[0] if isinstance(err, KeyError) and err.args else err
-        raise UsageError(f"cannot load {what}: {reason}") from None
-
-
-def _format_block(pred: Prediction, attention: str | None) -> str:
-    if not pred.ok:
-        return f"{pred.source}\n  ERROR      {pred.error}\n"
-    width = max(len("answer"), *(len(lv.level) for lv in pred.levels))
-    path = " > ".join(c.label for c in pred.consistent)
-    note = "" if pred.argmax_consistent else "  [per-level argmax breaks the hierarchy]"
-    lines = [pred.source, f"  {'answer':<{width}}  {path}  (joint P_O {pred.joint_prob:.3f}){note}"]
-    for lv in pred.levels:
-        tops = "   ".join(f"{t.label} {t.prob:.3f}" for t in lv.top_k)
-        lines.append(f"  {lv.level:<{width}}  {tops}")
-    if attention is not None:
-        lines.append(f"  {'attention':<{width}}  {attention}")
-    return "\n".join(lines) + "\n"
-
-
-def run_cli(
-    images: Sequence[str],
-    *,
-    model_name: str | None,
-    weights: str | None,
-    top_k: int = 3,
-    batch_size: int = 16,
-    device: str | None = None,
-    json_lines: bool = False,
-    save_attention: str | None = None,
-    allow_truncated: bool = False,
-    max_pixels: int | None = None,
-    progress: bool = True,
-    stdout: Any = None,
-    stderr: Any = None,
-) -> int:
-    """``mdan-zoo predict``: 0 when every image was predicted, 1 when some failed (each is
-    reported with its reason, the rest still run), 2 on usage errors."""
-    import json
-    import sys
-
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    try:
-        if top_k < 1 or batch_size < 1:
-            raise UsageError("--top-k and --batch-size must be positive integers")
-        if max_pixels is not None and max_pixels < 1:
-            raise UsageError("--max-pixels must be a positive integer")
-        if device is not None:
-            try:
-                torch.empty(0, device=device)
-            except (RuntimeError, AssertionError) as exc:
-                raise UsageError(f"--device {device} is not usable here: {exc}") from None
-        if save_attention:
-            try:
-                Path(save_attention).mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UsageError(
-                    f"--save-attention {save_attention} is not a writable folder ({exc})"
-                ) from None
-        files, problems = expand_image_paths(images)
-        model = load_model(name=model_name, weights=weights)
-    except UsageError as exc:
-        print(f"mdan-zoo predict: error: {exc}", file=err)
-        return 2
-    inputs: list[Any] = list(files) + [ImageReadError(spec, why) for spec, why in problems]
-    attention_dir = Path(save_attention) if save_attention else None
-    used_names: set[str] = set()
-    failed = done = 0
-    show_bar = progress and len(inputs) > batch_size
-    for result in iter_results(
-        model,
-        inputs,
-        top_k=top_k,
-        batch_size=batch_size,
-        device=device,
-        with_maps=attention_dir is not None,
-        allow_truncated=allow_truncated,
-        max_pixels=max_pixels,
-        progress=show_bar,
-    ):
-        pred = result.prediction
-        saved: str | None = None
-        if attention_dir is not None and result.ok:
-            target = attention_dir / attention_filename(pred.source, used_names)
-            saved = str(result.save(target))
-        if pred.ok:
-            done += 1
-        else:
-            failed += 1
-        if json_lines:
-            record = pred.to_dict()
-            if saved is not None:
-                record["attention"] = saved
-            print(json.dumps(record), file=out, flush=True)
-        else:
-            out.write(_format_block(pred, saved))
-            out.flush()
-    total = done + failed
-    print(
-        f"{total} image(s): {done} predicted, {failed} failed"
-        + (f"; attention maps in {attention_dir}" if attention_dir is not None and done else ""),
-        file=err,
-    )
-    return 1 if failed else 0
+    def attention_maps(
+        self, inputs: Any, *, batch_size: int = 8, device: str | torch.device | None = None
+    ) -> list[AttentionMaps]:
+        """Per-level L-CAM / CAM maps (Fig. 8), one :class:`AttentionMaps` per image; see
+        :func:`mdan_zoo.attention_maps`."""
+        return attention_maps(self, inputs, batch_size=batch_size, device=device)

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._io import atomic_path, atomic_write_text
+from .overlay import font as overlay_font
 from .taxonomy import Taxonomy
 
 __all__ = [
@@ -355,13 +356,6 @@ def _group_order(taxonomy: Taxonomy, level: int) -> tuple[list[int], list[int]]:
     return order, bounds
 
 
-def _font(size: int) -> Any:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
-
-
 def save_confusion_png(
     matrix: np.ndarray,
     taxonomy: Taxonomy,
@@ -388,7 +382,7 @@ def save_confusion_png(
     norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
     labels = [taxonomy.labels[level][i] for i in order]
     cell = int(max(22, min(56, 560 // k)))
-    font = _font(max(9, min(14, cell // 3)))
+    font = overlay_font(max(9, min(14, cell // 3)))
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_w = max(int(probe.textlength(lb, font=font)) for lb in labels) + 10
     x0, y0 = text_w + 24, text_w + 40

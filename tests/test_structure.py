@@ -1,0 +1,190 @@
+"""The package's house rules: imports run one way, and no module imports itself in a circle.
+
+The graph counts every import statement in every module, at module level and inside
+functions alike; only ``if TYPE_CHECKING:`` blocks (never executed) are left out.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import mdan_zoo
+
+PACKAGE = Path(mdan_zoo.__file__).parent
+
+# Layer of each module, bottom up: a module imports only modules of its own layer or below.
+# docs/architecture.md ("Layout") lists the same table with one line per module.
+LAYERS: dict[str, int] = {
+    # 0: foundations -- label trees, the config, the paper's parts, images
+    "_io": 0,
+    "_version": 0,
+    "taxonomy": 0,
+    "config": 0,
+    "layers": 0,
+    "imageio": 0,
+    "inputs": 0,
+    "overlay": 0,
+    # 1: data, weights as data, checkpoint format and Hub transport, and the mixins' machinery,
+    #    which receive the network instead of importing it
+    "data": 1,
+    "registry": 1,
+    "checkpoint": 1,
+    "model_card": 1,
+    "transfer": 1,
+    "transport": 1,
+    "pretrained": 1,
+    "prediction": 1,
+    # 2: the network
+    "model": 2,
+    # 3: checkpoints as functions, the zoo
+    "hub": 3,
+    "_builder": 3,
+    "zoo": 3,
+    # 4: evaluation, training, export, deployment, the predict command
+    "evaluation": 4,
+    "deploy": 4,
+    "train_config": 4,
+    "distributed": 4,
+    "run_checkpoints": 4,
+    "train_setup": 4,
+    "trainer": 4,
+    "export": 4,
+    "demo": 4,
+    "predict_cli": 4,
+    # 5: the command line
+    "cli": 5,
+    "__main__": 5,
+}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE).with_suffix("")
+    parts = [p for p in rel.parts if p != "__init__"]
+    return ".".join(parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(path: Path, name: str) -> set[str]:
+    """Modules of mdan_zoo that ``path`` (module ``name``) imports, anywhere in its code."""
+    is_pkg = path.name == "__init__.py"
+    package = name.split(".") if is_pkg else name.split(".")[:-1]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+                target = ".".join([*base, node.module] if node.module else base)
+            elif node.module and node.module.split(".")[0] == "mdan_zoo":
+                target = node.module.removeprefix("mdan_zoo").lstrip(".")
+            else:
+                target = None
+            if target is not None:
+                for alias in node.names:  # `from . import x` may name a module
+                    sub = f"{target}.{alias.name}" if target else alias.name
+                    found.add(sub if _exists(sub) else target)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "mdan_zoo":
+                    found.add(alias.name.removeprefix("mdan_zoo").lstrip("."))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    found.discard(name)
+    return found
+
+
+def _exists(module: str) -> bool:
+    if not module:
+        return True
+    base = PACKAGE.joinpath(*module.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def _graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module_name(path)
+        if name == "":  # the package facade imports the public API lazily, by name
+            continue
+        graph[name] = _imports(path, name)
+    return graph
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[0]
+    if top not in LAYERS:
+        raise AssertionError(
+            f"module {module!r} has no layer: add it to LAYERS here and to the layout table "
+            "in docs/architecture.md"
+        )
+    return LAYERS[top]
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in _graph():
+        _layer(module)
+
+
+def test_imports_never_go_up() -> None:
+    bad = [
+        f"{mod} (layer {_layer(mod)}) imports {dep} (layer {_layer(dep)})"
+        for mod, deps in _graph().items()
+        for dep in deps
+        if dep and _layer(dep) > _layer(mod)
+    ]
+    assert not bad, "imports against the layering:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles() -> None:
+    graph = _graph()
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    stack: list[str] = []
+
+    def walk(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if not dep or dep not in graph:
+                continue
+            if state.get(dep) == 1:
+                cycle = [*stack[stack.index(dep) :], dep]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                walk(dep)
+        stack.pop()
+        state[node] = 2
+
+    for module in graph:
+        if module not in state:
+            walk(module)
+
+
+def test_the_checker_sees_function_level_imports(tmp_path: Path) -> None:
+    """The graph must count an import hidden inside a function (the old loop was one)."""
+    src = tmp_path / "m.py"
+    src.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from .zoo import mdan\n"
+        "def f():\n    from .hub import load_pretrained\n    from . import model\n"
+    )
+    assert _imports(src, "m") == {"hub", "model"}
+
+
+def test_no_submodule_is_shadowed_by_a_public_name() -> None:
+    modules = {_module_name(p).split(".")[0] for p in PACKAGE.rglob("*.py")}
+    assert not modules & set(mdan_zoo.__all__)
