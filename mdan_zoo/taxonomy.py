@@ -570,8 +570,8 @@ _PLUTCHIK = [  # Plutchik's wheel: primary -> (basic, mild, intense), in the whe
     ("anticipation", ("anticipation", "interest", "vigilance")),
 ]
 # Surprise and anticipation are positive by the data: the mean valence (-3..3) of FindingEmo
-# images labelled with them is +0.48 and +0.56 (docs/taxonomy.md; python -m
-# mdan_zoo.data.findingemo prints the table).
+# images labelled with them is +0.48 and +0.56 (docs/taxonomy.md; the table comes from
+# mdan_zoo.data.findingemo.valence_table()).
 _PLUTCHIK_POLARITY = {
     "joy": "positive", "trust": "positive", "fear": "negative", "surprise": "positive",
     "sadness": "negative", "disgust": "negative", "anger": "negative", "anticipation": "positive",
