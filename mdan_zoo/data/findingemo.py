@@ -185,14 +185,18 @@ def list_findingemo(
     logger.info("FindingEmo: labels from %s", ann)
     records = read_findingemo_annotations(ann)
     labels = _Labels(tax, f"FindingEmo {ann}")
+    known: dict[str, int] = {}  # 24 names over 25k rows: look each up once
     pairs: list[tuple[str, int]] = []
     annotations: dict[str, dict[str, Any]] = {}
     for rec in records:
         where = f"FindingEmo {ann} line {rec['line']}"
         rel = _image_rel(rec["image_path"], where)
-        fine = labels.fine(rec["emotion"], f"line {rec['line']}")
+        fine = known.get(rec["emotion"])
         if fine is None:
-            continue
+            fine = labels.fine(rec["emotion"], f"line {rec['line']}")
+            if fine is None:
+                continue
+            known[rec["emotion"]] = fine
         pairs.append((rel, fine))
         annotations[rel] = {
             k: rec[k]
