@@ -28,7 +28,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from ..taxonomy import Taxonomy, get_taxonomy
@@ -75,7 +75,9 @@ class EmoSetAttributes(Mapping[str, Any]):
 
     __slots__ = ("_data", "_fixed", "_path")
 
-    def __init__(self, path: str | os.PathLike[str], *, image_id: str, split: str, rel: str):
+    def __init__(
+        self, path: str | os.PathLike[str], *, image_id: str, split: str, rel: str
+    ) -> None:
         self._path = os.fspath(path)
         self._fixed = {"image_id": image_id, "split": split, "annotation": rel}
         self._data: dict[str, Any] | None = None
@@ -143,37 +145,46 @@ def _read_attributes(path: str) -> dict[str, Any]:
     return out
 
 
-def json_list_with_lines(path: Path, what: str, fix: str) -> list[tuple[int, Any]]:
-    """The items of a JSON list file, each with the line its text starts on (for errors that
-    name the line of a bad entry)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{what}: cannot read {path}: {err}. {fix}") from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DatasetError(
-            f"{what}: {path} line {err.lineno} column {err.colno}: not valid JSON ({err.msg}). "
-            f"{fix}"
-        ) from None
-    if not isinstance(data, list):
-        raise DatasetError(
-            f"{what}: {path} line 1: expected a JSON list of entries, got {type(data).__name__}. "
-            f"{fix}"
-        )
-    decoder = json.JSONDecoder()
-    pos = _skip(text, 0) + 1  # past "["
-    line, counted = 1, 0
-    out: list[tuple[int, Any]] = []
-    for _ in data:
-        pos = _skip(text, pos)
-        line += text.count("\n", counted, pos)
-        counted = pos
-        item, pos = decoder.raw_decode(text, pos)
-        out.append((line, item))
-        pos = _skip(text, pos) + 1  # past "," or "]"
-    return out
+class JsonList:
+    """The items of a JSON list file, and the line each item starts on, found only when an
+    error needs it (a second pass over 94k entries costs more than the parse)."""
+
+    def __init__(self, path: Path, what: str, fix: str) -> None:
+        try:
+            self.text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as err:
+            raise DatasetError(f"{what}: cannot read {path}: {err}. {fix}") from err
+        try:
+            data = json.loads(self.text)
+        except json.JSONDecodeError as err:
+            raise DatasetError(
+                f"{what}: {path} line {err.lineno} column {err.colno}: not valid JSON "
+                f"({err.msg}). {fix}"
+            ) from None
+        if not isinstance(data, list):
+            raise DatasetError(
+                f"{what}: {path} line 1: expected a JSON list of entries, got "
+                f"{type(data).__name__}. {fix}"
+            )
+        self.name = path.name
+        self.items: list[Any] = data
+        self._lines: list[int] | None = None
+
+    def line(self, i: int) -> int:
+        """The line item ``i`` starts on."""
+        if self._lines is None:
+            text, decoder = self.text, json.JSONDecoder()
+            pos = _skip(text, 0) + 1  # past "["
+            line, counted = 1, 0
+            self._lines = []
+            for _ in self.items:
+                pos = _skip(text, pos)
+                line += text.count("\n", counted, pos)
+                counted = pos
+                pos = decoder.raw_decode(text, pos)[1]
+                self._lines.append(line)
+                pos = _skip(text, pos) + 1  # past "," or "]"
+        return self._lines[i]
 
 
 def _skip(text: str, pos: int) -> int:
@@ -182,13 +193,15 @@ def _skip(text: str, pos: int) -> int:
 
 
 def _clean_rel(raw: Any) -> str | None:
-    """A release-relative POSIX path, or None if it is not one (absolute, ``..``, empty)."""
-    if not isinstance(raw, str) or not raw.strip():
+    """A release-relative POSIX path, or None if it is not one (absolute, ``..``, empty).
+    String operations: pathlib costs seconds over 236k paths."""
+    if not isinstance(raw, str):
         return None
-    rel = PurePosixPath(raw.strip().replace("\\", "/"))
-    if rel.is_absolute() or ".." in rel.parts or rel.as_posix() in ("", "."):
+    rel = raw.strip().replace("\\", "/")
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if not parts or rel.startswith("/") or ".." in parts or ":" in parts[0]:
         return None
-    return rel.as_posix()
+    return "/".join(parts)
 
 
 class _Folder:
@@ -220,37 +233,46 @@ def list_emoset(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = Non
     if missing_files:
         raise DatasetError(_layout_message(base, missing_files))
     labels = _Labels(tax, f"EmoSet ({base})")
+    known: dict[str, int] = {}  # 8 names over 118k entries: look each up once
     folder = _Folder(base)
     pairs: list[tuple[str, int]] = []
     official: dict[str, list[str]] = {}
     annotations: dict[str, EmoSetAttributes] = {}
-    where: dict[str, str] = {}
+    first: dict[str, tuple[JsonList, int]] = {}
     bad: list[str] = []
     absent: list[str] = []
     for part in EMOSET_SPLITS:
         path = base / f"{part}.json"
+        split = JsonList(path, "EmoSet", _FIX)
         rels: list[str] = []
-        for line, item in json_list_with_lines(path, "EmoSet", _FIX):
-            at = f"{path.name} line {line}"
+        for i, item in enumerate(split.items):
             entry = _entry(item)
             if entry is None:
-                bad.append(f"{at}: {json.dumps(item)[:100]}")
+                bad.append(f"{path.name} line {split.line(i)}: {json.dumps(item)[:100]}")
                 continue
             label, image_id, image, ann = entry
-            fine = labels.fine(label, at)
+            fine = known.get(label)
+            if fine is None:
+                fine = labels.fine(label, f"{path.name} line {split.line(i)}")
+                if fine is not None:
+                    known[label] = fine
             for rel, kind in ((image, "image"), (ann, "annotation")):
                 if not folder.has(rel):
-                    absent.append(f"{at}: {kind} {rel}")
-            if image in where:
-                bad.append(f"{at}: {image} is listed again (first at {where[image]})")
+                    absent.append(f"{path.name} line {split.line(i)}: {kind} {rel}")
+            if image in first:
+                other, j = first[image]
+                bad.append(
+                    f"{path.name} line {split.line(i)}: {image} is listed again (first at "
+                    f"{other.name} line {other.line(j)})"
+                )
                 continue
-            where[image] = at
+            first[image] = (split, i)
             if fine is None:
                 continue
             rels.append(image)
             pairs.append((image, fine))
             annotations[image] = EmoSetAttributes(
-                base / ann, image_id=image_id, split=part, rel=ann
+                os.path.join(base, ann), image_id=image_id, split=part, rel=ann
             )
         official[part] = rels
     if bad:
@@ -291,7 +313,7 @@ def _entry(item: Any) -> tuple[str, str, str, str] | None:
     image, ann = _clean_rel(item[-2]), _clean_rel(item[-1])
     if not label or image is None or ann is None:
         return None
-    image_id = item[1].strip() if len(item) == 4 else PurePosixPath(image).stem
+    image_id = item[1].strip() if len(item) == 4 else image.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     return label, image_id, image, ann
 
 
