@@ -559,6 +559,23 @@ _EMOTION6 = [
     ("anger", "negative"), ("disgust", "negative"), ("fear", "negative"),
     ("joy", "positive"), ("sadness", "negative"), ("surprise", "positive"),
 ]  # fmt: skip
+_PLUTCHIK = [  # Plutchik's wheel: primary -> (basic, mild, intense), in the wheel's order
+    ("joy", ("joy", "serenity", "ecstasy")),
+    ("trust", ("trust", "acceptance", "admiration")),
+    ("fear", ("fear", "apprehension", "terror")),
+    ("surprise", ("surprise", "distraction", "amazement")),
+    ("sadness", ("sadness", "pensiveness", "grief")),
+    ("disgust", ("disgust", "boredom", "loathing")),
+    ("anger", ("anger", "annoyance", "rage")),
+    ("anticipation", ("anticipation", "interest", "vigilance")),
+]
+# Surprise and anticipation are positive by the data: the mean valence (-3..3) of FindingEmo
+# images labelled with them is +0.48 and +0.56 (docs/taxonomy.md; the table comes from
+# mdan_zoo.data.findingemo.valence_table()).
+_PLUTCHIK_POLARITY = {
+    "joy": "positive", "trust": "positive", "fear": "negative", "surprise": "positive",
+    "sadness": "negative", "disgust": "negative", "anger": "negative", "anticipation": "positive",
+}  # fmt: skip
 _FASHION = [  # index order of the Fashion-MNIST idx files
     ("T-shirt/top", "tops"), ("Trouser", "bottoms_and_dresses"), ("Pullover", "tops"),
     ("Dress", "bottoms_and_dresses"), ("Coat", "tops"), ("Sandal", "shoes"), ("Shirt", "tops"),
@@ -581,6 +598,21 @@ def _mikels(name: str) -> Taxonomy:
     )  # fmt: skip
 
 
+def _plutchik(name: str, *, polarity: bool) -> Taxonomy:
+    primaries = [p for p, _ in _PLUTCHIK]
+    fine = {e: p for p, emotions in _PLUTCHIK for e in emotions}
+    if not polarity:
+        return Taxonomy.from_levels(
+            [primaries, list(fine)], [fine], name=name, level_names=["primary", "emotion"]
+        )
+    return Taxonomy.from_levels(
+        [["positive", "negative"], primaries, list(fine)],
+        [_PLUTCHIK_POLARITY, fine],
+        name=name,
+        level_names=["polarity", "primary", "emotion"],
+    )
+
+
 def _build(name: str) -> Taxonomy:
     if name == "webemo":
         return Taxonomy.from_levels(
@@ -590,8 +622,10 @@ def _build(name: str) -> Taxonomy:
             level_names=["polarity", "secondary", "tertiary"],
             aliases={"cheerfulness": "cheerfullness", "irritability": "irritabilty"},
         )
-    if name in ("mikels", "fi", "artphoto", "iaps", "abstract"):
+    if name in ("mikels", "fi", "artphoto", "iaps", "abstract", "emoset"):
         return _mikels(name)
+    if name in ("plutchik", "plutchik3"):
+        return _plutchik(name, polarity=name == "plutchik3")
     if name == "emotion6":
         return Taxonomy.from_levels(
             [["positive", "negative"], [f for f, _ in _EMOTION6]],
@@ -624,6 +658,9 @@ _BUILTIN_NAMES = (
     "abstract",
     "emotion6",
     "fashion_mnist",
+    "emoset",
+    "plutchik",
+    "plutchik3",
 )
 
 
@@ -634,8 +671,10 @@ def list_taxonomies() -> list[str]:
 
 def get_taxonomy(name: str) -> Taxonomy:
     """A built-in taxonomy: ``webemo`` (2/6/25), ``mikels`` and its datasets ``fi``,
-    ``artphoto``, ``iaps``, ``abstract`` (2/8), ``emotion6`` (2/6), ``fashion_mnist`` (2/4/10,
-    the real three-level hierarchy used by the demo and the tests)."""
+    ``artphoto``, ``iaps``, ``abstract``, ``emoset`` (2/8), ``emotion6`` (2/6), ``fashion_mnist``
+    (2/4/10, the real three-level hierarchy used by the demo and the tests), ``plutchik`` (8/24:
+    Plutchik's primaries and their three intensities, FindingEmo's labels) and ``plutchik3``
+    (2/8/24: the same with polarity on top)."""
     return _build(name.lower())
 
 

@@ -34,7 +34,8 @@ from mdan_zoo.data import (
 
 def test_registry_names_every_adapter() -> None:
     assert set(list_datasets()) == {
-        "fi", "webemo", "emotion6", "artphoto", "abstract", "iaps", "folder", "csv",
+        "fi", "webemo", "emotion6", "artphoto", "abstract", "iaps", "emoset", "findingemo",
+        "folder", "csv",
     }  # fmt: skip
     with pytest.raises(DatasetError, match="choose one of"):
         load_listing("fii", ".")

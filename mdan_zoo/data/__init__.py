@@ -18,7 +18,16 @@ from .adapters import (
     url_basename,
 )
 from .dataset import IMAGE_EXTENSIONS, ImageDataset, Listing, check_files
+from .emoset import EMOSET_ATTRIBUTES, EMOSET_SPLITS, EmoSetAttributes, list_emoset
 from .fashion_mnist import FASHION_MNIST_DIR, DatasetError, FashionMNIST
+from .findingemo import (
+    FINDINGEMO_ANNOTATIONS,
+    findingemo_annotation_file,
+    list_findingemo,
+    read_findingemo_annotations,
+    valence_by_label,
+    valence_table,
+)
 from .loader import default_split_file, list_datasets, load_dataset, load_listing, load_splits
 from .splits import (
     DEFAULT_SPLITS,
@@ -36,11 +45,15 @@ from .transforms import build_transform, denormalize, preprocessing_from, train_
 __all__ = [
     "DATASETS",
     "DEFAULT_SPLITS",
+    "EMOSET_ATTRIBUTES",
+    "EMOSET_SPLITS",
     "FASHION_MNIST_DIR",
+    "FINDINGEMO_ANNOTATIONS",
     "IMAGE_EXTENSIONS",
     "SPLIT_DIR_NAME",
     "DatasetError",
     "DatasetInfo",
+    "EmoSetAttributes",
     "FashionMNIST",
     "ImageDataset",
     "Listing",
@@ -51,12 +64,15 @@ __all__ = [
     "content_hash",
     "default_split_file",
     "denormalize",
+    "findingemo_annotation_file",
     "list_abstract",
     "list_artphoto",
     "list_csv",
     "list_datasets",
+    "list_emoset",
     "list_emotion6",
     "list_fi",
+    "list_findingemo",
     "list_folder",
     "list_iaps",
     "list_webemo",
@@ -66,9 +82,12 @@ __all__ = [
     "load_splits",
     "make_split",
     "preprocessing_from",
+    "read_findingemo_annotations",
     "split_positions",
     "stratified_folds",
     "stratified_partition",
     "train_eval_transforms",
     "url_basename",
+    "valence_by_label",
+    "valence_table",
 ]

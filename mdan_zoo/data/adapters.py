@@ -684,6 +684,11 @@ def list_iaps(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = None)
 
 
 # ---------------------------------------------------------------------------- registry
+# The newer releases live in their own modules, which use the helpers above.
+from .emoset import list_emoset  # noqa: E402
+from .findingemo import list_findingemo  # noqa: E402
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """One registered adapter: how to list it, its default taxonomy and split."""
@@ -726,6 +731,18 @@ DATASETS: dict[str, DatasetInfo] = {
             "iaps", list_iaps, "iaps",
             "root/iaps_list.txt ('<number> <category>' lines) + root/**/<number>.jpg",
             "Mikels et al., 2005 (IAPS subset; images licence-restricted, supplied by the user)",
+        ),
+        DatasetInfo(
+            "emoset", list_emoset, "emoset",
+            "root/info.json, train.json, val.json, test.json; root/image/<emotion>/<id>.jpg, "
+            "root/annotation/<emotion>/<id>.json",
+            "Yang et al., ICCV 2023 (EmoSet-118K: 118,102 images, official split, attributes)",
+        ),
+        DatasetInfo(
+            "findingemo", list_findingemo, "plutchik3",
+            "findingemo-light's annotations_single.ann + images at root/Run_<n>/<folder>/<file> "
+            "(download_data(target_dir=root))",
+            "Mertens et al., NeurIPS 2024 D&B (25,869 labelled images; images fetched by the user)",
         ),
         DatasetInfo(
             "folder", list_folder, None,

@@ -114,7 +114,7 @@ def load_dataset(
 
     Args:
         name: ``fi``, ``webemo``, ``emotion6``, ``artphoto``, ``abstract``, ``iaps``,
-            ``folder`` or ``csv``.
+            ``emoset``, ``findingemo``, ``folder`` or ``csv``.
         root: the dataset folder (for ``csv``: the CSV file).
         split: ``"all"`` (every listed sample, no split file) or a part of the dataset's split
             (``train``, ``val``, ``test``); the split file is made on first use and reused.

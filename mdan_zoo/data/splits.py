@@ -122,10 +122,13 @@ DEFAULT_SPLITS: dict[str, SplitSpec] = {
     "artphoto": SplitSpec("kfold", folds=5, val_fraction=0.1),
     "iaps": SplitSpec("kfold", folds=5, val_fraction=0.1),
     "abstract": SplitSpec("kfold", folds=5, val_fraction=0.1),
+    "emoset": SplitSpec("official", val_fraction=0.0),  # the release's own val.json
+    "findingemo": SplitSpec("ratio", (("train", 0.8), ("val", 0.05), ("test", 0.15))),
     "folder": SplitSpec("ratio", (("train", 0.8), ("val", 0.1), ("test", 0.1))),
     "csv": SplitSpec("ratio", (("train", 0.8), ("val", 0.1), ("test", 0.1))),
 }
-"""The paper's split per dataset (Sec. 5.2); custom data (folder / csv) 80/10/10."""
+"""The paper's split per dataset (Sec. 5.2); EmoSet its official train/val/test, FindingEmo (no
+documented split) 80/5/15 like FI; custom data (folder / csv) 80/10/10."""
 
 
 def content_hash(listing: Listing) -> str:
