@@ -10,8 +10,10 @@ from mdan_zoo.zoo import (  # noqa: E402, F401 - the entry points torch.hub list
     mdan,
     mdan_abstract,
     mdan_artphoto,
+    mdan_emoset,
     mdan_emotion6,
     mdan_fi,
+    mdan_findingemo,
     mdan_iaps,
     mdan_webemo,
 )

@@ -42,11 +42,17 @@ def register_model(fn: F) -> F:
 def _entry_doc(entry: WeightsEntry) -> str:
     tax = entry.get_taxonomy()
     counts = " -> ".join(str(n) for n in tax.num_classes)
-    acc = " / ".join(f"{entry.paper_metrics[str(c)]:.2f}" for c in tax.num_classes)
+    acc = (
+        "Paper, Table 1 (accuracy of P_O, %): "
+        + " / ".join(f"{entry.paper_metrics[str(c)]:.2f}" for c in tax.num_classes)
+        if entry.paper_metrics
+        else "The paper did not use this dataset; published baselines: "
+        + "; ".join(entry.baselines)
+    )
     return (
         f"    MDAN for {entry.dataset} (taxonomy ``{entry.taxonomy}``: {counts}), "
         f"{entry.config.backbone}.\n\n"
-        f"    Paper, Table 1 (accuracy of P_O, %): {acc}. Checkpoint: see "
+        f"    {acc}. Checkpoint: see "
         f"``mdan-zoo info {entry.name}`` ({entry.status}).\n"
         "    Arguments: see :func:`mdan_zoo.mdan`.\n"
     )

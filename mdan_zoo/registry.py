@@ -69,7 +69,8 @@ class WeightsEntry:
         filename: the weights file in the repository (safetensors only).
         sha256: SHA-256 of ``filename``; ``None`` until published.
         status: ``"published"`` or ``"not published"``.
-        paper_metrics: Table 1 accuracy (%) of P_O per number of classes, e.g. ``{"2": 82.72}``.
+        paper_metrics: Table 1 accuracy (%) of P_O per number of classes, e.g. ``{"2": 82.72}``;
+            empty for datasets the paper did not use.
         paper_branch_metrics: Table 3 accuracy (%) per branch (``"P_L"``, ``"P_G"``, ``"P_O"``)
             and number of classes, where the paper gives them.
         reproduced_metrics: what our published checkpoint measures (same keys), else empty.
@@ -80,6 +81,8 @@ class WeightsEntry:
         license: licence of the weights once published; see ``license_note``.
         license_note: the dataset terms that bind the weights.
         citation: BibTeX to cite.
+        baselines: for datasets beyond the paper, where their published baselines are reported
+            (source -> what it reports); MDAN itself has no published number on them.
     """
 
     name: str
@@ -102,6 +105,7 @@ class WeightsEntry:
     license: str = "mit"
     license_note: str = ""
     citation: str = CITATION
+    baselines: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status == "published":
@@ -132,7 +136,8 @@ class WeightsEntry:
     def reproduce_hint(self) -> str:
         """What to do instead of downloading, for error messages and the CLI."""
         return (
-            f"train it with `mdan-zoo train configs/{self.taxonomy}.json` (see docs/reproduce.md), "
+            f"train it with `mdan-zoo train {self.recipe.get('trainer_config', 'CONFIG')}` (see "
+            "docs/reproduce.md), "
             f"then load the result with `{self.name}(weights='path/to/run')` or "
             f"`MDAN.from_pretrained('path/to/run')`; a .safetensors file you already have loads "
             f"the same way"
@@ -175,6 +180,9 @@ class WeightsEntry:
         for label, values in rows:
             cells = [f"{values[str(c)]:.2f}" if str(c) in values else "-" for c in counts]
             lines.append(f"  {label:<24} " + " / ".join(cells))
+        if self.baselines:
+            lines += ["", "published baselines (not MDAN):"]
+            lines += [f"  {k}: {v}" for k, v in self.baselines.items()]
         lines += ["", "recipe:"]
         lines += [f"  {k}: {v}" for k, v in self.recipe.items()]
         if not self.published:
@@ -276,7 +284,29 @@ _TABLE: list[tuple[str, str, str, dict[str, float], dict[str, dict[str, float]],
         {"P_L": {"2": 84.15}, "P_G": {"2": 80.64}, "P_O": {"2": 83.80}},
         _SMALL_RECIPE, "5-fold cross-validation",
     ),
+    (
+        "mdan_emoset", "EmoSet", "emoset", {}, {}, _LARGE_RECIPE,
+        "the release's train/val/test JSON files (EmoSet-118K)",
+    ),
+    (
+        "mdan_findingemo", "FindingEmo", "plutchik3", {}, {}, _LARGE_RECIPE,
+        "seeded stratified 80/5/15 (the release ships no split), run once",
+    ),
 ]  # fmt: skip
+
+# Where the datasets beyond the paper report their own baselines (no MDAN number exists there).
+_BASELINES: dict[str, dict[str, str]] = {
+    "mdan_emoset": {
+        "Yang et al., EmoSet, ICCV 2023 (arXiv 2307.07961), Sec. 5": "8-class accuracy of "
+        "ImageNet CNN/ViT baselines and attribute-aware models on the official test split",
+    },
+    "mdan_findingemo": {
+        "Mertens et al., FindingEmo, NeurIPS 2024 D&B (arXiv 2402.01355), baselines section": (
+            "Emo8/Emo24 classification (F1, accuracy) and valence/arousal regression of "
+            "ImageNet CNNs, EmoNet, CLIP and DINOv2 features"
+        ),
+    },
+}
 
 # Our parameter counts for the paper configuration (ResNet-101, FPN width 256, MHCCA without
 # K/V projections); tests/test_registry.py rebuilds every model and checks them.
@@ -287,7 +317,14 @@ _NUM_PARAMS = {
     "mdan_artphoto": 43_306_834,
     "mdan_iaps": 43_306_834,
     "mdan_abstract": 43_306_834,
+    "mdan_emoset": 43_306_834,
+    "mdan_findingemo": 43_477_370,
 }
+
+
+def dataset_config(name: str) -> str:
+    """The shipped trainer config of registry entry ``name`` (``mdan_fi`` -> ``fi``)."""
+    return name.removeprefix("mdan_")
 
 
 def _entries() -> dict[str, WeightsEntry]:
@@ -307,9 +344,14 @@ def _entries() -> dict[str, WeightsEntry]:
             paper_metrics=table1,
             paper_branch_metrics=table3,
             num_params=_NUM_PARAMS[name],
-            recipe={**recipe, "split": split, "trainer_config": f"configs/{tax}.json"},
+            recipe={
+                **recipe,
+                "split": split,
+                "trainer_config": f"configs/{dataset_config(name)}.json",
+            },
             license="mit",
             license_note=_DATASET_TERMS.format(dataset=dataset),
+            baselines=_BASELINES.get(name, {}),
         )
     return out
 
@@ -334,7 +376,9 @@ def format_table(pattern: str = "*") -> str:
     for name in list_weights(pattern):
         e = _REGISTRY[name]
         counts = e.get_taxonomy().num_classes
-        acc = " / ".join(f"{e.paper_metrics[str(c)]:.2f}" for c in counts)
+        acc = " / ".join(
+            f"{e.paper_metrics[str(c)]:.2f}" if str(c) in e.paper_metrics else "-" for c in counts
+        )
         classes = "/".join(str(c) for c in counts)
         lines.append(f"{name:<15} {e.dataset:<11} {classes:<10} {e.status:<14} {acc}")
     return "\n".join(lines)

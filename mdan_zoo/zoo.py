@@ -26,8 +26,10 @@ __all__ = [
     "mdan",
     "mdan_abstract",
     "mdan_artphoto",
+    "mdan_emoset",
     "mdan_emotion6",
     "mdan_fi",
+    "mdan_findingemo",
     "mdan_iaps",
     "mdan_webemo",
 ]
@@ -176,6 +178,42 @@ def mdan_abstract(
 ) -> MDAN:
     """The zoo model ``mdan_abstract`` (the registry entry of that name adds the rest below)."""
     return build_mdan("mdan_abstract", **locals())
+
+
+@register_model
+def mdan_emoset(
+    *,
+    pretrained: bool = False,
+    weights: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    progress: bool = True,
+    taxonomy: Taxonomy | str | None = None,
+    config: MDANConfig | None = None,
+    backbone: str | None = None,
+    backbone_weights: str | os.PathLike[str] | None = None,
+) -> MDAN:
+    """The zoo model ``mdan_emoset`` (the registry entry of that name adds the rest below)."""
+    return build_mdan("mdan_emoset", **locals())
+
+
+@register_model
+def mdan_findingemo(
+    *,
+    pretrained: bool = False,
+    weights: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    progress: bool = True,
+    taxonomy: Taxonomy | str | None = None,
+    config: MDANConfig | None = None,
+    backbone: str | None = None,
+    backbone_weights: str | os.PathLike[str] | None = None,
+) -> MDAN:
+    """The zoo model ``mdan_findingemo`` (the registry entry of that name adds the rest below)."""
+    return build_mdan("mdan_findingemo", **locals())
 
 
 def list_models(pattern: str = "*") -> list[str]:

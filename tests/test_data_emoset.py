@@ -16,6 +16,8 @@ from mdan_zoo.data import (
     DEFAULT_SPLITS,
     DatasetError,
     EmoSetAttributes,
+    SplitError,
+    SplitSpec,
     load_dataset,
     load_listing,
     load_splits,
@@ -106,6 +108,15 @@ def test_labels_official_split_and_class_counts(tmp_path: Path) -> None:
             "positive": 4 * SIZES[part],
             "negative": 4 * SIZES[part],
         }
+    # carving a val part out of train would lose those images to the release's own val.json
+    with pytest.raises(SplitError, match="its own 'val' part"):
+        load_splits(
+            "emoset",
+            tmp_path,
+            split_spec=SplitSpec("official", val_fraction=0.1),
+            split_file=tmp_path / "carved.json",
+            progress=False,
+        )
     split_file = tmp_path / "mdan_splits" / "emoset_official_seed0.json"
     doc = json.loads(split_file.read_text())
     assert doc["dataset"] == "emoset" and len(doc["content_hash"]) == 64

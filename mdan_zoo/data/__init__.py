@@ -4,9 +4,7 @@ transforms. Layouts, splits and errors: docs/datasets.md."""
 from __future__ import annotations
 
 from .adapters import (
-    DATASETS,
     SPLIT_DIR_NAME,
-    DatasetInfo,
     list_abstract,
     list_artphoto,
     list_csv,
@@ -17,6 +15,7 @@ from .adapters import (
     list_webemo,
     url_basename,
 )
+from .catalog import DATASETS, DatasetInfo
 from .dataset import IMAGE_EXTENSIONS, ImageDataset, Listing, check_files
 from .emoset import EMOSET_ATTRIBUTES, EMOSET_SPLITS, EmoSetAttributes, list_emoset
 from .fashion_mnist import FASHION_MNIST_DIR, DatasetError, FashionMNIST

@@ -16,7 +16,8 @@ from typing import Any
 from PIL import Image
 
 from ..taxonomy import Taxonomy, get_taxonomy
-from .adapters import DATASETS, SPLIT_DIR_NAME
+from .adapters import SPLIT_DIR_NAME
+from .catalog import DATASETS
 from .dataset import CheckMode, ImageDataset, Listing, OnMissing, check_files
 from .fashion_mnist import DatasetError
 from .splits import DEFAULT_SPLITS, SplitSpec, load_or_make_split, split_positions

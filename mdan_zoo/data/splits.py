@@ -241,6 +241,13 @@ def make_split(listing: Listing, spec: SplitSpec, *, seed: int = 0) -> dict[str,
             )
         if "train" not in listing.official:
             raise SplitError(f"{listing.name}: the official split has no 'train' part")
+        if "val" in listing.official and spec.val_fraction > 0:
+            raise SplitError(
+                f"{listing.name}'s official split has its own 'val' part, so val_fraction="
+                f"{spec.val_fraction} would carve training images into a part that the release's "
+                "val then replaces (they would be in no part at all); use "
+                "SplitSpec('official', val_fraction=0.0)"
+            )
         parts_pos = carve(list(listing.official["train"]), rng)
         for name, pos in listing.official.items():
             if name != "train":
