@@ -53,7 +53,7 @@ MAX_ALIASES = 60_000
 MAX_NAME_LENGTH = 256
 """Characters of a label, an alias, a level name or a taxonomy name."""
 MAX_TAXONOMY_FILE_BYTES = 16 * 1024 * 1024
-"""Bytes of a taxonomy JSON file; a file at every other limit, indented, is about 10 MB."""
+"""Bytes of a taxonomy JSON file (60,000 labels and 30,000 aliases of 30 characters: 5.7 MiB)."""
 _MAX_JSON_STRINGS = 2 * MAX_LABELS + 2 * MAX_ALIASES + 2 * MAX_LEVELS + 16
 """Strings a file within the limits can hold: labels, parents, alias pairs, names and keys."""
 
