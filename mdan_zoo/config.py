@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from ._checks import read_json_file, typed_fields
 from .taxonomy import atomic_write_text
 
-__all__ = ["BACKBONES", "ConfigError", "MDANConfig", "Preprocessing"]
+__all__ = [
+    "BACKBONES",
+    "MAX_FPN_CHANNELS",
+    "MAX_HEADS",
+    "MAX_IMAGE_SIDE",
+    "ConfigError",
+    "MDANConfig",
+    "Preprocessing",
+]
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 """torchvision ResNets MDAN can stand on; ResNet-101 is the paper's (Sec. 5.2)."""
@@ -25,6 +36,15 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 LcamNorm = Literal["minmax", "sigmoid", "none"]
 LcamRoot = Literal["all", "off"]
 LcamParent = Literal["local", "overall"]
+
+
+MAX_FPN_CHANNELS = 4096
+"""Largest ``fpn_channels`` a config file may ask for (the paper uses 256)."""
+MAX_HEADS = 1024
+"""Largest number of MHCCA heads per level a config file may ask for (the paper uses 2-8)."""
+MAX_IMAGE_SIDE = 2048
+"""Largest ``input_size`` / ``resize_size`` of :class:`Preprocessing` (the paper uses 448)."""
+_CONFIG_FILE_BYTES = 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -115,24 +135,28 @@ class MDANConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MDANConfig:
-        """Build from :meth:`to_dict` output; unknown keys are an error, missing keys default."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown MDANConfig field(s) {unknown}; known fields: {sorted(known)}"
-            )
-        values = dict(data)
-        if "heads" in values:
-            values["heads"] = tuple(values["heads"])
-        return cls(**values)
+        """Build from :meth:`to_dict` output; unknown keys are an error, missing keys default.
+
+        Every value is type-checked against the field's annotation (``"0.5"`` is not a number,
+        ``true`` not an integer, NaN not a number) and sizes against :data:`MAX_FPN_CHANNELS` /
+        :data:`MAX_HEADS`; a bad one raises :class:`ConfigError` naming the field.
+        """
+        maxima = {"fpn_channels": MAX_FPN_CHANNELS, "heads": MAX_HEADS}
+        return cls(**typed_fields(cls, data, error=ConfigError, maxima=maxima))
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> MDANConfig:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Read :meth:`to_json` output; a missing, non-UTF-8 or invalid file is a ConfigError."""
+        data = read_json_file(
+            path, error=ConfigError, what="MDANConfig file", max_bytes=_CONFIG_FILE_BYTES
+        )
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -157,14 +181,36 @@ class Preprocessing:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-        if self.input_size < 32 or self.resize_size < self.input_size:
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if (
+                isinstance(values, (str, bytes, Mapping))
+                or not hasattr(values, "__len__")
+                or len(values) != 3
+                or not all(_is_real(v) and math.isfinite(v) for v in values)
+            ):
+                raise ConfigError(
+                    f"{name}: mean and std need 3 finite numbers each (R, G, B), got {values!r}"
+                )
+            object.__setattr__(self, name, tuple(float(v) for v in values))
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"std: mean and std need 3 values each, std positive, got {self.std}")
+        for name in ("input_size", "resize_size"):
+            value = getattr(self, name)
+            if not _is_int(value) or not 32 <= value <= MAX_IMAGE_SIDE:
+                raise ConfigError(
+                    f"{name} must be an integer from 32 to MAX_IMAGE_SIDE = {MAX_IMAGE_SIDE}, "
+                    f"got {value!r}"
+                )
+            object.__setattr__(self, name, int(value))
+        if self.resize_size < self.input_size:
             raise ConfigError(
                 f"need 32 <= input_size <= resize_size, got {self.input_size} / {self.resize_size}"
             )
-        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
-            raise ConfigError("mean and std need 3 values each, std positive")
+        if not isinstance(self.hflip, bool):
+            raise ConfigError(f"hflip must be true or false, got {self.hflip!r}")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"extra must be a dict of notes, got {self.extra!r}")
         if self.interpolation not in ("bilinear", "bicubic", "nearest"):
             raise ConfigError(
                 f"interpolation must be bilinear, bicubic or nearest, got {self.interpolation!r}"
@@ -208,8 +254,13 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown Preprocessing field(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(data))
+        """Build from :meth:`to_dict` output, each field type-checked (see MDANConfig.from_dict)."""
+        return cls(**typed_fields(cls, data, error=ConfigError))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

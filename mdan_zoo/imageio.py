@@ -14,7 +14,11 @@ valid image is. Every awkward case is either read correctly or refused with an
 * truncated files are refused unless ``allow_truncated=True`` (then Pillow fills the missing
   part with grey);
 * empty files, non-images, unreadable files and decompression bombs (more than
-  ``max_pixels`` pixels, by default Pillow's ``Image.MAX_IMAGE_PIXELS``) are refused.
+  ``max_pixels`` pixels, by default Pillow's ``Image.MAX_IMAGE_PIXELS``) are refused;
+* strips longer than ``max_aspect_ratio`` times their width (default
+  :data:`MAX_ASPECT_RATIO`) are refused: the model's transform scales the *shorter* side up to
+  its input size, so a tiny 1 x 20000 file would become a 512 x 10,240,000 picture (15 GB).
+  Checked from the header, before decoding, for files and in-memory images alike.
 
 Pillow's switches for the last two cases are module globals; they are changed only for the one
 call that asks, under a lock, and always restored.
@@ -23,6 +27,7 @@ call that asks, under a lock, and always restored.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import warnings
@@ -33,7 +38,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "read_image", "to_pil_image"]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_ASPECT_RATIO", "ImageReadError", "read_image", "to_pil_image"]
 
 IMAGE_EXTENSIONS = (
     ".jpg",
@@ -51,6 +56,11 @@ IMAGE_EXTENSIONS = (
 )
 """File name endings (case ignored) picked up when a folder is walked: by ``predict``, the CLI
 and the folder-walking dataset adapters; other files are ignored."""
+
+MAX_ASPECT_RATIO = 50.0
+"""Default bound on long side / short side. Phone and stitched panoramas run 2:1 to about 10:1;
+at 50:1 the eval transform's resize (shorter side to ``resize_size``, 512 by default) makes at
+most a 512 x 25,600 picture (39 MB), whatever the file."""
 
 _PILLOW_LOCK = threading.Lock()
 _WHITE = (255, 255, 255)
@@ -94,11 +104,31 @@ def _bomb_reason(pixels: int, limit: int) -> str:
     )
 
 
+def _check_strip(
+    source: str | os.PathLike[str], size: tuple[int, int], limit: float | None
+) -> None:
+    """Refuse an image of ``size`` (W, H) whose long side exceeds ``limit`` times its short side."""
+    w, h = size
+    short_side, long_side = min(w, h), max(w, h)
+    if limit is None or (short_side > 0 and long_side <= limit * short_side):
+        return
+    ratio = long_side / short_side if short_side else float("inf")
+    resized = f"512 x {math.ceil(512 * ratio):,}" if short_side else "an unbounded"
+    raise ImageReadError(
+        source,
+        f"{w} x {h} pixels is a strip with aspect ratio {ratio:,.0f}:1, more than the limit "
+        f"of {limit:g}:1: the model's transform scales the shorter side to its input size "
+        f"(512 by default), which would make this {resized} pixels; crop it, or pass a larger "
+        "max_aspect_ratio= (None turns the check off) if you trust it",
+    )
+
+
 def read_image(
     path: str | os.PathLike[str],
     *,
     allow_truncated: bool = False,
     max_pixels: int | None = None,
+    max_aspect_ratio: float | None = MAX_ASPECT_RATIO,
 ) -> Image.Image:
     """Open ``path`` as an upright RGB image; raise :class:`ImageReadError` with the reason.
 
@@ -108,7 +138,14 @@ def read_image(
             refusing it.
         max_pixels: refuse images with more pixels than this (default: Pillow's
             ``Image.MAX_IMAGE_PIXELS``); a larger value lets a trusted huge image through.
+        max_aspect_ratio: refuse images whose long side is more than this many times the
+            short side (default :data:`MAX_ASPECT_RATIO`, 50): resizing the shorter side to
+            the model's input size makes memory grow with this ratio, so it bounds what the
+            transform allocates after the decode (``resize_size**2 * max_aspect_ratio``
+            pixels). ``None`` turns the check off.
     """
+    if max_aspect_ratio is not None and not max_aspect_ratio >= 1:
+        raise ValueError(f"max_aspect_ratio must be >= 1 or None, got {max_aspect_ratio!r}")
     path = Path(path)
     if path.is_dir():
         raise ImageReadError(path, "is a directory, not an image file")
@@ -132,6 +169,7 @@ def read_image(
                 pixels = img.size[0] * img.size[1]
                 if limit is not None and pixels > limit:
                     raise ImageReadError(path, _bomb_reason(pixels, limit))
+                _check_strip(path, img.size, max_aspect_ratio)
                 img.seek(0)  # first frame of an animation
                 img.load()
                 return _to_rgb(img, path)
@@ -217,15 +255,19 @@ def _to_rgb(img: Image.Image, source: str | os.PathLike[str]) -> Image.Image:
         ) from None
 
 
-def to_pil_image(image: Any, *, name: str = "<array>") -> Image.Image:
+def to_pil_image(
+    image: Any, *, name: str = "<array>", max_aspect_ratio: float | None = MAX_ASPECT_RATIO
+) -> Image.Image:
     """A PIL image, numpy array or tensor -> upright RGB PIL image.
 
     Arrays are ``[H, W]``, ``[H, W, C]`` (numpy layout) with C = 1, 3 or 4; tensors are
     ``[C, H, W]`` (torchvision layout). uint8 values are 0..255, uint16 0..65535, floats 0..1
     (not normalised: pass the photo, the model applies its own normalisation). Four channels
-    are RGBA and are composited on white.
+    are RGBA and are composited on white. Strips beyond ``max_aspect_ratio`` are refused as in
+    :func:`read_image`.
     """
     if isinstance(image, Image.Image):
+        _check_strip(name, image.size, max_aspect_ratio)
         image.load()
         return _to_rgb(image, name)
     chw = False
@@ -256,6 +298,7 @@ def to_pil_image(image: Any, *, name: str = "<array>") -> Image.Image:
         )
     if arr.size == 0:
         raise ImageReadError(name, f"the image is empty (shape {image.shape})")
+    _check_strip(name, (arr.shape[1], arr.shape[0]), max_aspect_ratio)
     if arr.dtype == np.uint8:
         data = arr
     elif arr.dtype == np.uint16:

@@ -7,21 +7,35 @@ fine label, and a hierarchy-violation check.
 
 Labels are matched by *name* (never by index): public copies of one dataset disagree on index
 order. Matching ignores case and accepts the aliases a taxonomy declares (``sad`` ->
-``sadness``). This module imports nothing from the rest of the package.
+``sadness``).
+
+Trees come from files and checkpoints made by others, so every builder checks each field's
+type and the size limits below *before* it copies anything, in time linear in the input
+(``docs/taxonomy.md``, "Limits").
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
+from ._checks import kind, preview, read_json_file, short
+
 __all__ = [
+    "MAX_ALIASES",
+    "MAX_CLASSES_PER_LEVEL",
+    "MAX_LABELS",
     "MAX_LEVELS",
+    "MAX_NAME_LENGTH",
+    "MAX_TAXONOMY_FILE_BYTES",
     "Taxonomy",
     "TaxonomyError",
     "get_taxonomy",
@@ -30,6 +44,21 @@ __all__ = [
 
 MAX_LEVELS = 3
 """Mapping (e) of the paper (l_s = 5 - l_a) has feature maps for three affective levels only."""
+MAX_CLASSES_PER_LEVEL = 30_000
+"""Labels on one level (WEBEmo's finest has 25; ImageNet-21k has 21,841 classes)."""
+MAX_LABELS = 60_000
+"""Labels on all levels together."""
+MAX_ALIASES = 60_000
+"""Alias spellings of one taxonomy."""
+MAX_NAME_LENGTH = 256
+"""Characters of a label, an alias, a level name or a taxonomy name."""
+MAX_TAXONOMY_FILE_BYTES = 16 * 1024 * 1024
+"""Bytes of a taxonomy JSON file (60,000 labels and 30,000 aliases of 30 characters: 5.7 MiB)."""
+_MAX_JSON_STRINGS = 2 * MAX_LABELS + 2 * MAX_ALIASES + 2 * MAX_LEVELS + 16
+"""Strings a file within the limits can hold: labels, parents, alias pairs, names and keys."""
+
+_DICT_KEYS = ("name", "levels", "aliases")
+_LEVEL_KEYS = ("name", "labels", "parents")
 
 
 class TaxonomyError(ValueError):
@@ -59,7 +88,7 @@ class Taxonomy:
     aliases: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "aliases", {k.lower(): v for k, v in dict(self.aliases).items()})
+        object.__setattr__(self, "aliases", _checked_aliases(self.aliases))
         self._validate()
 
     # ------------------------------------------------------------------ construction
@@ -74,20 +103,35 @@ class Taxonomy:
         aliases: Mapping[str, str] | None = None,
     ) -> Taxonomy:
         """Build from label lists and, for each level below the first, a child -> parent-name map."""
-        levels = [list(level) for level in levels]
+        _check_list(levels, "levels", "a list of label lists, coarse to fine")
         _check_depth(len(levels))
-        if len(parents) != max(len(levels) - 1, 0):
+        _check_sizes(
+            [_check_list(lv, f"level {d}", "a list of labels") for d, lv in enumerate(levels)]
+        )
+        _check_list(
+            parents, "parents", "a list of child -> parent maps, one per level below the first"
+        )
+        if len(parents) != len(levels) - 1:
             raise TaxonomyError(
                 f"{len(levels)} levels need {len(levels) - 1} parent maps (one per level below the "
                 f"first), got {len(parents)}"
             )
         if level_names is None:
             level_names = _default_level_names(len(levels))
+        _check_list(level_names, "level_names", "a list of strings, one per level")
+        for depth, level_name in enumerate(level_names):
+            _check_name(level_name, f"the name of level {depth}")
+        for depth, level in enumerate(levels):
+            _check_labels(level, depth, level_names)
         index_parents: list[tuple[int, ...]] = [()]
         for depth in range(1, len(levels)):
-            _check_labels(levels[depth - 1], depth - 1, level_names)
             above = {label: i for i, label in enumerate(levels[depth - 1])}
             mapping = parents[depth - 1]
+            if not isinstance(mapping, Mapping):
+                raise TaxonomyError(
+                    f"parents[{depth - 1}] (the parents of level {depth}) must be a dict "
+                    f"child -> parent name, got {kind(mapping)}"
+                )
             row = []
             for label in levels[depth]:
                 if label not in mapping:
@@ -95,26 +139,27 @@ class Taxonomy:
                         f"label {label!r} at level {depth} ({level_names[depth]!r}) has no parent: "
                         f"every label below the first level needs exactly one parent"
                     )
-                parent = mapping[label]
+                parent = _check_parent(mapping[label], label, depth)
                 if parent not in above:
                     raise TaxonomyError(
                         f"label {label!r} at level {depth} names an unknown parent {parent!r}: "
-                        f"parents must be labels of level {depth - 1} {list(above)}"
+                        f"parents must be labels of level {depth - 1} {preview(list(above))}"
                     )
                 row.append(above[parent])
-            extra = set(mapping) - set(levels[depth])
-            if extra:
+            if len(mapping) != len(levels[depth]):  # every label is in it: the rest are extra
+                names = set(levels[depth])
+                extra = list(itertools.islice((k for k in mapping if k not in names), 20))
                 raise TaxonomyError(
-                    f"parent map of level {depth} names labels that are not on that level: "
-                    f"{sorted(extra)}"
+                    f"parent map of level {depth} names {len(mapping) - len(names):,} label(s) "
+                    f"that are not on that level: {preview(extra)}"
                 )
             index_parents.append(tuple(row))
         return cls(
             name=name,
             level_names=tuple(level_names),
             labels=tuple(tuple(level) for level in levels),
-            parents=tuple(index_parents[: len(levels)]) if levels else (),
-            aliases=dict(aliases or {}),
+            parents=tuple(index_parents),
+            aliases=_checked_aliases(aliases or {}),
         )
 
     @classmethod
@@ -132,39 +177,42 @@ class Taxonomy:
         ``{"pos": {"joy": ["zest"], ...}, ...}`` three. Every branch must reach the same depth.
         """
         levels: list[list[str]] = []
+        seen: list[set[str]] = []
         parents: list[dict[str, str]] = []
+        total = [0]
 
         def walk(node: Any, depth: int, parent: str | None) -> None:
-            if depth >= MAX_LEVELS + 1:
+            if depth >= MAX_LEVELS:
                 _check_depth(depth + 1)
             while len(levels) <= depth:
                 levels.append([])
+                seen.append(set())
                 parents.append({})
             if isinstance(node, Mapping):
-                items: Iterable[tuple[str, Any]] = node.items()
+                items: Iterable[tuple[Any, Any]] = node.items()
             elif isinstance(node, (list, tuple)):
-                items = [(leaf, None) for leaf in node]
+                items = ((leaf, None) for leaf in node)
             else:
                 raise TaxonomyError(
-                    f"under {parent!r}: expected a dict or a list of labels, got {type(node).__name__}"
+                    f"under {parent!r}: expected a dict or a list of labels, got {kind(node)}"
                 )
-            count = 0
+            # Sizes first: a node with a million children is refused before it is copied.
+            total[0] += len(node)
+            _check_counts(depth, len(levels[depth]) + len(node), total[0])
             for label, children in items:
-                if not isinstance(label, str) or not label.strip():
+                _check_name(label, f"a label under {parent!r} at level {depth}")
+                if label.lower() in seen[depth]:
                     raise TaxonomyError(
-                        f"under {parent!r}: label {label!r} is not a non-empty string"
+                        f"duplicate label {label!r} at level {depth}: names must be unique "
+                        f"within a level (case is ignored)"
                     )
-                if label in levels[depth]:
-                    raise TaxonomyError(
-                        f"duplicate label {label!r} at level {depth}: names must be unique within a level"
-                    )
+                seen[depth].add(label.lower())
                 levels[depth].append(label)
                 if parent is not None:
                     parents[depth][label] = parent
-                count += 1
                 if children is not None:
                     walk(children, depth + 1, label)
-            if count == 0:
+            if len(node) == 0:
                 where = f"parent {parent!r}" if parent is not None else "the root"
                 raise TaxonomyError(
                     f"{where} has no children: every label above the finest level needs at least one child"
@@ -188,58 +236,91 @@ class Taxonomy:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Taxonomy:
         """Build from the layout of :meth:`to_dict`, or from a nested tree (see :meth:`from_nested`)."""
-        if not (isinstance(data, Mapping) and isinstance(data.get("levels"), list)):
+        if isinstance(data, (list, tuple)):
             return cls.from_nested(data)
-        levels_spec = data["levels"]
-        _check_depth(len(levels_spec))
-        labels: list[list[str]] = []
-        parent_maps: list[dict[str, str]] = []
-        names: list[str] = []
-        for depth, spec in enumerate(levels_spec):
+        if not isinstance(data, Mapping):
+            raise TaxonomyError(
+                "a taxonomy must be an object {'name', 'levels', 'aliases'}, a nested tree "
+                f"(dict) or a list of labels, got {kind(data)}"
+            )
+        if not isinstance(data.get("levels"), list):
+            return cls.from_nested(data)
+        unknown = [k for k in data if k not in _DICT_KEYS]
+        if unknown:
+            raise TaxonomyError(
+                f"unknown taxonomy field(s) {preview(unknown)}; the fields are {list(_DICT_KEYS)}"
+            )
+        specs = data["levels"]
+        _check_depth(len(specs))
+        # Pass 1, sizes only: nothing is copied before every level is known to be in bounds.
+        for depth, spec in enumerate(specs):
             if not isinstance(spec, Mapping) or "labels" not in spec:
                 raise TaxonomyError(
-                    f"level {depth}: expected an object with 'labels', got {spec!r}"
+                    f"levels[{depth}]: expected an object with 'labels', got {kind(spec)}"
                 )
-            level_labels = list(spec["labels"])
-            labels.append(level_labels)
-            names.append(str(spec.get("name", _default_level_names(len(levels_spec))[depth])))
-            if depth > 0:
-                plist = spec.get("parents")
-                if not isinstance(plist, list) or len(plist) != len(level_labels):
+            unknown = [k for k in spec if k not in _LEVEL_KEYS]
+            if unknown:
+                raise TaxonomyError(
+                    f"levels[{depth}]: unknown field(s) {preview(unknown)}; the fields are "
+                    f"{list(_LEVEL_KEYS)}"
+                )
+            _check_list(spec["labels"], f"levels[{depth}]['labels']", "a list of label strings")
+        _check_sizes([spec["labels"] for spec in specs])
+        names = [
+            _check_name(spec.get("name", default), f"levels[{depth}]['name']")
+            for depth, (spec, default) in enumerate(
+                zip(specs, _default_level_names(len(specs)), strict=True)
+            )
+        ]
+        labels: list[list[str]] = []
+        parent_maps: list[dict[str, str]] = []
+        for depth, spec in enumerate(specs):
+            level_labels = spec["labels"]
+            # Duplicates must be caught before a dict folds them.
+            _check_labels(level_labels, depth, names)
+            labels.append(list(level_labels))
+            if depth == 0:
+                if spec.get("parents") not in (None, []):
                     raise TaxonomyError(
-                        f"level {depth} ({names[-1]!r}): 'parents' must list one parent name per label"
+                        "levels[0]['parents']: the first level has no parents; remove the field"
                     )
-                for label, parent in zip(level_labels, plist, strict=True):
-                    if parent is None or parent == "":
-                        raise TaxonomyError(
-                            f"label {label!r} at level {depth} has no parent: every label below the "
-                            f"first level needs exactly one parent"
-                        )
-                # Duplicates must be caught before a dict folds them.
-                _check_labels(level_labels, depth, names)
-                parent_maps.append(dict(zip(level_labels, plist, strict=True)))
-        _check_labels(labels[-1] if labels else [], len(labels) - 1, names)
+                continue
+            plist = spec.get("parents")
+            if not isinstance(plist, list) or len(plist) != len(level_labels):
+                got = f"{len(plist)} entries" if isinstance(plist, list) else kind(plist)
+                raise TaxonomyError(
+                    f"levels[{depth}]['parents'] ({names[depth]!r}) must list one parent name per "
+                    f"label ({len(level_labels)}), got {got}"
+                )
+            for label, parent in zip(level_labels, plist, strict=True):
+                _check_parent(parent, label, depth)
+            parent_maps.append(dict(zip(level_labels, plist, strict=True)))
         return cls.from_levels(
             labels,
             parent_maps,
-            name=str(data.get("name", "custom")),
+            name=_check_name(data.get("name", "custom"), "the taxonomy 'name'"),
             level_names=names,
-            aliases=dict(data.get("aliases", {})),
+            aliases=_checked_aliases(data.get("aliases", {})),
         )
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> Taxonomy:
-        """Read a taxonomy JSON file (either layout of :meth:`from_dict`)."""
-        path = Path(path)
+        """Read a taxonomy JSON file (either layout of :meth:`from_dict`).
+
+        Files over :data:`MAX_TAXONOMY_FILE_BYTES`, non-UTF-8 text, bad JSON and too deeply
+        nested JSON are refused with a :class:`TaxonomyError` naming the file.
+        """
+        data = read_json_file(
+            path,
+            error=TaxonomyError,
+            what="taxonomy file",
+            max_bytes=MAX_TAXONOMY_FILE_BYTES,
+            max_strings=_MAX_JSON_STRINGS,
+        )
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise TaxonomyError(f"taxonomy file not found: {path}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise TaxonomyError(f"taxonomy file {path} is not valid JSON: {err}") from None
-        return cls.from_dict(data)
+            return cls.from_dict(data)
+        except TaxonomyError as err:
+            raise TaxonomyError(f"taxonomy file {path}: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready layout: name, levels (name, labels, parent names) and aliases."""
@@ -255,17 +336,13 @@ class Taxonomy:
     def to_nested(self) -> dict[str, Any] | list[str]:
         """The tree as a nested dict (leaves as lists), the input form of :meth:`from_nested`."""
 
-        def build(depth: int, parent: int | None) -> Any:
-            idx = (
-                range(len(self.labels[depth]))
-                if parent is None
-                else [i for i, p in enumerate(self.parents[depth]) if p == parent]
-            )
+        def build(depth: int, idx: Iterable[int]) -> Any:
             if depth == self.num_levels - 1:
                 return [self.labels[depth][i] for i in idx]
-            return {self.labels[depth][i]: build(depth + 1, i) for i in idx}
+            below = self._child_index[depth + 1]
+            return {self.labels[depth][i]: build(depth + 1, below[i]) for i in idx}
 
-        return build(0, None)
+        return build(0, range(self.num_classes[0]))
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_dict` as JSON, atomically (a crash never leaves half a file)."""
@@ -311,17 +388,20 @@ class Taxonomy:
         name = self.canonical(label)
         levels = range(self.num_levels) if level is None else [self.level_index(level)]
         for depth in reversed(list(levels)):
-            if name in self.labels[depth]:
-                return self.labels[depth].index(name)
+            found = self._positions[depth].get(name)
+            if found is not None:
+                return found
         where = "any level" if level is None else f"level {level}"
-        raise KeyError(f"label {label!r} is not on {where}; labels there: {self._known(level)}")
+        raise KeyError(
+            f"label {label!r} is not on {where}; labels there: {preview(self._known(level), 50)}"
+        )
 
     def children(self, level: int, index: int) -> list[int]:
         """Class indices at ``level + 1`` whose parent is ``index`` at ``level``."""
         level = self.level_index(level)
         if level == self.num_levels - 1:
             return []
-        return [i for i, p in enumerate(self.parents[level + 1]) if p == index]
+        return list(self._child_index[level + 1][index])
 
     def ancestor_indices(self, fine_index: int) -> tuple[int, ...]:
         """Class index at every level, coarse to fine, of the path that ends at ``fine_index``."""
@@ -399,31 +479,47 @@ class Taxonomy:
         """The tree as indented text, for CLIs and model cards."""
         lines = [f"{self.name}: " + " -> ".join(str(n) for n in self.num_classes)]
 
-        def emit(depth: int, parent: int | None, indent: int) -> None:
-            idx = (
-                range(len(self.labels[depth]))
-                if parent is None
-                else self.children(depth - 1, parent)
-            )
+        def emit(depth: int, idx: Iterable[int], indent: int) -> None:
             for i in idx:
                 lines.append("  " * indent + f"- {self.labels[depth][i]}")
                 if depth + 1 < self.num_levels:
-                    emit(depth + 1, i, indent + 1)
+                    emit(depth + 1, self._child_index[depth + 1][i], indent + 1)
 
-        emit(0, None, 1)
+        emit(0, range(self.num_classes[0]), 1)
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.describe()
 
     # ------------------------------------------------------------------ internals
-    def _lookup(self, label: str) -> str | None:
-        key = label.strip().lower()
+    # Look-up tables built once, on first use (linear in the labels; a scan per query made
+    # describe(), children() and name matching quadratic on large trees).
+    @cached_property
+    def _by_name(self) -> dict[str, str]:
+        table: dict[str, str] = {}
         for level in self.labels:
             for name in level:
-                if name.lower() == key:
-                    return name
-        return self.aliases.get(key)
+                table.setdefault(name.lower(), name)
+        return table
+
+    @cached_property
+    def _positions(self) -> list[dict[str, int]]:
+        return [{name: i for i, name in enumerate(level)} for level in self.labels]
+
+    @cached_property
+    def _child_index(self) -> list[list[list[int]]]:
+        """``[depth][parent]`` -> class indices at ``depth`` under that parent (depth >= 1)."""
+        table: list[list[list[int]]] = [[]]
+        for depth in range(1, self.num_levels):
+            under: list[list[int]] = [[] for _ in self.labels[depth - 1]]
+            for i, p in enumerate(self.parents[depth]):
+                under[p].append(i)
+            table.append(under)
+        return table
+
+    def _lookup(self, label: str) -> str | None:
+        key = label.strip().lower()
+        return self._by_name.get(key, self.aliases.get(key))
 
     def _known(self, level: int | str | None) -> list[str]:
         if level is None:
@@ -433,22 +529,33 @@ class Taxonomy:
     def _unknown_message(self, label: str) -> str:
         return (
             f"unknown label {label!r} for taxonomy {self.name!r}; known labels: "
-            f"{self._known(None)}; aliases: {sorted(self.aliases)}"
+            f"{preview(self._known(None), 50)}; aliases: {preview(sorted(self.aliases), 50)}"
         )
 
     def _validate(self) -> None:
+        """The rules of docs/taxonomy.md for a directly built instance, in linear time."""
+        _check_name(self.name, "the taxonomy name")
+        _check_list(self.labels, "labels", "a list of label lists, coarse to fine")
         _check_depth(len(self.labels))
+        _check_sizes(
+            [_check_list(lv, f"level {d}", "a list of labels") for d, lv in enumerate(self.labels)]
+        )
+        _check_list(self.level_names, "level_names", "a list of strings, one per level")
         if len(self.level_names) != len(self.labels):
             raise TaxonomyError(
                 f"{len(self.labels)} levels but {len(self.level_names)} level names"
             )
+        for depth, level_name in enumerate(self.level_names):
+            _check_name(level_name, f"the name of level {depth}")
         if len(set(self.level_names)) != len(self.level_names):
             raise TaxonomyError(f"duplicate level names {list(self.level_names)}")
+        _check_list(self.parents, "parents", "one list of parent indices per level")
         if len(self.parents) != len(self.labels):
             raise TaxonomyError("need one parent row per level (empty for the first)")
         for depth, labels in enumerate(self.labels):
             _check_labels(labels, depth, self.level_names)
             row = self.parents[depth]
+            _check_list(row, f"parents[{depth}]", "a list of parent class indices")
             if depth == 0:
                 if row:
                     raise TaxonomyError("labels of the first level have no parents")
@@ -457,23 +564,23 @@ class Taxonomy:
                 raise TaxonomyError(f"level {depth}: one parent per label is needed")
             n_above = len(self.labels[depth - 1])
             for label, p in zip(labels, row, strict=True):
-                if not 0 <= p < n_above:
+                if isinstance(p, bool) or not isinstance(p, Integral) or not 0 <= p < n_above:
                     raise TaxonomyError(
-                        f"label {label!r} at level {depth} names an unknown parent index {p}"
+                        f"label {label!r} at level {depth} names an unknown parent index {short(p)}"
                     )
-            childless = [self.labels[depth - 1][j] for j in range(n_above) if j not in set(row)]
+            have_children = set(row)
+            childless = [j for j in range(n_above) if j not in have_children]
             if childless:
                 raise TaxonomyError(
-                    f"label {childless[0]!r} at level {depth - 1} has no children: every label above "
-                    f"the finest level needs at least one child"
+                    f"label {self.labels[depth - 1][childless[0]]!r} at level {depth - 1} has no "
+                    f"children: every label above the finest level needs at least one child"
                 )
+        names = {n for level in self.labels for n in level}
+        lowered = {n.lower() for n in names}
         for alias, target in self.aliases.items():
-            if not any(target in level for level in self.labels):
+            if target not in names:
                 raise TaxonomyError(f"alias {alias!r} points to unknown label {target!r}")
-            if (
-                any(alias == n.lower() for level in self.labels for n in level)
-                and alias != target.lower()
-            ):
+            if alias in lowered and alias != target.lower():
                 raise TaxonomyError(f"alias {alias!r} shadows a real label of the same name")
 
 
@@ -491,16 +598,58 @@ def _check_depth(n: int) -> None:
         )
 
 
+def _check_list(value: Any, what: str, expected: str) -> Any:
+    """``value`` if it is a list or tuple (a string is not a list of labels), else an error."""
+    if not isinstance(value, (list, tuple)):
+        raise TaxonomyError(f"{what} must be {expected}, got {kind(value)}")
+    return value
+
+
+def _check_counts(depth: int, on_level: int, total: int) -> None:
+    if on_level > MAX_CLASSES_PER_LEVEL:
+        raise TaxonomyError(
+            f"level {depth} has {on_level:,} labels, more than the limit of "
+            f"MAX_CLASSES_PER_LEVEL = {MAX_CLASSES_PER_LEVEL:,}"
+        )
+    if total > MAX_LABELS:
+        raise TaxonomyError(
+            f"the taxonomy has {total:,} labels, more than the limit of MAX_LABELS = {MAX_LABELS:,}"
+        )
+
+
+def _check_sizes(levels: Sequence[Sequence[Any]]) -> None:
+    """Label counts per level and in all, before any level is copied or scanned."""
+    total = 0
+    for depth, level in enumerate(levels):
+        total += len(level)
+        _check_counts(depth, len(level), total)
+
+
+def _check_name(value: Any, what: str) -> str:
+    """A label, alias, level or taxonomy name: a non-empty string of bounded length."""
+    if not isinstance(value, str):
+        raise TaxonomyError(f"{what} must be a string, got {kind(value)}")
+    if not value.strip():
+        raise TaxonomyError(f"{what} is {value!r}: names must be non-empty strings")
+    if len(value) > MAX_NAME_LENGTH:
+        raise TaxonomyError(
+            f"{what} {short(value)} is {len(value):,} characters long, more than the limit of "
+            f"MAX_NAME_LENGTH = {MAX_NAME_LENGTH}"
+        )
+    return value
+
+
 def _check_labels(labels: Sequence[str], depth: int, level_names: Sequence[str] | None) -> None:
     where = f"level {depth}" + (
         f" ({level_names[depth]!r})" if level_names and depth < len(level_names) else ""
     )
+    _check_list(labels, where, "a list of label strings")
     if len(labels) == 0:
         raise TaxonomyError(f"{where} is empty: every level needs at least 2 classes")
+    _check_counts(depth, len(labels), 0)
     seen: set[str] = set()
     for label in labels:
-        if not isinstance(label, str) or not label.strip():
-            raise TaxonomyError(f"{where}: label {label!r} is not a non-empty string")
+        _check_name(label, f"{where}: label")
         if label.lower() in seen:
             raise TaxonomyError(
                 f"duplicate label {label!r} at {where}: names must be unique within a level "
@@ -511,6 +660,39 @@ def _check_labels(labels: Sequence[str], depth: int, level_names: Sequence[str] 
         raise TaxonomyError(
             f"{where} has {len(labels)} class ({labels[0]!r}): every level needs at least 2 classes"
         )
+
+
+def _check_parent(parent: Any, label: str, depth: int) -> str:
+    if parent is None or parent == "":
+        raise TaxonomyError(
+            f"label {label!r} at level {depth} has no parent: every label below the first "
+            f"level needs exactly one parent"
+        )
+    if not isinstance(parent, str):
+        raise TaxonomyError(
+            f"the parent of label {label!r} at level {depth} must be a string naming a label "
+            f"of level {depth - 1}, got {kind(parent)}"
+        )
+    return parent
+
+
+def _checked_aliases(aliases: Any) -> dict[str, str]:
+    """``aliases`` as a lower-cased dict of strings, or an error naming the bad entry."""
+    if not isinstance(aliases, Mapping):
+        raise TaxonomyError(
+            "'aliases' must be an object mapping an alias to a label name "
+            f'({{"sad": "sadness"}}), got {kind(aliases)}'
+        )
+    if len(aliases) > MAX_ALIASES:
+        raise TaxonomyError(
+            f"{len(aliases):,} aliases, more than the limit of MAX_ALIASES = {MAX_ALIASES:,}"
+        )
+    out: dict[str, str] = {}
+    for alias, target in aliases.items():
+        _check_name(alias, "an alias")
+        _check_name(target, f"the target of alias {alias!r}")
+        out[alias.lower()] = target
+    return out
 
 
 def _tolist(values: Any) -> list[Any]:
