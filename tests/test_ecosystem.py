@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import timm.data as timm_data  # in the test extra: pip install -e '.[test]'
 import torch
 from _photos import feat_photo, foolbox_photo
 from zoo_helpers import photos, tiny_mdan
@@ -19,8 +20,6 @@ from zoo_helpers import photos, tiny_mdan
 from mdan_zoo import MDAN, MDANConfig, Preprocessing, get_taxonomy
 from mdan_zoo.cli import main as cli_main
 from mdan_zoo.imageio import read_image
-
-timm_data = pytest.importorskip("timm.data", reason="timm is in the test extra")
 
 TIMM_KEYS = {"input_size", "crop_pct", "crop_mode", "interpolation", "mean", "std", "label_names"}
 
