@@ -6,9 +6,10 @@ Each group of subcommands is added by its own function below, so that areas stay
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 __all__ = ["build_parser", "main"]
 
@@ -329,7 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="MDAN (CVPR 2022) model zoo: hierarchical visual emotion analysis.",
     )
     parser.add_argument("--version", action="version", version=f"mdan-zoo {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="debug logging; -vv adds other libraries' info (e.g. Hub HTTP requests), -vvv theirs",
+    )
+    loud.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_zoo_commands(sub)
     _add_train_commands(sub)
@@ -337,14 +346,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _logging(verbose: int, quiet: bool) -> Iterator[None]:
+    """Show the ``mdan_zoo`` logger on stderr while a command runs, and nothing else's.
+
+    Scoped to our logger rather than ``logging.basicConfig`` on the root: other libraries'
+    INFO lines (httpx logs every Hub request) stay hidden unless ``-vv`` (DEBUG: ``-vvv``);
+    their warnings still reach stderr through Python's last-resort handler. Undone on return,
+    so calling ``main`` in-process (tests, notebooks) leaves the caller's logging as it was.
+    """
+    pkg, root = logging.getLogger("mdan_zoo"), logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    saved = pkg.level, pkg.propagate, root.level
+    pkg.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    target = root if verbose >= 2 else pkg
+    target.addHandler(handler)
+    if verbose >= 2:
+        root.setLevel(logging.DEBUG if verbose >= 3 else logging.INFO)
+    else:
+        pkg.propagate = False  # one line per record even where the caller set up the root
+    try:
+        yield
+    finally:
+        target.removeHandler(handler)
+        pkg.setLevel(saved[0])
+        pkg.propagate = saved[1]
+        root.setLevel(saved[2])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    return int(args.func(args) or 0)
+    with _logging(args.verbose, args.quiet):
+        return int(args.func(args) or 0)

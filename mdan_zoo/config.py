@@ -12,7 +12,7 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -219,33 +219,89 @@ class Preprocessing:
     def _interp(self) -> Any:
         from torchvision.transforms import InterpolationMode
 
+        if self.interpolation == "nearest":  # on tensors, NEAREST_EXACT is PIL's NEAREST
+            return InterpolationMode.NEAREST_EXACT
         return InterpolationMode(self.interpolation)
 
-    def eval_transform(self) -> Any:
-        """torchvision transform: PIL image -> normalised float tensor [3, S, S]."""
-        from torchvision import transforms as T
+    def _to_tensor(self) -> list[Any]:
+        """Unwrap the input into a uint8 RGB tensor: a PIL image's pixels are taken as they are
+        (no float round trip), a tensor ([C, H, W], as ``torchvision.io.decode_image`` gives)
+        passes through; a grey image gets 3 channels."""
+        from torchvision.transforms import v2
 
-        return T.Compose(
+        return [v2.ToImage(), v2.RGB()]
+
+    def _normalize(self) -> list[Any]:
+        import torch
+        from torchvision.transforms import v2
+
+        return [
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(self.mean, self.std),
+            v2.ToPureTensor(),
+        ]
+
+    def eval_transform(self) -> Any:
+        """torchvision v2 transform: RGB image (PIL or uint8 tensor [3, H, W]) -> normalised
+        float tensor [3, S, S].
+
+        Resize (shorter side to ``resize_size``, antialiased) and centre crop run on the uint8
+        tensor: on real photos this matches the PIL resize of torchvision's v1 pipeline to one
+        grey level (1/255) on a few pixels (docs/predict.md).
+        """
+        from torchvision.transforms import v2
+
+        return v2.Compose(
             [
-                T.Resize(self.resize_size, interpolation=self._interp(), antialias=True),
-                T.CenterCrop(self.input_size),
-                T.ToTensor(),
-                T.Normalize(self.mean, self.std),
+                *self._to_tensor(),
+                v2.Resize(self.resize_size, interpolation=self._interp(), antialias=True),
+                v2.CenterCrop(self.input_size),
+                *self._normalize(),
             ]
         )
 
     def train_transform(self) -> Any:
-        """The paper's train transform: resize, random crop, horizontal flip, normalise."""
-        from torchvision import transforms as T
+        """The paper's train transform: resize, random crop, horizontal flip, normalise (v2,
+        on uint8 tensors like :meth:`eval_transform`)."""
+        from torchvision.transforms import v2
 
         steps: list[Any] = [
-            T.Resize(self.resize_size, interpolation=self._interp(), antialias=True),
-            T.RandomCrop(self.input_size),
+            *self._to_tensor(),
+            v2.Resize(self.resize_size, interpolation=self._interp(), antialias=True),
+            v2.RandomCrop(self.input_size),
         ]
         if self.hflip:
-            steps.append(T.RandomHorizontalFlip())
-        steps += [T.ToTensor(), T.Normalize(self.mean, self.std)]
-        return T.Compose(steps)
+            steps.append(v2.RandomHorizontalFlip())
+        return v2.Compose(steps + self._normalize())
+
+    def _crop_pct(self) -> float:
+        """timm's ``crop_pct``: the centre crop's share of the resized shorter side, chosen so
+        that timm's ``floor(input_size / crop_pct)`` gives back exactly ``resize_size``."""
+        pct = self.input_size / self.resize_size
+        while math.floor(self.input_size / pct) < self.resize_size:
+            pct = math.nextafter(pct, 0.0)
+        while math.floor(self.input_size / pct) > self.resize_size:
+            pct = math.nextafter(pct, 1.0)
+        return pct
+
+    def pretrained_cfg(self, label_names: Sequence[str] | None = None) -> dict[str, Any]:
+        """The preprocessing in timm's ``pretrained_cfg`` keys, so that
+        ``timm.data.resolve_model_data_config`` / ``timm.data.create_transform`` (and anything
+        else that reads them) build the same eval pipeline as :meth:`eval_transform`.
+
+        ``label_names``: the class names of the model's output, when it has them.
+        """
+        cfg: dict[str, Any] = {
+            "input_size": (3, self.input_size, self.input_size),
+            "crop_pct": self._crop_pct(),
+            "crop_mode": "center",
+            "interpolation": self.interpolation,
+            "mean": self.mean,
+            "std": self.std,
+        }
+        if label_names is not None:
+            cfg["label_names"] = list(label_names)
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

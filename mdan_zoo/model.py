@@ -281,6 +281,13 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
     def num_levels(self) -> int:
         return self.taxonomy.num_levels
 
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """timm's preprocessing keys (``input_size``, ``crop_pct``, ``crop_mode``,
+        ``interpolation``, ``mean``, ``std``) plus ``label_names`` (the finest level's classes),
+        from ``model.preprocessing``: ``timm.data.resolve_model_data_config(model)`` reads it."""
+        return self.preprocessing.pretrained_cfg(label_names=self.taxonomy.fine_labels)
+
     def eval_transform(self):  # noqa: ANN201 - a torchvision transform
         """The transform these weights expect at inference (from ``model.preprocessing``)."""
         return self.preprocessing.eval_transform()

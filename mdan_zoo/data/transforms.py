@@ -2,9 +2,10 @@
 config dict (Sec. 5.2: random 448 x 448 crop after resizing, horizontal flip, per-channel
 normalisation for training; the resize + centre crop that the weights carry for evaluation).
 
-The transforms themselves are torchvision's (``Preprocessing.train_transform`` /
-``eval_transform``); this module turns config files into them and undoes the normalisation for
-pictures.
+The transforms themselves are torchvision's v2 (``Preprocessing.train_transform`` /
+``eval_transform``): they take a PIL image or a uint8 tensor ``[3, H, W]`` (e.g. from
+``torchvision.io.decode_image``) and resize/crop the uint8 tensor, never round-tripping it
+through PIL. This module turns config files into them and undoes the normalisation for pictures.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..config import Preprocessing
 
 __all__ = ["build_transform", "denormalize", "preprocessing_from", "train_eval_transforms"]
 
-Transform = Callable[[Image.Image], Any]
+Transform = Callable[[Image.Image | torch.Tensor], torch.Tensor]
 
 
 def preprocessing_from(preprocessing: Preprocessing | Mapping[str, Any] | None) -> Preprocessing:
@@ -36,7 +37,7 @@ def preprocessing_from(preprocessing: Preprocessing | Mapping[str, Any] | None) 
 def build_transform(
     preprocessing: Preprocessing | Mapping[str, Any] | None = None, *, train: bool
 ) -> Transform:
-    """PIL image -> normalised tensor ``[3, S, S]``: the train transform (random crop, flip) or
+    """Image (PIL or uint8 tensor) -> normalised tensor ``[3, S, S]``: the train transform (random crop, flip) or
     the eval transform (centre crop)."""
     pre = preprocessing_from(preprocessing)
     return pre.train_transform() if train else pre.eval_transform()
