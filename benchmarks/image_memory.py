@@ -34,10 +34,10 @@ CHILD = textwrap.dedent(
                 return int(line.split()[1]) * 1024
 
     path, ratio, cap = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+    transform = Preprocessing().eval_transform()  # loads torch before the cap
     resource.setrlimit(
         resource.RLIMIT_AS, (status("VmSize:") + int(cap * 2**30), resource.RLIM_INFINITY)
     )
-    transform = Preprocessing().eval_transform()
     open("/proc/self/clear_refs", "w").write("5")  # VmHWM := current RSS
     rest = status("VmRSS:")
     try:

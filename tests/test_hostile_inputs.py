@@ -350,7 +350,7 @@ def test_panoramas_and_the_exact_limit_are_admitted(tmp_path: Path) -> None:
 
 def test_predict_refuses_the_strip_not_the_batch(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    from mdan_zoo.predict import predict
+    from mdan_zoo.prediction import predict
 
     strip, photo = _strip(tmp_path, 8000, 1), feat_photo("single_face.jpg")
     results = predict(tiny_model("emotion6"), [strip, photo], batch_size=2)
@@ -369,10 +369,11 @@ _MEASURE = textwrap.dedent(
             if line.startswith(key):
                 return int(line.split()[1]) * 1024
 
-    # Safety net: if the guard ever breaks, fail with MemoryError instead of eating the machine.
+    transform = Preprocessing().eval_transform()  # the default: shorter side to 512
+    # Safety net (after torch is loaded: its libraries map much address space): if the guard
+    # ever breaks, fail with MemoryError instead of eating the machine.
     vm = status("VmSize:")
     resource.setrlimit(resource.RLIMIT_AS, (vm + (2 << 30), resource.RLIM_INFINITY))
-    transform = Preprocessing().eval_transform()  # the default: shorter side to 512
     out = {}
     for path in sys.argv[1:]:
         open("/proc/self/clear_refs", "w").write("5")  # VmHWM := current RSS

@@ -20,6 +20,7 @@ PACKAGE = Path(mdan_zoo.__file__).parent
 LAYERS: dict[str, int] = {
     # 0: foundations -- label trees, the config, the paper's parts, images
     "_io": 0,
+    "_checks": 0,
     "_version": 0,
     "taxonomy": 0,
     "config": 0,
