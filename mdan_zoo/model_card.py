@@ -162,8 +162,9 @@ def model_card(config: Mapping[str, Any], *, base_model: str | None = None) -> s
         "```",
         "",
     ]
-    if base_model:
-        lines[6:6] = [f"Fine-tuned from [{base_model}](https://huggingface.co/{base_model}).", ""]
+    if data.base_model:
+        base = data.base_model
+        lines[6:6] = [f"Fine-tuned from [{base}](https://huggingface.co/{base}).", ""]
     return str(ModelCard("\n".join(lines)).content)
 
 

@@ -256,6 +256,7 @@ class PretrainedMixin:
         ``checkpoint_revision``.
         """
         target = as_dtype(dtype)
+        _check_heads(state, source_taxonomy, source=source)  # before anything is built
         with torch.device("meta"):
             model: Any = cls(taxonomy, config, preprocessing=preprocessing)  # type: ignore[call-arg]
         saved = _saved_dtype(state)
@@ -272,6 +273,22 @@ class PretrainedMixin:
         model.checkpoint_source = source
         model.checkpoint_revision = revision
         return model.eval()
+
+
+def _check_heads(state: Mapping[str, Tensor], taxonomy: Taxonomy, *, source: str) -> None:
+    """The classifier heads in ``state`` have one row per class of ``taxonomy`` (the one the
+    checkpoint's config names); checked before a model (and its taxonomy buffers) is built, so a
+    config naming 10^6 classes beside small weights fails at once."""
+    heads = [(f"local_heads.{d}.weight", d) for d in range(taxonomy.num_levels)]
+    for key, depth in [*heads, ("global_head.weight", taxonomy.num_levels - 1)]:
+        rows = state[key].shape[0] if key in state and state[key].ndim == 2 else None
+        if rows is not None and rows != taxonomy.num_classes[depth]:
+            raise WeightsError(
+                f"weights from {source} do not match their taxonomy {taxonomy.name!r}: it names "
+                f"{taxonomy.num_classes[depth]} classes at level {depth} "
+                f"({taxonomy.level_names[depth]!r}) but {key} has {rows} rows. The config and "
+                "the weights do not belong together: save or download the checkpoint again"
+            )
 
 
 def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str:

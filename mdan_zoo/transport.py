@@ -233,15 +233,30 @@ def _resolve_hub(
             raise hub_error(
                 err, repo_id=repo_id, what=f"{repo_id}/{name}", token=token, revision=revision
             ) from None
-    commit = paths[filename].parent.name if _HEX40.match(paths[filename].parent.name) else None
+        if name == CONFIG_NAME:  # checked before the (large) weights are fetched
+            commit = _commit_of(paths[name])
+            origin = f"{CONFIG_NAME} of hf-hub:{repo_id}@{commit or revision or 'main'}"
+            config = _read_cached_json(paths[name], origin)
     return Checkpoint(
         weights_path=paths[filename],
-        config=read_json(paths[CONFIG_NAME]),
+        config=config,
         source=f"hf-hub:{repo_id}@{revision or 'main'}",
         repo_id=repo_id,
-        revision=commit,
-        config_origin=f"{CONFIG_NAME} of hf-hub:{repo_id}@{commit or revision or 'main'}",
+        revision=_commit_of(paths[filename]),
+        config_origin=origin,
     )
+
+
+def _commit_of(path: Path) -> str | None:
+    return path.parent.name if _HEX40.match(path.parent.name) else None
+
+
+def _read_cached_json(path: Path, origin: str) -> dict[str, Any]:
+    """read_json, its messages naming the repo file and the cached copy."""
+    try:
+        return read_json(path)
+    except WeightsError as err:
+        raise WeightsError(f"{origin}: {err}") from None
 
 
 def _missing_entry(name: str, repo_id: str, revision: str | None) -> str:
