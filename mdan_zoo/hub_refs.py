@@ -117,8 +117,10 @@ def is_hub_ref(source: str | os.PathLike[str]) -> bool:
         return False
     if source.startswith("hf-hub:"):
         return True
+    if source.startswith((".", "/", "~")) or "\\" in source:
+        return False
     if "\x00" in source or len(source) > 4 * MAX_REVISION:
         return True  # no such local path can exist; parse_hub_ref will say what is wrong
-    if Path(source).exists() or source.startswith((".", "/", "~")) or "\\" in source:
+    if Path(source).exists():
         return False
     return source.partition("@")[0].count("/") == 1 and not source.endswith(".safetensors")

@@ -24,7 +24,7 @@ from .checkpoint import (
     refuse_pickle,
 )
 from .hub_errors import Token, endpoint, hub_error, network_errors, offline_mode
-from .hub_refs import check_revision, is_hub_ref, parse_hub_ref
+from .hub_refs import check_revision, is_hub_ref, parse_hub_ref, shown
 from .integrity import verify
 from .registry import WeightsEntry
 
@@ -112,7 +112,14 @@ def resolve(
                 f"revision={revision!r} only applies to Hub repositories, but {source!r} is a local "
                 "path: pin a local checkpoint by its path"
             )
-        ckpt = _resolve_local(Path(source).expanduser())
+        try:
+            ckpt = _resolve_local(Path(source).expanduser())
+        except (OSError, ValueError) as err:  # a name too long, a NUL, no permission
+            raise WeightsError(
+                f"cannot read the checkpoint path {shown(str(source))}: {err}; pass an existing "
+                ".safetensors file, a folder written by save_pretrained, or "
+                "'hf-hub:org/name@revision'"
+            ) from None
     return verify(ckpt, expected_sha256)
 
 

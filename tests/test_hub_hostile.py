@@ -132,6 +132,13 @@ def test_bad_revision_arguments_and_push_targets(
     assert fake_hub.requests == [] and files_under(tmp_path) == []
 
 
+@pytest.mark.parametrize("path", ["/x/" + "a" * 5000, "./a\x00b", "a" * 3000, "~/" + "b" * 300])
+def test_hostile_local_paths_are_weights_errors(path: str, fake_hub: FakeHub) -> None:
+    with pytest.raises(WeightsError, match="not found|cannot read|not a valid Hub"):
+        MDAN.from_pretrained(path)
+    assert fake_hub.requests == []
+
+
 def test_a_valid_ref_does_reach_the_fake_hub(fake_hub: FakeHub, tmp_path: Path) -> None:
     """The control: the same server is asked, and files are cached, when the ref is valid
     (its answer is no checkpoint, which is a clear error too)."""
