@@ -318,6 +318,9 @@ def test_corrupted_file_in_the_cache(
     path.write_bytes(bytes(data))
     with pytest.raises(ChecksumError, match=f"sha256 mismatch for {path}"):
         mdan(weights=ref, progress=False)
+    fixed = MDAN.from_pretrained(ref, force_download=True, progress=False)  # fetched again
+    assert same_state(fixed, warm.model_a)
+    path.write_bytes(bytes(data))  # corrupt it once more, for the CLI's fix below
     capsys.readouterr()
     monkeypatch.setenv("TQDM_POSITION", "-1")  # huggingface_hub: bars on without a terminal
     download(ref, force_download=True, progress=True)  # the fix the message gives
