@@ -46,7 +46,7 @@ def main() -> None:
 
     import mdan_zoo
     from mdan_zoo import MDAN, get_taxonomy, mdan_webemo
-    from mdan_zoo.checkpoint import _record_path
+    from mdan_zoo.integrity import records_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "hub"
@@ -68,7 +68,7 @@ def main() -> None:
             return mdan_webemo(weights=ref)
 
         def zoo_rehash() -> MDAN:
-            for rec in _record_path(cache, "x").parent.glob("*"):
+            for rec in records_dir().glob("*"):
                 rec.unlink()
             return mdan_webemo(weights=ref)
 

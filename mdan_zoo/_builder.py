@@ -118,6 +118,7 @@ def build_mdan(
     cache_dir: str | os.PathLike[str] | None,
     local_files_only: bool,
     progress: bool,
+    token: str | bool | None,
     taxonomy: Taxonomy | str | None,
     config: MDANConfig | None,
     backbone: str | None,
@@ -180,9 +181,9 @@ def build_mdan(
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         progress=progress,
+        token=token,
         expected_sha256=expected_sha,
     )
-    state = read_state_dict(ckpt.weights_path)
     default_tax = as_taxonomy(default_taxonomy) if default_taxonomy else None
     if ckpt.config is None:  # a bare safetensors file: the factory knows the architecture
         tax = explicit_tax or default_tax
@@ -192,7 +193,7 @@ def build_mdan(
                 "the architecture is not the default) to know what it holds"
             )
         model = MDAN.from_state(
-            state,
+            ckpt.state_dict(),
             config=explicit_config or default_config,
             taxonomy=tax,
             source_taxonomy=tax,
@@ -201,7 +202,7 @@ def build_mdan(
             revision=ckpt.revision,
         )
     else:
-        saved_config, saved_tax, pre = ckpt.describe()
+        saved_config, saved_tax, pre = ckpt.describe()  # before any tensor is read
         if explicit_config is not None and explicit_config != saved_config:
             raise WeightsError(
                 f"{ckpt.source} holds an MDAN saved with {saved_config}, but {factory} was given "
@@ -222,7 +223,7 @@ def build_mdan(
             )
         tax = explicit_tax or saved_tax
         model = MDAN.from_state(
-            state,
+            ckpt.state_dict(),
             config=saved_config,
             taxonomy=tax,
             source_taxonomy=saved_tax,

@@ -1,4 +1,4 @@
-"""The checkpoint format and its verification: what a saved MDAN is on disk, and proof it is intact.
+"""The checkpoint format: what a saved MDAN is on disk, and reading it back without trusting it.
 
 A checkpoint is a folder in Hub layout::
 
@@ -9,8 +9,8 @@ A checkpoint is a folder in Hub layout::
 
 ``config.json`` alone rebuilds the exact model, and ``model.safetensors`` carries the same
 description in its header, so a lone ``.safetensors`` file written here loads too. This module
-knows files, not networks: :mod:`mdan_zoo.transport` finds them, :mod:`mdan_zoo.pretrained`
-builds models from them.
+knows files, not networks: :mod:`mdan_zoo.transport` finds them, :mod:`mdan_zoo.integrity`
+checks their sha256, :mod:`mdan_zoo.pretrained` builds models from them.
 """
 
 from __future__ import annotations
@@ -34,16 +34,18 @@ __all__ = [
     "CARD_NAME",
     "CONFIG_NAME",
     "FORMAT_VERSION",
+    "MAX_CONFIG_BYTES",
     "WEIGHTS_NAME",
     "Checkpoint",
     "ChecksumError",
     "WeightsError",
+    "check_config",
     "parse_config",
     "read_json",
     "read_state_dict",
     "refuse_pickle",
     "sha256_file",
-    "verify",
+    "stat_key",
     "write_checkpoint",
 ]
 
@@ -88,17 +90,26 @@ def refuse_pickle(name: str) -> None:
         )
 
 
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+"""Largest config.json (or safetensors header description) read: a valid one holds a taxonomy
+within the taxonomy module's limits and is far smaller; a larger one is refused unread."""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A checkpoint resolved to local files (downloaded when it came from the Hub).
 
     Attributes:
         weights_path: the ``.safetensors`` file.
-        config: the parsed ``config.json`` (or the safetensors header copy), or None when the
-            file carries no description (then the caller must know the architecture).
+        config: the parsed ``config.json`` (or the safetensors header copy), its checkpoint-level
+            fields type-checked, or None when the file carries no description (then the caller
+            must know the architecture).
         source: what the user asked for, for messages.
         repo_id / revision: where it came from on the Hub (None for local files); ``revision``
             is the resolved commit when known.
+        config_origin: the file the config was read from, for messages.
+        verified_stat: the :func:`stat_key` of the weights when their sha256 was checked (None:
+            nothing to check against); :meth:`state_dict` refuses a file changed since.
     """
 
     weights_path: Path
@@ -106,6 +117,8 @@ class Checkpoint:
     source: str
     repo_id: str | None = None
     revision: str | None = None
+    config_origin: str | None = None
+    verified_stat: str | None = None
 
     def describe(self) -> tuple[MDANConfig, Taxonomy, Preprocessing]:
         """The architecture, taxonomy and preprocessing this checkpoint was saved with."""
@@ -115,38 +128,134 @@ class Checkpoint:
                 "its safetensors header): load it through a factory that knows the architecture, "
                 "e.g. `mdan_fi(weights=...)` or `mdan(taxonomy=..., weights=...)`"
             )
-        return parse_config(self.config, source=self.source)
+        return parse_config(self.config, source=self.config_origin or self.source)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The weights, in memory the caller owns (see :func:`read_state_dict`), refused when
+        the file changed after its sha256 was checked."""
+        return read_state_dict(self.weights_path, unchanged_since=self.verified_stat)
 
 
-def parse_config(
-    data: Mapping[str, Any], *, source: str = "config.json"
-) -> tuple[MDANConfig, Taxonomy, Preprocessing]:
-    """(architecture, taxonomy, preprocessing) from a checkpoint config dict."""
+def _kind(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_SECTIONS = ("architecture", "taxonomy")
+_OPTIONAL_OBJECTS = ("preprocessing", "metrics", "training")
+_SHA256_CHARS = frozenset("0123456789abcdef")
+
+
+def check_config(data: Any, *, source: str) -> dict[str, Any]:
+    """``data`` if its checkpoint-level fields have the types mdan_zoo writes, else
+    :class:`WeightsError` naming ``source`` and the field (the sections themselves are checked
+    by :func:`parse_config`)."""
+
+    def bad(field: str, want: str, value: Any) -> WeightsError:
+        return WeightsError(
+            f"{source}: field {field!r} must be {want}, got {_kind(value)}; the file is damaged "
+            "or was not written by mdan_zoo: save or download the checkpoint again"
+        )
+
+    if not isinstance(data, dict):
+        raise WeightsError(f"{source} is not a JSON object (got {type(data).__name__})")
     version = data.get("format_version")
+    if not _is_int(version):
+        raise bad("format_version", f"the integer {FORMAT_VERSION}", version)
     if version != FORMAT_VERSION:
         raise WeightsError(
             f"{source}: format_version {version!r} is not one this mdan_zoo reads "
             f"({FORMAT_VERSION}); upgrade mdan_zoo (`pip install -U mdan-zoo`) or re-save the model"
         )
-    try:
-        config = MDANConfig.from_dict(data["architecture"])
-        taxonomy = Taxonomy.from_dict(data["taxonomy"])
-        pre = Preprocessing.from_dict(data.get("preprocessing") or {})
-    except KeyError as err:
-        raise WeightsError(
-            f"{source}: missing field {err}; the file is not an mdan_zoo config"
-        ) from None
-    except (ConfigError, TaxonomyError, TypeError) as err:
-        raise WeightsError(f"{source}: invalid config: {err}") from None
-    return config, taxonomy, pre
+    for name in _SECTIONS:
+        if name not in data:
+            raise WeightsError(
+                f"{source}: missing field {name!r}; the file is not an mdan_zoo config"
+            )
+        if not isinstance(data[name], dict):
+            raise bad(name, "an object", data[name])
+    for name in _OPTIONAL_OBJECTS:
+        if data.get(name) is not None and not isinstance(data[name], dict):
+            raise bad(name, "an object or null", data[name])
+    for name in ("library", "mdan_zoo_version"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise bad(name, "a string", data[name])
+    if data.get("num_params") is not None and not _is_int(data["num_params"]):
+        raise bad("num_params", "an integer", data["num_params"])
+    counts = data.get("num_classes")
+    if counts is not None and not (isinstance(counts, list) and all(map(_is_int, counts))):
+        raise bad("num_classes", "a list of integers", counts)
+    weights = data.get("weights")
+    if weights is not None:
+        if not isinstance(weights, dict):
+            raise bad("weights", "an object {file, sha256, size}", weights)
+        digest = weights.get("sha256")
+        if digest is not None and not (
+            isinstance(digest, str) and len(digest) == 64 and set(digest) <= _SHA256_CHARS
+        ):
+            raise bad("weights.sha256", "64 lower-case hex digits", digest)
+        if weights.get("file") is not None and not isinstance(weights["file"], str):
+            raise bad("weights.file", "a file name", weights["file"])
+        size = weights.get("size")
+        if size is not None and not (_is_int(size) and size >= 0):
+            raise bad("weights.size", "a non-negative integer", size)
+    return data
 
 
-def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
+def parse_config(
+    data: Mapping[str, Any], *, source: str = "config.json"
+) -> tuple[MDANConfig, Taxonomy, Preprocessing]:
+    """(architecture, taxonomy, preprocessing) from a checkpoint config dict.
+
+    The taxonomy is parsed first (its size limits hold before anything is built from it); any
+    problem is a :class:`WeightsError` naming ``source`` and the field.
+    """
+    check_config(data, source=source)
+    parsed: dict[str, Any] = {}
+    readers = (
+        ("taxonomy", Taxonomy.from_dict),
+        ("architecture", MDANConfig.from_dict),
+        ("preprocessing", Preprocessing.from_dict),
+    )
+    for name, read in readers:
+        try:
+            parsed[name] = read(data.get(name) or {})
+        except (
+            ConfigError,
+            TaxonomyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            KeyError,
+            RecursionError,
+        ) as err:
+            raise WeightsError(
+                f"{source}: field {name!r}: {err}; the file is damaged or was not written by "
+                "mdan_zoo: save or download the checkpoint again"
+            ) from None
+    return parsed["architecture"], parsed["taxonomy"], parsed["preprocessing"]
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def stat_key(path: str | os.PathLike[str]) -> str:
+    """What identifies one state of a file: device, inode, size, mtime and ctime (ns).
+
+    ``st_ctime_ns`` changes on every write and on every ``utime``, so even a write that puts
+    the old size and mtime back is seen (the mtime alone can be restored by anyone).
+    """
+    st = os.stat(path)
+    return (
+        f"{os.path.realpath(path)}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|"
+        f"{st.st_ctime_ns}"
+    )
 
 
 def jsonable(value: Mapping[str, Any] | None, what: str) -> dict[str, Any] | None:
@@ -160,16 +269,39 @@ def jsonable(value: Mapping[str, Any] | None, what: str) -> dict[str, Any] | Non
         ) from None
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+def _parse_json(raw: bytes | str, origin: str) -> Any:
+    fix = "delete it and download or save the checkpoint again"
+    if len(raw) > MAX_CONFIG_BYTES:
         raise WeightsError(
-            f"cannot read {path}: {err}; delete it and download or save again"
+            f"{origin} is larger than {MAX_CONFIG_BYTES:,} bytes, far more than any checkpoint "
+            f"description; it is not an mdan_zoo config: {fix}"
+        )
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as err:
+        raise WeightsError(
+            f"{origin} is not UTF-8 text (byte {err.start}: {err.reason}): {fix}"
         ) from None
-    if not isinstance(data, dict):
-        raise WeightsError(f"{path} is not a JSON object")
-    return data
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise WeightsError(
+            f"{origin} is nested too deeply to be an mdan_zoo config: {fix}"
+        ) from None
+    except ValueError as err:
+        raise WeightsError(f"{origin} is not valid JSON ({err}): {fix}") from None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A checkpoint's config.json, bounded in size, its checkpoint-level fields type-checked."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise WeightsError(
+            f"cannot read {path}: {err.strerror or err}; delete it and download or save again"
+        ) from None
+    return check_config(_parse_json(raw, str(path)), source=str(path))
 
 
 def header_config(weights: Path) -> dict[str, Any] | None:
@@ -182,7 +314,8 @@ def header_config(weights: Path) -> dict[str, Any] | None:
         raise unreadable(weights, err) from None
     if META_KEY not in meta:
         return None
-    return json.loads(meta[META_KEY])
+    origin = f"the {META_KEY!r} header entry of {weights}"
+    return check_config(_parse_json(meta[META_KEY], origin), source=origin)
 
 
 def unreadable(path: Path, err: BaseException) -> WeightsError:
@@ -193,72 +326,33 @@ def unreadable(path: Path, err: BaseException) -> WeightsError:
     )
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """All tensors of a safetensors file on the CPU; a damaged file raises :class:`WeightsError`."""
-    from safetensors import safe_open
+def read_state_dict(
+    path: str | os.PathLike[str], *, unchanged_since: str | None = None
+) -> dict[str, Tensor]:
+    """All tensors of a safetensors file, on the CPU, in memory the caller owns.
+
+    Nothing stays memory-mapped: overwriting or truncating the file later never changes (or
+    crashes, SIGBUS) a model built from it. ``unchanged_since`` (a :func:`stat_key`) refuses a
+    file that changed since its sha256 was checked. A damaged file raises :class:`WeightsError`.
+    """
+    import inspect
+
+    from safetensors.torch import load_file
 
     path = Path(path)
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
-            return {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - not a dict
+        if "backend" in inspect.signature(load_file).parameters:  # safetensors >= 0.8
+            state = load_file(path, backend="pread")  # read(2) into owned buffers, no mmap
+        else:  # older safetensors maps the file: copy each tensor out of the mapping
+            state = {k: v.clone() for k, v in load_file(path).items()}
     except Exception as err:
         raise unreadable(path, err) from None
-
-
-def verify(ckpt: Checkpoint, expected: str | None, cache: Path) -> None:
-    """Check the weights' sha256 against the registry or config.json; raise on mismatch.
-
-    A file already verified is not hashed again while its size, mtime and inode stay the same
-    (a stat record under ``<cache>/.mdan_zoo_verified``): any edit of the file changes its mtime
-    and triggers a fresh hash.
-    """
-    recorded = None
-    if ckpt.config is not None:
-        recorded = (ckpt.config.get("weights") or {}).get("sha256")
-    want = expected or recorded
-    if not want:
-        return
-    path = ckpt.weights_path
-    if _stat_record_matches(cache, path, want):
-        return
-    got = sha256_file(path)
-    if got != want:
-        real = Path(os.path.realpath(path))
-        where = "the registry" if expected else "its config.json"
-        fix = (
-            f"delete it (`rm '{real}'`, or `hf cache delete` / remove the repository folder from "
-            "the Hub cache) and download again (`mdan-zoo download NAME --force`)"
-            if ckpt.repo_id
-            else "save or copy the checkpoint again"
-        )
+    if unchanged_since is not None and stat_key(path) != unchanged_since:
         raise ChecksumError(
-            f"sha256 mismatch for {real} (from {ckpt.source}): expected {want} ({where}), got "
-            f"{got}. The file is corrupted or was replaced; {fix}"
+            f"{path} changed after its sha256 was checked (something wrote to it while it was "
+            "being loaded); load it again, and if it keeps changing find what writes to it"
         )
-    _write_stat_record(cache, path, want)
-
-
-def _stat_key(path: Path) -> str:
-    st = os.stat(path)
-    return f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
-
-
-def _record_path(cache: Path, digest: str) -> Path:
-    return cache / ".mdan_zoo_verified" / digest
-
-
-def _stat_record_matches(cache: Path, path: Path, digest: str) -> bool:
-    try:
-        return _record_path(cache, digest).read_text(encoding="utf-8") == _stat_key(path)
-    except OSError:
-        return False
-
-
-def _write_stat_record(cache: Path, path: Path, digest: str) -> None:
-    try:
-        atomic_write_text(_record_path(cache, digest), _stat_key(path))
-    except OSError:  # a read-only cache only costs a re-hash next time
-        logger.debug("cannot record verification of %s", path)
+    return state
 
 
 def write_checkpoint(

@@ -32,6 +32,9 @@ def _add_zoo_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="Hub cache folder (default: HF_HUB_CACHE / HF_HOME)")
     p.add_argument("--force", action="store_true", help="download again even if cached")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--token", help="Hub token for private repos (default: HF_TOKEN or `hf auth login`)"
+    )
     p.set_defaults(func=_zoo_download)
 
 
@@ -72,6 +75,7 @@ def _zoo_download(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir,
             progress=not args.no_progress,
             force_download=args.force,
+            token=args.token,
         )
     except (KeyError, WeightsError, UnpublishedWeightsError) as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
@@ -123,6 +127,9 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--revision", help="branch to push to (default: main)")
     p.add_argument("--message", help="commit message")
+    p.add_argument(
+        "--token", help="Hub token for private repos (default: HF_TOKEN or `hf auth login`)"
+    )
     p.set_defaults(func=_train_push)
 
     p = sub.add_parser(
@@ -227,6 +234,7 @@ def _train_export(args: argparse.Namespace) -> int:
 
 
 def _train_push(args: argparse.Namespace) -> int:
+    from .checkpoint import WeightsError
     from .export import push_run
 
     try:
@@ -237,8 +245,11 @@ def _train_push(args: argparse.Namespace) -> int:
             private=args.private or None,
             revision=args.revision,
             commit_message=args.message,
+            token=args.token,
         )
     except _train_errors() as err:
+        return _fail(err)
+    except WeightsError as err:  # refused token, no network, offline: the message says the fix
         return _fail(err)
     print(f"pushed {args.repo_id} at commit {commit}")
     return 0
@@ -301,6 +312,9 @@ def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
         help="decompression-bomb limit per image (default: Pillow's, about 89 megapixels)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--token", help="Hub token for private repos (default: HF_TOKEN or `hf auth login`)"
+    )
     p.set_defaults(func=_cmd_predict)
 
 
@@ -319,6 +333,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         allow_truncated=args.allow_truncated,
         max_pixels=args.max_pixels,
         progress=not args.no_progress,
+        token=args.token,
     )
 
 

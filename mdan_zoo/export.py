@@ -77,12 +77,15 @@ def push_run(
     which: str = "best",
     private: bool | None = None,
     token: str | None = None,
+    branch: str | None = None,
+    create_pr: bool | None = None,
     revision: str | None = None,
     commit_message: str | None = None,
     api: Any = None,
 ) -> str:
     """Upload the run's selected checkpoint to the Hub repo ``repo_id`` (created if needed);
-    returns the commit id to pin."""
+    returns the commit id to pin. ``branch`` / ``create_pr`` / ``token`` as
+    :meth:`MDAN.push_to_hub` (``revision`` is an older name for ``branch``)."""
     ckpt = load_checkpoint(run_dir, which=which)
     model: MDAN = ckpt.model
     return model.push_to_hub(
@@ -92,6 +95,8 @@ def push_run(
         commit_message=commit_message or f"MDAN {model.taxonomy.name}, epoch {ckpt.epoch}",
         private=private,
         token=token,
+        branch=branch,
+        create_pr=create_pr,
         revision=revision,
         api=api,
     )

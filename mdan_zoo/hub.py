@@ -1,6 +1,7 @@
 """Checkpoints on disk and on the Hugging Face Hub, as functions: save, download, load, push.
 
-The work lives in four rooms: :mod:`mdan_zoo.checkpoint` (the format and its verification),
+The work lives in rooms: :mod:`mdan_zoo.checkpoint` (the format), :mod:`mdan_zoo.integrity`
+(sha256 checks), :mod:`mdan_zoo.hub_refs` (Hub names checked before any request),
 :mod:`mdan_zoo.transport` (files from a path or the Hub), :mod:`mdan_zoo.model_card` and
 :mod:`mdan_zoo.transfer` (fine-tuning to another taxonomy); :class:`~mdan_zoo.model.MDAN` gets
 ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` from
@@ -13,6 +14,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .checkpoint import (
     CONFIG_NAME,
@@ -66,9 +69,11 @@ def load_pretrained(
     local_files_only: bool = False,
     progress: bool = True,
     force_download: bool = False,
+    token: str | bool | None = None,
     taxonomy: Taxonomy | str | None = None,
     config: MDANConfig | None = None,
     expected_sha256: str | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> MDAN:
     """Rebuild the exact saved model from a checkpoint folder, file or Hub repo, in eval mode;
     see :meth:`MDAN.from_pretrained`."""
@@ -79,9 +84,11 @@ def load_pretrained(
         local_files_only=local_files_only,
         progress=progress,
         force_download=force_download,
+        token=token,
         taxonomy=taxonomy,
         config=config,
         expected_sha256=expected_sha256,
+        dtype=dtype,
     )
 
 
@@ -97,8 +104,12 @@ def push_to_hub(
     commit_message: str = "Upload MDAN checkpoint (mdan_zoo)",
     private: bool | None = None,
     token: str | None = None,
+    branch: str | None = None,
+    create_pr: bool | None = None,
+    allow_patterns: list[str] | str | None = None,
+    ignore_patterns: list[str] | str | None = None,
+    delete_patterns: list[str] | str | None = None,
     revision: str | None = None,
-    create_pr: bool = False,
     api: Any = None,
 ) -> str:
     """Save ``model`` and upload it to ``repo_id``; see :meth:`MDAN.push_to_hub`."""
@@ -109,7 +120,11 @@ def push_to_hub(
         commit_message=commit_message,
         private=private,
         token=token,
-        revision=revision,
+        branch=branch,
         create_pr=create_pr,
+        allow_patterns=allow_patterns,
+        ignore_patterns=ignore_patterns,
+        delete_patterns=delete_patterns,
+        revision=revision,
         api=api,
     )

@@ -1,34 +1,105 @@
-"""The README.md model card written beside every checkpoint (YAML header for the Hub)."""
+"""The README.md model card written beside every checkpoint, built with huggingface_hub's
+``ModelCard`` / ``ModelCardData``: the Hub reads its metadata (library, licence, tags,
+datasets, base model) and its metrics, one ``EvalResult`` per level and branch (``model-index``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from .hub_refs import is_hub_ref
 from .registry import CITATION
 from .taxonomy import Taxonomy
 
-__all__ = ["model_card"]
+__all__ = ["card_data", "model_card"]
+
+_BRANCHES = {"L": "P_L (local branch)", "G": "P_G (global branch)", "O": "P_O (overall)"}
+_GENERIC_DATASETS = {"folder", "csv", "fashion_mnist_demo"}
 
 
-def model_card(config: Mapping[str, Any]) -> str:
-    """The README.md model card for a checkpoint config (YAML header for the Hub)."""
+def card_data(config: Mapping[str, Any], *, base_model: str | None = None) -> Any:
+    """The card's ``huggingface_hub.ModelCardData`` for a checkpoint config."""
+    from huggingface_hub import ModelCardData
+
+    tax = Taxonomy.from_dict(config["taxonomy"])
+    training = config.get("training") or {}
+    dataset = training.get("dataset") if isinstance(training.get("dataset"), str) else None
+    init = training.get("init_from")
+    if base_model is None and isinstance(init, str) and is_hub_ref(init):
+        base_model = init[len("hf-hub:") :] if init.startswith("hf-hub:") else init
+        base_model = base_model.partition("@")[0]
+    results = _eval_results(config.get("metrics") or {}, tax, dataset)
+    extra: dict[str, Any] = {"base_model_relation": "finetune"} if base_model else {}
+    return ModelCardData(
+        library_name="mdan_zoo",
+        license="mit",
+        pipeline_tag="image-classification",
+        tags=["visual-emotion-analysis", "mdan", "hierarchical-classification", "safetensors"],
+        datasets=[dataset] if dataset and dataset not in _GENERIC_DATASETS else None,
+        base_model=base_model,
+        model_name=f"mdan-{tax.name}" if results else None,
+        eval_results=results or None,
+        **extra,
+    )
+
+
+def _eval_results(metrics: Mapping[str, Any], tax: Taxonomy, dataset: str | None) -> list[Any]:
+    """One EvalResult per ``accuracy_<L|G|O>`` entry and level (keyed by class count or level
+    name, as ``export.run_metrics`` and the docs write them)."""
+    from huggingface_hub import EvalResult
+
+    split = "test" if "test_images" in metrics else None
+    out = []
+    for branch, label in _BRANCHES.items():
+        per_level = metrics.get(f"accuracy_{branch}")
+        if not isinstance(per_level, Mapping):
+            continue
+        for key, value in per_level.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            depth = _level(tax, str(key))
+            level = (
+                f"{tax.level_names[depth]} ({tax.num_classes[depth]} classes)"
+                if depth is not None
+                else str(key)
+            )
+            out.append(
+                EvalResult(
+                    task_type="image-classification",
+                    dataset_type=dataset or tax.name,
+                    dataset_name=dataset or f"{tax.name} taxonomy",
+                    dataset_split=split,
+                    metric_type="accuracy",
+                    metric_value=value,
+                    metric_name=f"{label} accuracy, {level}",
+                )
+            )
+    return out
+
+
+def _level(tax: Taxonomy, key: str) -> int | None:
+    for depth, (name, count) in enumerate(zip(tax.level_names, tax.num_classes, strict=True)):
+        if key in (name, str(count)):
+            return depth
+    return None
+
+
+def model_card(config: Mapping[str, Any], *, base_model: str | None = None) -> str:
+    """The README.md model card for a checkpoint config (``ModelCard`` text: YAML metadata,
+    then the description); ``base_model`` names the Hub repo it was fine-tuned from."""
+    from huggingface_hub import ModelCard
+
     arch = config["architecture"]
     tax = Taxonomy.from_dict(config["taxonomy"])
     pre = config["preprocessing"]
     metrics = config.get("metrics") or {}
     training = config.get("training") or {}
     counts = " -> ".join(str(n) for n in tax.num_classes)
+    data = card_data(config, base_model=base_model)
     lines = [
         "---",
-        "library_name: mdan_zoo",
-        "license: mit",
-        "pipeline_tag: image-classification",
-        "tags:",
-        "- visual-emotion-analysis",
-        "- mdan",
-        "- hierarchical-classification",
-        "- safetensors",
+        data.to_yaml(),
         "---",
         "",
         f"# MDAN on the `{tax.name}` taxonomy ({arch['backbone']})",
@@ -91,7 +162,10 @@ def model_card(config: Mapping[str, Any]) -> str:
         "```",
         "",
     ]
-    return "\n".join(lines)
+    if data.base_model:
+        base = data.base_model
+        lines[6:6] = [f"Fine-tuned from [{base}](https://huggingface.co/{base}).", ""]
+    return str(ModelCard("\n".join(lines)).content)
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -29,7 +29,7 @@ class UsageError(ValueError):
     """A command-line mistake (exit status 2): unknown model, unreadable weights, bad option."""
 
 
-def load_model(*, name: str | None, weights: str | None) -> MDAN:
+def load_model(*, name: str | None, weights: str | None, token: str | bool | None = None) -> MDAN:
     """The model the CLI asks for: a zoo name (``--model``, with its published weights) or a
     checkpoint (``--weights``: a folder written by ``save_pretrained``, a ``.safetensors``
     file or a Hub repo ``org/name[@revision]``); loading errors become :class:`UsageError`."""
@@ -37,9 +37,9 @@ def load_model(*, name: str | None, weights: str | None) -> MDAN:
         raise UsageError("give exactly one of --model NAME or --weights PATH")
     try:
         if weights is not None:
-            return load_pretrained(weights)
+            return load_pretrained(weights, token=token)
         assert name is not None
-        return create_model(name, pretrained=True)
+        return create_model(name, pretrained=True, token=token)
     except (LookupError, ValueError, TypeError, WeightsError, OSError) as err:
         what = f"--weights {weights}" if weights is not None else f"--model {name}"
         reason = err.args[0] if isinstance(err, KeyError) and err.args else err
@@ -74,6 +74,7 @@ def run_cli(
     allow_truncated: bool = False,
     max_pixels: int | None = None,
     progress: bool = True,
+    token: str | bool | None = None,
     stdout: Any = None,
     stderr: Any = None,
 ) -> int:
@@ -99,7 +100,7 @@ def run_cli(
                     f"--save-attention {save_attention} is not a writable folder ({exc})"
                 ) from None
         files, problems = expand_image_paths(images)
-        model = load_model(name=model_name, weights=weights)
+        model = load_model(name=model_name, weights=weights, token=token)
     except UsageError as exc:
         print(f"mdan-zoo predict: error: {exc}", file=err)
         return 2

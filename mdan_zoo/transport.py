@@ -22,8 +22,10 @@ from .checkpoint import (
     header_config,
     read_json,
     refuse_pickle,
-    verify,
 )
+from .hub_errors import Token, endpoint, hub_error, network_errors, offline_mode
+from .hub_refs import check_revision, is_hub_ref, parse_hub_ref, shown
+from .integrity import verify
 from .registry import WeightsEntry
 
 __all__ = [
@@ -43,15 +45,6 @@ logger = logging.getLogger(__name__)
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def offline_mode() -> bool:
-    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``), read now rather than at import."""
-    return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE")
-
-
 def default_cache_dir() -> Path:
     """The Hub cache huggingface_hub would use, read from the environment now."""
     if os.environ.get("HF_HUB_CACHE"):
@@ -61,10 +54,6 @@ def default_cache_dir() -> Path:
     from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE)
-
-
-def endpoint() -> str | None:
-    return os.environ.get("HF_ENDPOINT") or None
 
 
 def _tqdm_class(progress: bool) -> Any:
@@ -85,27 +74,6 @@ def _tqdm_class(progress: bool) -> Any:
     return _Silent
 
 
-def parse_hub_ref(ref: str) -> tuple[str, str | None]:
-    """``"hf-hub:org/name@rev"`` (or ``"org/name@rev"``) -> ``("org/name", "rev" or None)``."""
-    body = ref[len("hf-hub:") :] if ref.startswith("hf-hub:") else ref
-    repo, _, rev = body.partition("@")
-    if repo.count("/") != 1 or not all(repo.split("/")) or " " in repo:
-        raise WeightsError(
-            f"{ref!r} is not a Hub reference: write 'hf-hub:org/name' or 'hf-hub:org/name@revision'"
-        )
-    return repo, (rev or None)
-
-
-def is_hub_ref(source: str | os.PathLike[str]) -> bool:
-    if isinstance(source, os.PathLike):
-        return False
-    if source.startswith("hf-hub:"):
-        return True
-    if Path(source).exists() or source.startswith((".", "/", "~")) or "\\" in source:
-        return False
-    return source.count("/") == 1 and not source.endswith(".safetensors")
-
-
 def resolve(
     source: str | os.PathLike[str],
     *,
@@ -114,15 +82,19 @@ def resolve(
     local_files_only: bool = False,
     progress: bool = True,
     force_download: bool = False,
+    token: Token = None,
     expected_sha256: str | None = None,
     filename: str = WEIGHTS_NAME,
 ) -> Checkpoint:
     """Find (and download if needed) the checkpoint ``source`` and verify it.
 
     ``source``: a ``.safetensors`` file, a folder in Hub layout, or ``hf-hub:org/name[@rev]``
-    (``org/name`` works too). ``expected_sha256`` (from the registry) overrides the hash that
-    config.json records.
+    (``org/name`` works too). A Hub ref and ``revision`` are checked before any request or file
+    write. ``token``: as huggingface_hub (default: ``HF_TOKEN`` or the stored ``hf auth
+    login``). ``expected_sha256`` (from the registry) overrides the hash config.json records.
     """
+    if revision is not None:
+        check_revision(revision)
     if is_hub_ref(source):
         ckpt = _resolve_hub(
             str(source),
@@ -131,6 +103,7 @@ def resolve(
             local_files_only=local_files_only,
             progress=progress,
             force_download=force_download,
+            token=token,
             filename=filename,
         )
     else:
@@ -139,9 +112,15 @@ def resolve(
                 f"revision={revision!r} only applies to Hub repositories, but {source!r} is a local "
                 "path: pin a local checkpoint by its path"
             )
-        ckpt = _resolve_local(Path(source).expanduser())
-    verify(ckpt, expected_sha256, Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    return ckpt
+        try:
+            ckpt = _resolve_local(Path(source).expanduser())
+        except (OSError, ValueError) as err:  # a name too long, a NUL, no permission
+            raise WeightsError(
+                f"cannot read the checkpoint path {shown(str(source))}: {err}; pass an existing "
+                ".safetensors file, a folder written by save_pretrained, or "
+                "'hf-hub:org/name@revision'"
+            ) from None
+    return verify(ckpt, expected_sha256)
 
 
 def _resolve_local(path: Path) -> Checkpoint:
@@ -171,12 +150,12 @@ def _resolve_local(path: Path) -> Checkpoint:
             f"checkpoint {str(path)!r} not found: pass an existing .safetensors file, a folder "
             "written by save_pretrained, or 'hf-hub:org/name@revision'"
         )
-    config = (
-        read_json(cfg_path)
-        if cfg_path is not None and cfg_path.is_file()
-        else header_config(weights)
-    )
-    return Checkpoint(weights_path=weights, config=config, source=str(path))
+    config: dict[str, Any] | None
+    if cfg_path is not None and cfg_path.is_file():
+        config, origin = read_json(cfg_path), str(cfg_path)
+    else:
+        config, origin = header_config(weights), str(weights)
+    return Checkpoint(weights_path=weights, config=config, source=str(path), config_origin=origin)
 
 
 def _resolve_hub(
@@ -187,19 +166,18 @@ def _resolve_hub(
     local_files_only: bool,
     progress: bool,
     force_download: bool,
+    token: Token,
     filename: str,
 ) -> Checkpoint:
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
-        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
-        RevisionNotFoundError,
     )
 
     refuse_pickle(filename)
-    repo_id, ref_rev = parse_hub_ref(ref)
+    repo_id, ref_rev = parse_hub_ref(ref)  # raises before any request or write
     if ref_rev and revision and ref_rev != revision:
         raise WeightsError(
             f"two revisions given: {ref_rev!r} in {ref!r} and revision={revision!r}; give one"
@@ -214,15 +192,7 @@ def _resolve_hub(
         else f"; if you meant a local folder, {Path(ref).resolve()} does not exist"
     )
     for name in (CONFIG_NAME, filename):
-        # A pinned commit already in the cache is returned without any network call.
-        cached = (
-            try_to_load_from_cache(repo_id, name, cache_dir=cache, revision=revision)
-            if revision and _HEX40.match(revision) and not force_download
-            else None
-        )
-        if isinstance(cached, str):
-            paths[name] = Path(cached)
-            continue
+        # huggingface_hub returns a pinned commit already in the cache without a network call.
         try:
             paths[name] = Path(
                 hf_hub_download(
@@ -232,23 +202,18 @@ def _resolve_hub(
                     cache_dir=cache,
                     local_files_only=offline,
                     force_download=force_download,
+                    token=token,
                     endpoint=endpoint(),
                     tqdm_class=_tqdm_class(progress),
                     library_name="mdan_zoo",
                 )
             )
-        except RepositoryNotFoundError:
+        except RepositoryNotFoundError as err:
             if paths:  # config.json came from this repo, so the repo exists: the file is missing
                 # (some mirrors, olah among them, answer a missing file as a missing repo)
                 raise WeightsError(_missing_entry(name, repo_id, revision)) from None
-            raise WeightsError(
-                f"Hub repository {repo_id!r} not found at {endpoint() or 'huggingface.co'} (or it "
-                f"is private: log in with `hf auth login`); check the name{local}"
-            ) from None
-        except RevisionNotFoundError:
-            raise WeightsError(
-                f"revision {revision!r} not found in Hub repository {repo_id!r}; list its commits "
-                "with `HfApi().list_repo_commits(repo_id)`"
+            raise hub_error(
+                err, repo_id=repo_id, what=f"{repo_id}/{name}", token=token, hint=local
             ) from None
         # LocalEntryNotFoundError subclasses EntryNotFoundError: it must come first.
         except LocalEntryNotFoundError:
@@ -271,16 +236,34 @@ def _resolve_hub(
             ) from None
         except EntryNotFoundError:
             raise WeightsError(_missing_entry(name, repo_id, revision)) from None
-        except HfHubHTTPError as err:
-            raise WeightsError(f"the Hub refused {repo_id}/{name}: {err}") from None
-    commit = paths[filename].parent.name if _HEX40.match(paths[filename].parent.name) else None
+        except network_errors() as err:
+            raise hub_error(
+                err, repo_id=repo_id, what=f"{repo_id}/{name}", token=token, revision=revision
+            ) from None
+        if name == CONFIG_NAME:  # checked before the (large) weights are fetched
+            commit = _commit_of(paths[name])
+            origin = f"{CONFIG_NAME} of hf-hub:{repo_id}@{commit or revision or 'main'}"
+            config = _read_cached_json(paths[name], origin)
     return Checkpoint(
         weights_path=paths[filename],
-        config=read_json(paths[CONFIG_NAME]),
+        config=config,
         source=f"hf-hub:{repo_id}@{revision or 'main'}",
         repo_id=repo_id,
-        revision=commit,
+        revision=_commit_of(paths[filename]),
+        config_origin=origin,
     )
+
+
+def _commit_of(path: Path) -> str | None:
+    return path.parent.name if _HEX40.match(path.parent.name) else None
+
+
+def _read_cached_json(path: Path, origin: str) -> dict[str, Any]:
+    """read_json, its messages naming the repo file and the cached copy."""
+    try:
+        return read_json(path)
+    except WeightsError as err:
+        raise WeightsError(f"{origin}: {err}") from None
 
 
 def _missing_entry(name: str, repo_id: str, revision: str | None) -> str:
@@ -299,6 +282,7 @@ def download(
     local_files_only: bool = False,
     progress: bool = True,
     force_download: bool = False,
+    token: Token = None,
 ) -> Checkpoint:
     """Fetch and verify a checkpoint into the Hub cache without building a model.
 
@@ -320,6 +304,7 @@ def download(
         local_files_only=local_files_only,
         progress=progress,
         force_download=force_download,
+        token=token,
         expected_sha256=expected,
     )
 

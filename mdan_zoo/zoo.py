@@ -43,6 +43,7 @@ def mdan(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     progress: bool = True,
+    token: str | bool | None = None,
     taxonomy: Taxonomy | str | None = None,
     config: MDANConfig | None = None,
     backbone: str | None = None,
@@ -60,6 +61,8 @@ def mdan(
         cache_dir: Hub cache folder (default: ``HF_HUB_CACHE`` / ``HF_HOME``).
         local_files_only: never touch the network (also when ``HF_HUB_OFFLINE=1``).
         progress: show download bars.
+        token: for private Hub repos, as huggingface_hub (default: ``HF_TOKEN`` or the
+            login stored by ``hf auth login``; ``False``: none).
         taxonomy: the label tree (``Taxonomy``, built-in name or ``.json`` path). With weights
             of another tree, the backbone, FPN and attention transfer and changed classifier
             heads are re-initialised (``model.transfer_report`` says what moved).
@@ -81,6 +84,7 @@ def mdan_webemo(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     progress: bool = True,
+    token: str | bool | None = None,
     taxonomy: Taxonomy | str | None = None,
     config: MDANConfig | None = None,
     backbone: str | None = None,
@@ -99,6 +103,7 @@ def mdan_fi(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     progress: bool = True,
+    token: str | bool | None = None,
     taxonomy: Taxonomy | str | None = None,
     config: MDANConfig | None = None,
     backbone: str | None = None,
@@ -117,6 +122,7 @@ def mdan_emotion6(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     progress: bool = True,
+    token: str | bool | None = None,
     taxonomy: Taxonomy | str | None = None,
     config: MDANConfig | None = None,
     backbone: str | None = None,
@@ -135,6 +141,7 @@ def mdan_artphoto(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     progress: bool = True,
+    token: str | bool | None = None,
     taxonomy: Taxonomy | str | None = None,
     config: MDANConfig | None = None,
     backbone: str | None = None,
@@ -153,6 +160,7 @@ def mdan_iaps(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     progress: bool = True,
+    token: str | bool | None = None,
     taxonomy: Taxonomy | str | None = None,
     config: MDANConfig | None = None,
     backbone: str | None = None,
@@ -171,6 +179,7 @@ def mdan_abstract(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     progress: bool = True,
+    token: str | bool | None = None,
     taxonomy: Taxonomy | str | None = None,
     config: MDANConfig | None = None,
     backbone: str | None = None,
@@ -189,6 +198,7 @@ def mdan_emoset(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     progress: bool = True,
+    token: str | bool | None = None,
     taxonomy: Taxonomy | str | None = None,
     config: MDANConfig | None = None,
     backbone: str | None = None,
@@ -207,6 +217,7 @@ def mdan_findingemo(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     progress: bool = True,
+    token: str | bool | None = None,
     taxonomy: Taxonomy | str | None = None,
     config: MDANConfig | None = None,
     backbone: str | None = None,
@@ -238,6 +249,7 @@ def create_model(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     progress: bool = True,
+    token: str | bool | None = None,
     taxonomy: Taxonomy | str | None = None,
     config: MDANConfig | None = None,
     backbone: str | None = None,
@@ -267,6 +279,7 @@ def create_model(
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         progress=progress,
+        token=token,
         taxonomy=taxonomy,
         config=config,
         backbone=backbone,

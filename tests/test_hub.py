@@ -275,6 +275,8 @@ def test_default_and_pinned_revisions_load_exactly(warm: Hub) -> None:
     on_hub = warm
     latest = mdan(weights="hf-hub:org/fashion", progress=False)
     assert same_state(latest, on_hub.model_b)
+    # the repository holds float16 weights (see _tiny_half); they load as float32 and run
+    assert {p.dtype for p in latest.parameters()} == {torch.float32}
     assert latest.checkpoint_revision == on_hub.rev_b
     pinned = mdan(weights=f"hf-hub:org/fashion@{on_hub.rev_a}", progress=False)
     assert same_state(pinned, on_hub.model_a) and not same_state(pinned, latest)
@@ -316,11 +318,74 @@ def test_corrupted_file_in_the_cache(
     path.write_bytes(bytes(data))
     with pytest.raises(ChecksumError, match=f"sha256 mismatch for {path}"):
         mdan(weights=ref, progress=False)
+    fixed = MDAN.from_pretrained(ref, force_download=True, progress=False)  # fetched again
+    assert same_state(fixed, warm.model_a)
+    path.write_bytes(bytes(data))  # corrupt it once more, for the CLI's fix below
     capsys.readouterr()
     monkeypatch.setenv("TQDM_POSITION", "-1")  # huggingface_hub: bars on without a terminal
     download(ref, force_download=True, progress=True)  # the fix the message gives
     assert "model.safetensors" in capsys.readouterr().err, "progress=True shows a download bar"
     assert same_state(mdan(weights=ref, progress=False), warm.model_a)
+
+
+def test_verified_shortcut_is_not_fooled_by_a_write_that_keeps_size_and_mtime(
+    warm: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9, case 8: a file verified once is not hashed again while unchanged, but an
+    in-place write that puts size and mtime back is still caught (st_ctime_ns moves)."""
+    from mdan_zoo import integrity
+
+    hashed: list[Path] = []
+    real_hash = integrity.sha256_file
+
+    def counting(path: Path) -> str:
+        hashed.append(Path(path))
+        return real_hash(path)
+
+    monkeypatch.setattr(integrity, "sha256_file", counting)
+    ref = f"hf-hub:org/fashion@{warm.rev_a}"
+    assert same_state(mdan(weights=ref, progress=False), warm.model_a)
+    assert len(hashed) == 1
+    assert same_state(mdan(weights=ref, progress=False), warm.model_a)
+    assert len(hashed) == 1, "the second load used the verified record"
+    link = _cache() / "models--org--fashion" / "snapshots" / warm.rev_a / "model.safetensors"
+    blob = Path(os.path.realpath(link))
+    st = blob.stat()
+    with open(blob, "r+b") as fh:  # in place: same inode, same size
+        fh.seek(st.st_size - 100)
+        byte = fh.read(1)
+        fh.seek(st.st_size - 100)
+        fh.write(bytes([byte[0] ^ 0x01]))
+    os.utime(blob, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = blob.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ino,
+    )
+    with pytest.raises(ChecksumError, match=f"sha256 mismatch for {blob}"):
+        mdan(weights=ref, progress=False)
+    assert len(hashed) == 2
+
+
+def test_the_hub_cache_holds_only_huggingface_hub_layout(on_hub: Hub) -> None:
+    """Issue 12, item 2: after downloads through mdan_zoo, huggingface_hub's own scan finds
+    nothing it does not know; mdan_zoo's verification records live in the assets folder."""
+    from huggingface_hub import scan_cache_dir
+
+    mdan(weights=f"hf-hub:org/fashion@{on_hub.rev_a}", progress=False)
+    download("hf-hub:org/fi-tiny", progress=False)
+    info = scan_cache_dir(_cache())
+    assert info.warnings == []
+    assert sorted(r.repo_id for r in info.repos) == ["org/fashion", "org/fi-tiny"]
+    assert sorted(p.name for p in _cache().iterdir()) == [
+        ".locks",
+        "CACHEDIR.TAG",
+        "models--org--fashion",
+        "models--org--fi-tiny",
+    ]
+    records = Path(os.environ["HF_HOME"]) / "assets" / "mdan_zoo" / "verified" / "default"
+    assert len(list(records.iterdir())) == 2
 
 
 def test_missing_repo_and_pickle_only_repo(on_hub: Hub) -> None:
@@ -355,7 +420,9 @@ def test_taxonomy_mismatch_over_the_hub(warm: Hub) -> None:
         mdan_fi(weights=f"hf-hub:org/fashion@{warm.rev_a}", progress=False)
 
 
-def test_fine_tuning_transfer_from_the_hub(warm: Hub, caplog: pytest.LogCaptureFixture) -> None:
+def test_fine_tuning_transfer_from_the_hub(
+    warm: Hub, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
     with caplog.at_level(logging.INFO, logger="mdan_zoo.pretrained"):
         model = mdan_emotion6(weights="hf-hub:org/fi-tiny", taxonomy="emotion6", progress=False)
     report = model.transfer_report
@@ -366,6 +433,10 @@ def test_fine_tuning_transfer_from_the_hub(warm: Hub, caplog: pytest.LogCaptureF
     assert [r.getMessage() for r in caplog.records if "transfer" in r.getMessage()] == [
         report.summary()
     ]
+    from huggingface_hub import ModelCard  # its card names the model it was fine-tuned from
+
+    card = ModelCard.load(model.save_pretrained(tmp_path / "ft") / "README.md")
+    assert card.data.base_model == "org/fi-tiny"
     with pytest.raises(WeightsError, match="taxonomy mismatch"):
         mdan_emotion6(weights="hf-hub:org/fi-tiny", progress=False)
 
@@ -429,10 +500,12 @@ class _RecordingApi:
 
     def create_repo(self, repo_id: str, **kw: object) -> None:
         self.calls.append(f"create_repo {repo_id}")
+        self.create_kw = kw
 
     def upload_folder(self, *, repo_id: str, folder_path: str, **kw: object) -> object:
         self.calls.append(f"upload_folder {repo_id}")
-        shutil.copytree(folder_path, self.copy_to)
+        self.upload_kw = kw
+        shutil.copytree(folder_path, self.copy_to, dirs_exist_ok=True)
         return type("CommitInfo", (), {"oid": "f" * 40})()
 
 
@@ -447,6 +520,15 @@ def test_push_to_hub_uploads_a_loadable_checkpoint(tmp_path: Path) -> None:
         "model.safetensors",
     ]
     assert same_state(MDAN.from_pretrained(api.copy_to), model)
+    assert api.create_kw["private"] is None and api.upload_kw["revision"] is None
+    # huggingface_hub's PyTorchModelHubMixin.push_to_hub arguments reach HfApi
+    model.push_to_hub("me/my-mdan", branch="dev", create_pr=True, private=True, api=api)
+    assert api.create_kw["private"] is True
+    assert api.upload_kw["revision"] == "dev" and api.upload_kw["create_pr"] is True
+    push_to_hub(model, "me/my-mdan", revision="old-name", delete_patterns="*.bin", api=api)
+    assert api.upload_kw["revision"] == "old-name" and api.upload_kw["delete_patterns"] == "*.bin"
+    with pytest.raises(ValueError, match="give one"):
+        model.push_to_hub("me/my-mdan", branch="a", revision="b", api=api)
 
 
 # ------------------------------------------------------------------ last: stops the server
@@ -454,6 +536,8 @@ def test_warm_cache_with_the_server_stopped_makes_no_network_call(
     warm: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The cache was filled from the server; now the server is gone and offline mode is on.
+    A pinned commit needs no pre-check of our own: huggingface_hub's hf_hub_download returns it
+    from the cache without a request (issue 12, item 8).
     (Kept last in the file: later tests would restart the session server.)"""
     warm.server.stop()
     with (

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
 import torch
-from zoo_helpers import TINY_PRE, batch, same_state, tiny_mdan
+from safetensors.torch import load_file
+from zoo_helpers import TINY_PRE, batch, photos, same_state, tiny_mdan
 
 import mdan_zoo
 from mdan_zoo import (
@@ -291,6 +293,115 @@ def test_transfer_to_a_deeper_taxonomy_adds_a_level(tmp_path: Path) -> None:
     assert rep.reinitialised == ("laterals.2", "local_heads.1", "local_heads.2", "global_head")
     assert rep.copied_rows == {"local_heads.1": ("awe", "amusement", "fear", "sadness")}
     assert "local_heads.0" in rep.transferred
+
+
+# ------------------------------------------------------------------ half precision (issue 9, case 9)
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_checkpoints_load_as_float32_and_predict(
+    half: torch.dtype, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tiny_mdan(seed=4).to(half)
+    folder = source.save_pretrained(tmp_path / "half")
+    assert {t.dtype for t in load_file(folder / "model.safetensors").values()} >= {half}
+    model = MDAN.from_pretrained(folder)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert all(
+        torch.equal(a.float(), b)
+        for a, b in zip(source.parameters(), model.parameters(), strict=True)
+    )
+    with torch.no_grad():
+        probs = model(batch(model))[-1].probs  # forward
+    assert probs.dtype == torch.float32 and torch.allclose(probs.sum(1), torch.ones(3))
+    assert mdan(weights=folder).state_dict().keys() == model.state_dict().keys()
+    preds = model.predict(photos())  # model.predict
+    assert len(preds) == 3 and all(p.ok for p in preds)
+    image = tmp_path / "coffee.png"
+    photos()[1].save(image)
+    argv = ["predict", str(image), "--weights", str(folder), "--json", "--no-progress"]
+    assert cli_main(argv) == 0  # mdan-zoo predict
+    record = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert record["ok"] and record["consistent"][-1]["label"] == preds[1].consistent[-1].label
+
+
+def test_dtype_keeps_or_casts(tmp_path: Path) -> None:
+    folder = tiny_mdan(seed=4).half().save_pretrained(tmp_path / "half")
+    kept = MDAN.from_pretrained(folder, dtype="auto")
+    assert {p.dtype for p in kept.parameters()} == {torch.float16}
+    assert {b.dtype for b in kept.buffers() if b.is_floating_point()} == {torch.float16}
+    x = batch(kept)
+    with torch.no_grad():
+        assert kept(x.half())[-1].probs.dtype == torch.float16
+    as_bf16 = load_pretrained(folder, dtype="bfloat16")
+    assert {p.dtype for p in as_bf16.parameters()} == {torch.bfloat16}
+    with torch.no_grad():
+        assert as_bf16(x.bfloat16())[-1].probs.dtype == torch.bfloat16
+    assert {p.dtype for p in MDAN.from_pretrained(folder, dtype=torch.float16).parameters()} == {
+        torch.float16
+    }
+    for bad in ("int8", torch.int32, "fp17"):
+        with pytest.raises(ValueError, match="give None .float32., 'auto'"):
+            MDAN.from_pretrained(folder, dtype=bad)
+
+
+# ------------------------------------------------------------------ nothing written for local loads
+def test_local_loads_write_nothing_under_hf_home(saved: tuple[MDAN, Path]) -> None:
+    """Issue 12, item 2: conftest points HF_HOME at an empty folder; loading local checkpoints
+    in every way leaves it empty (no cache folder, no verification record)."""
+    model, folder = saved
+    home = Path(os.environ["HF_HOME"])
+    assert list(home.iterdir()) == []
+    for loaded in (
+        MDAN.from_pretrained(folder),
+        MDAN.from_pretrained(folder / "model.safetensors"),
+        load_pretrained(str(folder)),
+        mdan(weights=folder),
+        create_model("mdan", weights=folder),
+    ):
+        assert same_state(model, loaded)
+    assert list(home.iterdir()) == []
+
+
+# ------------------------------------------------------------------ the model card (issue 12, item 4)
+def test_model_card_is_read_by_huggingface_hub(tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    model = tiny_mdan(seed=6)
+    metrics = {
+        "accuracy_O": {"2": 91.5, "4": 80.25, "10": 70.0},
+        "accuracy_L": {"2": 90.0},
+        "accuracy_G": {"item": 69.5},  # by level name works too
+        "test_images": 1000,
+    }
+    training = {"dataset": "fashion_mnist", "init_from": "hf-hub:org/base-mdan@main"}
+    folder = model.save_pretrained(tmp_path / "m", metrics=metrics, training=training)
+    card = ModelCard.load(folder / "README.md")
+    data = card.data
+    assert data.library_name == "mdan_zoo" and data.license == "mit"
+    assert "visual-emotion-analysis" in data.tags and data.datasets == ["fashion_mnist"]
+    assert data.base_model == "org/base-mdan"
+    results = {(r.metric_name, r.metric_value, r.dataset_split) for r in data.eval_results}
+    assert results == {
+        ("P_O (overall) accuracy, family (2 classes)", 91.5, "test"),
+        ("P_O (overall) accuracy, group (4 classes)", 80.25, "test"),
+        ("P_O (overall) accuracy, item (10 classes)", 70.0, "test"),
+        ("P_L (local branch) accuracy, family (2 classes)", 90.0, "test"),
+        ("P_G (global branch) accuracy, item (10 classes)", 69.5, "test"),
+    }
+    assert data.to_dict()["model-index"][0]["name"] == "mdan-fashion_mnist"
+    assert "Fine-tuned from [org/base-mdan]" in card.text and "Ankle boot" in card.text
+    bare = ModelCard.load(model.save_pretrained(tmp_path / "bare") / "README.md").data
+    assert bare.eval_results is None and bare.base_model is None and bare.datasets is None
+
+
+def test_every_factory_takes_token() -> None:
+    import inspect
+
+    expected = list(inspect.signature(mdan).parameters)
+    assert "token" in expected
+    for name in [*FACTORIES, "create_model"]:
+        factory = getattr(mdan_zoo, name)
+        params = [p for p in inspect.signature(factory).parameters if p != "name"]
+        assert params == expected, name
 
 
 # ------------------------------------------------------------------ CLI and torch.hub
