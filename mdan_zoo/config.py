@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from ._checks import read_json_file, typed_fields
-from .taxonomy import atomic_write_text
+from ._io import atomic_write_text
 
 __all__ = [
     "BACKBONES",

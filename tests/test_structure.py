@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "_checks": 0,
     "_version": 0,
     "taxonomy": 0,
+    "taxonomy_rules": 0,
     "config": 0,
     "layers": 0,
     "imageio": 0,
