@@ -8,7 +8,9 @@ Sections (``--sections``, comma-separated; default ``pipeline,memory``, plus ``g
   ``workers=1`` (one DataLoader process decodes while the model runs) and ``workers=0``
   (decoding between forward passes), against the pure forward pass on the same photos decoded
   and transformed beforehand. Interleaved, median of ``--repeats``. Goal: workers=1 / forward
-  >= 0.9.
+  >= 0.9. Also the CPU time of the main process and of the workers per image: the main
+  process's is the critical path when the workers have cores of their own (on a machine whose
+  cores are all taken by other jobs, a worker cannot run beside the model, only take turns).
 * ``memory`` (issue 13): peak RSS of fresh ``mdan-zoo predict FOLDER --output x.jsonl
   --workers 1`` processes on folders of ``--memory-images`` files (default 200 and 2000,
   hard links to the photos). Goal: ratio <= 1.1.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -138,14 +141,34 @@ def _pipeline_runners(
     return runners
 
 
+def _measure(fn: Callable[[], object]) -> tuple[float, float, float]:
+    """Wall seconds, this process's CPU seconds and its reaped children's (the workers')."""
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    fn()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    kids = kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime
+    return wall, cpu, kids
+
+
 def _interleave(
     runners: dict[str, Callable[[], object]], repeats: int, count: int
-) -> list[tuple[str, float]]:
-    times: dict[str, list[float]] = {name: [] for name in runners}
+) -> list[tuple[str, float, float, float]]:
+    """Per runner: images/s (median wall), and main-process and worker CPU ms per image."""
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in runners}
     for _ in range(repeats):
         for name, fn in runners.items():
-            times[name].append(_time(fn))
-    return [(name, count / statistics.median(ts)) for name, ts in times.items()]
+            runs[name].append(_measure(fn))
+    return [
+        (
+            name,
+            count / statistics.median(r[0] for r in rs),
+            1000 * statistics.median(r[1] for r in rs) / count,
+            1000 * statistics.median(r[2] for r in rs) / count,
+        )
+        for name, rs in runs.items()
+    ]
 
 
 def pipeline_section(args: argparse.Namespace, workdir: Path, *, gpu: bool = False) -> None:
@@ -161,12 +184,18 @@ def pipeline_section(args: argparse.Namespace, workdir: Path, *, gpu: bool = Fal
     for fn in runners.values():  # warm-up: allocator, kernels, page cache
         fn()
     rows = _interleave(runners, args.repeats, len(files))
-    base = rows[0][1]
+    base, base_cpu = rows[0][1], rows[0][2]
     what = "bf16 autocast" if gpu else "fp32"
     print(f"\n{len(files)} photos, batch {batch_size}, {device}, {what}, median of {args.repeats}")
-    print("\n| run | images/s | / forward only |\n|---|---|---|")
-    for name, ips in rows:
-        print(f"| {name} | {ips:.2f} | {ips / base:.3f} |")
+    print(
+        "\n| run | images/s | / forward only | main-process CPU ms/image | forward CPU / "
+        "main CPU | worker CPU ms/image |\n|---|---|---|---|---|---|"
+    )
+    for name, ips, cpu, kids in rows:
+        print(
+            f"| {name} | {ips:.2f} | {ips / base:.3f} | {cpu:.1f} | {base_cpu / cpu:.3f} | "
+            f"{kids:.1f} |"
+        )
 
 
 _MEMORY_DRIVER = """

@@ -317,6 +317,11 @@ def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
         "(default: 0 for one batch, else 1 on CPU, up to 8 on GPU)",
     )
     p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast (faster on GPUs and on CPUs with AMX / AVX512-BF16)",
+    )
+    p.add_argument(
         "--output",
         metavar="FILE",
         help="append one record per image to FILE.jsonl or FILE.csv as batches finish "
@@ -347,6 +352,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         progress=not args.no_progress,
         workers=args.workers,
+        bf16=args.bf16,
         output=args.output,
         resume=args.resume,
     )

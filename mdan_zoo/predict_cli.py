@@ -14,6 +14,7 @@ the error records say which.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -157,6 +158,7 @@ def run_cli(
     max_pixels: int | None = None,
     progress: bool = True,
     workers: int | None = None,
+    bf16: bool = False,
     output: str | None = None,
     resume: bool = False,
     stdout: Any = None,
@@ -211,6 +213,7 @@ def run_cli(
         max_pixels=max_pixels,
         progress=progress,
         workers=workers,
+        bf16=bf16,
     )
     attention_dir = Path(save_attention) if save_attention else None
     if shard.rank != 0:
@@ -238,20 +241,31 @@ def _print_run(
 ) -> int:
     used: set[str] = set()
     counts = _Counts()
-    for batch in iter_batches(model, iter_image_paths(images), **options):
-        for result in batch:
-            pred = result.prediction
-            saved = _attention(result, attention_dir, used, stable=False)
-            counts.done += pred.ok
-            counts.failed += not pred.ok
-            if json_lines:
-                record = pred.to_dict()
-                if saved is not None:
-                    record["attention"] = saved
-                out.write(json.dumps(record, allow_nan=False) + "\n")
-            else:
-                out.write(_format_block(pred, saved))
-        out.flush()
+    try:
+        for batch in iter_batches(model, iter_image_paths(images), **options):
+            for result in batch:
+                pred = result.prediction
+                saved = _attention(result, attention_dir, used, stable=False)
+                counts.done += pred.ok
+                counts.failed += not pred.ok
+                if json_lines:
+                    record = pred.to_dict()
+                    if saved is not None:
+                        record["attention"] = saved
+                    out.write(json.dumps(record, allow_nan=False) + "\n")
+                else:
+                    out.write(_format_block(pred, saved))
+            out.flush()
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - a message, not a traceback
+        why = (
+            "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        )
+        print(
+            f"mdan-zoo predict: stopped after {counts.done + counts.failed} image(s) ({why}); "
+            "--output FILE keeps results in a file that --resume can carry on",
+            file=err,
+        )
+        return 130 if isinstance(exc, KeyboardInterrupt) else 1
     total = counts.done + counts.failed
     print(
         f"{total} image(s): {counts.done} predicted, {counts.failed} failed"
@@ -325,28 +339,26 @@ def _file_run(
         for batch in iter_batches(model, todo(), **options):
             lines = []
             for result in batch:
-                pred = result.prediction
                 saved = _attention(result, attention_dir, set(), stable=True)
-                lines.append(writer.line(pred, saved))
-                counts.done += pred.ok
-                counts.failed += not pred.ok
+                lines.append(writer.line(result.prediction, saved))
             writer.write_batch(lines)
+            good = sum(r.prediction.ok for r in batch)
+            counts.done += good
+            counts.failed += len(batch) - good
         writer.close()
-    except Exception as exc:  # noqa: BLE001 - a clean message and the file kept, not a traceback
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - a message, not a traceback
+        with contextlib.suppress(OSError, ValueError):
+            writer.close()
+        why = (
+            "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        )
         print(
-            f"mdan-zoo predict: {where}stopped ({type(exc).__name__}: {exc}); the "
-            f"{counts.done + counts.failed} record(s) written so far are in {mine}: run the "
-            "same command with --resume to carry on",
+            f"mdan-zoo predict: {where}stopped ({why}); the {counts.done + counts.failed} "
+            f"record(s) written so far are in {mine}: run the same command with --resume to "
+            "carry on",
             file=err,
         )
-        return 1
-    if done is not None and done.records and counts.skipped == 0:
-        log.warning(
-            "%s holds %d record(s) but none names one of these inputs: were the images given "
-            "another way (relative vs absolute paths, another folder)?",
-            target,
-            done.records,
-        )
+        return 130 if isinstance(exc, KeyboardInterrupt) else 1
     try:
         totals = np.sum(shard.gather([counts.done, counts.failed, counts.skipped]), axis=0)
         if sharded:
@@ -364,6 +376,13 @@ def _file_run(
         return 1
     if shard.rank == 0:
         ok, failed, skipped = (int(v) for v in totals)
+        if done is not None and done.records and not skipped:
+            log.warning(
+                "%s held %d record(s) but none names one of these inputs: were the images "
+                "given another way (relative vs absolute paths, another folder)?",
+                target,
+                done.records,
+            )
         print(
             f"{ok + failed} image(s): {ok} predicted, {failed} failed"
             + (f"; {skipped} already in the output, skipped" if skipped else "")

@@ -92,14 +92,6 @@ def _record(pred: Prediction, attention: str | None) -> dict[str, Any]:
     return data
 
 
-def _is_finite(data: dict[str, Any]) -> bool:
-    try:
-        json.dumps(data, allow_nan=False)
-    except ValueError:
-        return False
-    return True
-
-
 def _csv_row(data: dict[str, Any], header: Sequence[str]) -> list[str]:
     row = {key: "" for key in header}
     row.update(source=data["source"], ok="true" if data["ok"] else "false")
@@ -142,7 +134,9 @@ class ResultWriter:
         self.rank = rank
         self.batches = 0
         empty = not path.exists() or path.stat().st_size == 0
-        self._fh: IO[str] = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        self._fh: IO[str] = open(  # noqa: SIM115 - closed by close()
+            path, "a", encoding="utf-8", errors="surrogateescape", newline=""
+        )
         if self.format == "csv" and empty:
             self._fh.write(_csv_line(self.header))
             self._fh.flush()
@@ -151,11 +145,14 @@ class ResultWriter:
     def line(self, pred: Prediction, attention: str | None = None) -> str:
         """One record as text, newline included; a non-finite number becomes an error record."""
         data = _record(pred, attention)
-        if not _is_finite(data):
+        try:  # strict JSON; ASCII escapes keep odd file names (lone surrogates) writable
+            text = json.dumps(data, allow_nan=False)
+        except ValueError:
             bad = Prediction(source=pred.source, error="the result holds NaN or infinite numbers")
             data = _record(bad, None)
+            text = json.dumps(data)
         if self.format == "jsonl":
-            return json.dumps(data, ensure_ascii=False, allow_nan=False) + "\n"
+            return text + "\n"
         return _csv_line(_csv_row(data, self.header))
 
     def write_batch(self, lines: Iterable[str]) -> None:
@@ -227,7 +224,7 @@ def _raw_records(fh: IO[bytes], fmt: str) -> Iterator[tuple[int, bytes, bool]]:
 
 
 def _parse(raw: bytes, fmt: str, header: Sequence[str]) -> tuple[str, bool]:
-    text = raw.decode("utf-8")
+    text = raw.decode("utf-8", "surrogateescape")  # a file name that is not UTF-8
     if fmt == "jsonl":
         data = json.loads(text, parse_constant=_no_constant)
         if not isinstance(data, dict) or not isinstance(data.get("source"), str):
