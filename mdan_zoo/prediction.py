@@ -9,8 +9,11 @@ level the top-k labels by name with their overall probability P_O (Sec. 3.2:
 maximises the joint probability ``prod_levels P_O[level][path[level]]``. The per-level argmax
 can break the hierarchy (``positive`` above ``sadness``); the consistent answer never does.
 
-A file that cannot be read gives a :class:`Prediction` with ``error`` set and no levels; the
-other images of the batch are unaffected.
+A file that cannot be read (or runs out of memory while decoded, or comes out of the model as
+NaN) gives a :class:`Prediction` with ``error`` set and no levels; the other images of the batch
+are unaffected. Images are read by DataLoader worker processes while the model runs
+(:mod:`mdan_zoo.predict_loader`); inputs and results stream, so a million files cost no more
+memory than a hundred. The result types live in :mod:`mdan_zoo.predict_results`.
 
 :func:`attention_maps` returns the per-level spatial attention of Sec. 4.2 (the L-CAM map M
 where the level applies L-CAM, otherwise the CAM of the predicted class) upsampled onto the part
@@ -19,11 +22,9 @@ of the photo the model saw, and draws Fig. 8-style overlays (the photo, then one
 
 from __future__ import annotations
 
+import itertools
 import logging
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ._io import atomic_path
-from .imageio import ImageReadError, read_image, to_pil_image
-from .inputs import flatten_inputs
-from .overlay import render_overlay
+from .inputs import iter_inputs
+from .predict_loader import LoadedBatch, batch_loader, default_workers
+from .predict_results import AttentionMaps, LabelProb, LevelAttention, LevelPrediction, Prediction
 
 __all__ = [
     "AttentionMaps",
@@ -46,6 +46,8 @@ __all__ = [
     "attention_maps",
     "consistent_paths",
     "crop_box",
+    "default_workers",
+    "iter_batches",
     "iter_results",
     "predict",
 ]
@@ -58,178 +60,10 @@ ModelOutput = Any
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class LabelProb:
-    """A label name with its probability (P_O at its level)."""
-
-    label: str
-    prob: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "prob": self.prob}
-
-
-@dataclass(frozen=True)
-class LevelPrediction:
-    """One affective level of one image.
-
-    Attributes:
-        level: the level's name in the taxonomy (``"polarity"``, ``"emotion"``, ...).
-        label: the plain argmax of P_O at this level.
-        prob: its P_O.
-        top_k: the ``top_k`` most probable labels, most probable first.
-    """
-
-    level: str
-    label: str
-    prob: float
-    top_k: tuple[LabelProb, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "level": self.level,
-            "label": self.label,
-            "prob": self.prob,
-            "top_k": [t.to_dict() for t in self.top_k],
-        }
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What the model says about one image (or why it could not say anything).
-
-    Attributes:
-        source: the file path, or ``<image N>`` / ``<array N>`` / ``<tensor N>`` for in-memory
-            inputs (N counts the inputs from 0).
-        levels: one :class:`LevelPrediction` per level, coarse to fine (plain argmax + top-k).
-        consistent: the hierarchy-consistent answer, coarse to fine: a fine label and its
-            ancestors, chosen to maximise the product of their P_O; each with its own P_O.
-        joint_prob: that product.
-        argmax_consistent: whether the plain per-level argmax already follows the hierarchy
-            (then ``consistent`` and the argmax labels agree).
-        error: why the image could not be read (then ``levels`` and ``consistent`` are empty).
-    """
-
-    source: str
-    levels: tuple[LevelPrediction, ...] = ()
-    consistent: tuple[LabelProb, ...] = ()
-    joint_prob: float | None = None
-    argmax_consistent: bool | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the image was read and predicted."""
-        return self.error is None
-
-    @property
-    def label(self) -> str | None:
-        """The finest label of the hierarchy-consistent answer (None on error)."""
-        return self.consistent[-1].label if self.consistent else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (the CLI's ``--json`` line)."""
-        if self.error is not None:
-            return {"source": self.source, "ok": False, "error": self.error}
-        return {
-            "source": self.source,
-            "ok": True,
-            "label": self.label,
-            "consistent": [c.to_dict() for c in self.consistent],
-            "joint_prob": self.joint_prob,
-            "argmax_consistent": self.argmax_consistent,
-            "levels": [lv.to_dict() for lv in self.levels],
-        }
-
-
-@dataclass
-class LevelAttention:
-    """The spatial attention of one level (Sec. 4.2).
-
-    Attributes:
-        level: the level's name.
-        label: the predicted label at this level (argmax of P_O) the map is about.
-        prob: its P_O.
-        kind: ``"L-CAM"`` (the fused map M the level applied, Sec. 4.2.2) or ``"CAM"`` (the
-            class activation map of ``label``, Sec. 4.2.1, where the level has no L-CAM).
-        map: ``float32 [H, W]`` in [0, 1] (min-max scaled per image), the size of
-            :attr:`AttentionMaps.image`.
-    """
-
-    level: str
-    label: str
-    prob: float
-    kind: str
-    map: np.ndarray
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "level": self.level,
-            "label": self.label,
-            "prob": self.prob,
-            "kind": self.kind,
-            "size": [int(self.map.shape[1]), int(self.map.shape[0])],
-        }
-
-
-@dataclass
-class AttentionMaps:
-    """Attention maps of one image, with its prediction.
-
-    Attributes:
-        source: as in :class:`Prediction`.
-        image: the part of the photo the model saw (the eval transform's centre crop), upright
-            RGB at the photo's own resolution; every map has its size.
-        levels: one :class:`LevelAttention` per level, coarse to fine.
-        prediction: the :class:`Prediction` of the same forward pass.
-        error: why the image could not be read (then ``image`` is None and ``levels`` empty).
-    """
-
-    source: str
-    image: Image.Image | None
-    levels: tuple[LevelAttention, ...]
-    prediction: Prediction
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def overlay(self, *, panel_size: int = 256, alpha: float = 0.5) -> Image.Image:
-        """Fig. 8 as one picture: the photo, then one heat-map overlay per level, captioned
-        with the level name, the predicted label, its P_O and the map kind."""
-        if self.image is None:
-            raise ValueError(f"no attention maps for {self.source}: {self.error}")
-        if panel_size < 32:
-            raise ValueError(f"panel_size must be at least 32 pixels, got {panel_size}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        return render_overlay(self.image, self.levels, panel_size=panel_size, alpha=alpha)
-
-    def save(self, path: str | os.PathLike[str], *, panel_size: int = 256) -> Path:
-        """Write :meth:`overlay` as a PNG (atomically) and return its path."""
-        path = Path(path)
-        picture = self.overlay(panel_size=panel_size)
-        with atomic_path(path) as tmp:
-            picture.save(tmp, format="PNG")
-        return path
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"source": self.source, "ok": self.ok}
-        if self.error is not None:
-            data["error"] = self.error
-        else:
-            data["levels"] = [lv.to_dict() for lv in self.levels]
-        return data
-
-
-def _load(name: str, item: Any, *, allow_truncated: bool, max_pixels: int | None) -> Image.Image:
-    if isinstance(item, ImageReadError):
-        raise item
-    if isinstance(item, Path):
-        return read_image(item, allow_truncated=allow_truncated, max_pixels=max_pixels)
-    return to_pil_image(item, name=name)
+NON_FINITE = (
+    "the model's probabilities for this image are NaN or infinite: its weights or its "
+    "preprocessing (config.json mean / std) hold NaN or inf; check or re-download the checkpoint"
+)
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -269,8 +103,12 @@ def _predictions_from_output(
     probs = [lv.probs.float().cpu() for lv in out]
     best, joint = consistent_paths(model, probs)
     argmax = [p.argmax(dim=1) for p in probs]
+    finite = torch.stack([torch.isfinite(p).all(dim=1) for p in probs]).all(dim=0)
     results = []
     for i, source in enumerate(sources):
+        if not finite[i]:
+            results.append(Prediction(source=source, error=NON_FINITE))
+            continue
         levels = []
         for depth, (lv, p) in enumerate(zip(out, probs, strict=True)):
             k = min(top_k, p.shape[1])
@@ -298,19 +136,16 @@ def _predictions_from_output(
     return results
 
 
-def _check_args(top_k: int, batch_size: int) -> None:
+def _check_args(top_k: int, batch_size: int, workers: int | None) -> None:
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 0):
+        raise ValueError(f"workers must be None or an integer >= 0, got {workers!r}")
 
 
-def _batches(items: list[tuple[int, str, Any]], size: int) -> Iterator[list[tuple[int, str, Any]]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def iter_results(
+def iter_batches(
     model: Any,
     inputs: Any,
     *,
@@ -323,71 +158,100 @@ def iter_results(
     channels_last: bool = False,
     bf16: bool = False,
     progress: bool = False,
-) -> Iterator[AttentionMaps]:
-    """The engine behind :func:`predict` and :func:`attention_maps`, as a generator: results
-    come out in input order, one batch at a time, so a caller (the CLI) can report as it goes
-    and only one batch of images is ever in memory. Without ``with_maps`` each result carries
-    only its ``prediction``."""
-    _check_args(top_k, batch_size)
+    workers: int | None = None,
+) -> Iterator[list[AttentionMaps]]:
+    """The engine behind :func:`predict`, :func:`attention_maps` and ``mdan-zoo predict``: one
+    list of results per batch, in input order, as the batches finish.
+
+    ``inputs`` may be a generator: it is consumed as the loader needs it, so neither the inputs
+    nor the results pile up in memory. ``workers`` processes read and transform the next
+    batches while the model runs (see :func:`predict`). Without ``with_maps`` each result
+    carries only its ``prediction``."""
+    _check_args(top_k, batch_size, workers)
     mdan = _unwrap(model)
     if device is not None:
         model.to(device)
     dev = _model_device(mdan)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    transform = mdan.eval_transform()
-    items = flatten_inputs(inputs)
+    stream = ((i, name, item) for i, (name, item) in enumerate(iter_inputs(inputs)))
+    head = list(itertools.islice(stream, batch_size + 1))
+    single = len(head) <= batch_size  # nothing to overlap, no bar worth drawing
+    if workers is None:
+        workers = 0 if single else default_workers(dev)
+    loader = batch_loader(
+        itertools.chain(head, stream),
+        transform=mdan.eval_transform(),
+        batch_size=batch_size,
+        workers=workers,
+        pin_memory=dev.type == "cuda",
+        keep_photos=with_maps,
+        allow_truncated=allow_truncated,
+        max_pixels=max_pixels,
+    )
     was_training = mdan.training
     model.eval()
     bar = None
-    if progress:
+    if progress and not single:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(items), unit="img", desc="predict", leave=False)
+        bar = tqdm(unit="img", desc="predict", leave=False)
     try:
-        for chunk in _batches([(i, n, it) for i, (n, it) in enumerate(items)], batch_size):
-            results: dict[int, AttentionMaps] = {}
-            tensors: list[torch.Tensor] = []
-            photos: list[Image.Image] = []
-            kept: list[tuple[int, str]] = []
-            for index, name, item in chunk:
-                try:
-                    photo = _load(
-                        name, item, allow_truncated=allow_truncated, max_pixels=max_pixels
-                    )
-                    tensors.append(transform(photo))
-                except ImageReadError as err:
-                    log.debug("skipping %s: %s", name, err.reason)
-                    failed = Prediction(source=name, error=err.reason)
-                    results[index] = AttentionMaps(name, None, (), failed, error=err.reason)
-                    continue
-                photos.append(photo)
-                kept.append((index, name))
-            if kept:
-                x = torch.stack(tensors).to(dev)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with (
-                    torch.inference_mode(),
-                    torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16),
-                ):
-                    out = model(x, return_cams=with_maps)
-                preds = _predictions_from_output(mdan, out, [n for _, n in kept], top_k)
-                for row, ((index, name), pred) in enumerate(zip(kept, preds, strict=True)):
-                    if with_maps:
-                        crop, maps = _maps_for(mdan, out, row, photos[row])
-                        results[index] = AttentionMaps(name, crop, maps, pred)
-                    else:
-                        results[index] = AttentionMaps(name, None, (), pred)
+        for batch in loader:
+            yield _run_batch(model, mdan, batch, dev, top_k, with_maps, channels_last, bf16)
             if bar is not None:
-                bar.update(len(chunk))
-            for index, _, _ in chunk:
-                yield results[index]
+                bar.update(len(batch.entries))
     finally:
         if bar is not None:
             bar.close()
         if was_training:
             model.train()
+
+
+def _run_batch(
+    model: Any,
+    mdan: Model,
+    batch: LoadedBatch,
+    dev: torch.device,
+    top_k: int,
+    with_maps: bool,
+    channels_last: bool,
+    bf16: bool,
+) -> list[AttentionMaps]:
+    """Forward one loaded batch; results for every entry, failed ones included, in order."""
+    kept = [(i, n) for i, n, why in batch.entries if why is None]
+    done: dict[int, AttentionMaps] = {}
+    if batch.x is not None:
+        x = batch.x.to(dev, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with (
+            torch.inference_mode(),
+            torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16),
+        ):
+            out = model(x, return_cams=with_maps)
+        preds = _predictions_from_output(mdan, out, [n for _, n in kept], top_k)
+        for row, ((index, name), pred) in enumerate(zip(kept, preds, strict=True)):
+            if with_maps and pred.ok:
+                crop, maps = _maps_for(mdan, out, row, batch.photos[row])
+                done[index] = AttentionMaps(name, crop, maps, pred)
+            else:
+                done[index] = AttentionMaps(name, None, (), pred, error=pred.error)
+    results = []
+    for index, name, why in batch.entries:
+        if why is not None:
+            failed = Prediction(source=name, error=why)
+            results.append(AttentionMaps(name, None, (), failed, error=why))
+        else:
+            results.append(done[index])
+    return results
+
+
+def iter_results(model: Any, inputs: Any, **options: Any) -> Iterator[AttentionMaps]:
+    """:func:`iter_batches` one result at a time (same arguments): results come out in input
+    order as their batch finishes; only a few batches of images are ever in memory."""
+    for batch in iter_batches(model, inputs, **options):
+        yield from batch
 
 
 def predict(
@@ -402,6 +266,7 @@ def predict(
     channels_last: bool = False,
     bf16: bool = False,
     progress: bool = False,
+    workers: int | None = None,
 ) -> list[Prediction]:
     """Predict every image in ``inputs``; one :class:`Prediction` per image, in input order.
 
@@ -409,19 +274,23 @@ def predict(
         model: an :class:`~mdan_zoo.model.MDAN` (or ``torch.compile`` of one).
         inputs: a file path, a folder (its image files, recursively, sorted), a glob, a PIL
             image, a numpy array ``[H, W(, C)]``, a tensor ``[C, H, W]`` or ``[B, C, H, W]``
-            (un-normalised: uint8 0..255 or float 0..1), or a list of these.
+            (un-normalised: uint8 0..255 or float 0..1), or a list (or generator) of these.
         top_k: labels listed per level.
-        batch_size: images per forward pass (images are read one batch at a time).
+        batch_size: images per forward pass.
         device: where to run; the model is moved there. Default: where the model is.
         allow_truncated: decode truncated files instead of refusing them.
         max_pixels: decompression-bomb limit per image (default Pillow's).
         channels_last: run in channels-last memory format (see docs/benchmarks.md); the
             model's weights are converted in place and stay so.
         bf16: autocast to bfloat16 (faster on CPUs with AMX/AVX512-BF16 and on GPUs).
-        progress: show a tqdm bar on stderr.
+        progress: show a tqdm bar on stderr (when there is more than one batch).
+        workers: processes that read and transform the next batches while the model runs
+            (a ``torch.utils.data.DataLoader``; pinned memory on GPU); 0 reads in this
+            process. None: 0 when everything fits in one batch, else :func:`default_workers`.
 
-    Unreadable inputs give a :class:`Prediction` with ``error`` set; the rest are predicted.
-    The model is put in eval mode for the call and restored afterwards.
+    Unreadable inputs (and images whose probabilities come out NaN or infinite) give a
+    :class:`Prediction` with ``error`` set; the rest are predicted. The model is put in eval
+    mode for the call and restored afterwards.
     """
     runs = iter_results(
         model,
@@ -435,6 +304,7 @@ def predict(
         channels_last=channels_last,
         bf16=bf16,
         progress=progress,
+        workers=workers,
     )
     return [r.prediction for r in runs]
 
@@ -449,6 +319,7 @@ def attention_maps(
     allow_truncated: bool = False,
     max_pixels: int | None = None,
     progress: bool = False,
+    workers: int | None = None,
 ) -> list[AttentionMaps]:
     """Per-level attention maps (Sec. 4.2, Fig. 8) and the prediction of each image.
 
@@ -470,6 +341,7 @@ def attention_maps(
             channels_last=False,
             bf16=False,
             progress=progress,
+            workers=workers,
         )
     )
 
@@ -533,10 +405,13 @@ class PredictMixin:
         top_k: int = 3,
         batch_size: int = 16,
         device: str | torch.device | None = None,
+        workers: int | None = None,
     ) -> list[Prediction]:
         """Per-level top-k labels + the hierarchy-consistent answer, one :class:`Prediction`
         per image; see :func:`mdan_zoo.predict`."""
-        return predict(self, inputs, top_k=top_k, batch_size=batch_size, device=device)
+        return predict(
+            self, inputs, top_k=top_k, batch_size=batch_size, device=device, workers=workers
+        )
 
     def attention_maps(
         self, inputs: Any, *, batch_size: int = 8, device: str | torch.device | None = None

@@ -21,6 +21,16 @@ from mdan_zoo.prediction import attention_maps, crop_box, predict
 FACES = ["single_face.jpg", "multi_face.jpg", "0-f1-su-ph.jpg", "45-m7-di-ph.jpg"]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():  # noqa: ANN202
+    """One torch thread: on a shared machine, OpenMP threads spinning while other jobs hold the
+    cores make these 64 px forward passes many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model():  # noqa: ANN201
     torch.manual_seed(0)

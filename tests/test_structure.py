@@ -41,6 +41,10 @@ LAYERS: dict[str, int] = {
     "integrity": 1,
     "transport": 1,
     "pretrained": 1,
+    "predict_loader": 1,
+    "predict_output": 1,
+    "predict_shard": 1,
+    "predict_results": 1,
     "prediction": 1,
     # 2: the network
     "model": 2,
