@@ -49,6 +49,8 @@ def build_datasets(config: TrainConfig, *, taxonomy: Taxonomy) -> dict[str, Data
         test_idx = np.arange(len(test.targets))
         if config.subset_per_class:
             n = config.subset_per_class
+            _check_subset(full.targets[train_idx], n, "training", config)
+            _check_subset(full.targets[val_idx], max(1, n // 4), "validation", config)
             train_idx = train_idx[
                 FashionMNIST.balanced_indices(full.targets[train_idx], n, seed=config.seed)
             ]
@@ -104,6 +106,18 @@ def build_datasets(config: TrainConfig, *, taxonomy: Taxonomy) -> dict[str, Data
         progress=config.progress,
     )
     return dict(parts)
+
+
+def _check_subset(targets: np.ndarray, per_class: int, part: str, config: TrainConfig) -> None:
+    """A balanced subset needs ``per_class`` images of every class in the part it is drawn from."""
+    counts = np.bincount(targets, minlength=10)
+    if counts.min() < per_class:
+        raise ConfigError(
+            f"subset_per_class={config.subset_per_class} needs {per_class} {part} images of "
+            f"every class, but the {part} part (val_fraction={config.val_fraction}) has only "
+            f"{counts.min()} of class {int(counts.argmin())}: raise val_fraction or lower "
+            "subset_per_class"
+        )
 
 
 def _read_state_dict(source: str, backbone: str) -> dict[str, Tensor]:

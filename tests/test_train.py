@@ -186,6 +186,19 @@ def test_workers_are_capped_at_the_cpus_once(caplog: pytest.LogCaptureFixture) -
         assert len(list(loader)) == 4
 
 
+def test_the_demo_config_builds_its_data_and_a_short_subset_is_named(
+    fashion_mnist_dir: Path,
+) -> None:
+    from mdan_zoo.train_setup import build_datasets
+
+    cfg = TrainConfig.from_file("fashion_mnist_demo")
+    sizes = {k: len(v) for k, v in build_datasets(cfg, taxonomy=cfg.load_taxonomy()).items()}
+    assert sizes == {"train": 2000, "val": 500, "test": 500}
+    with pytest.raises(ConfigError, match=r"needs 50 validation images .*raise val_fraction"):
+        small = cfg.with_overrides(["val_fraction=0.005"])
+        build_datasets(small, taxonomy=small.load_taxonomy())
+
+
 def test_missing_data_root_says_how_to_set_it(tmp_path: Path) -> None:
     from mdan_zoo.train_setup import build_datasets
 
