@@ -8,8 +8,9 @@ from a JSON or TOML file and overridden with ``key=value`` strings.
 Scale-out is plain ``torch.distributed``: launched by ``torchrun`` the trainer reads ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment, wraps the model in
 ``DistributedDataParallel`` and shards every epoch as ``DistributedSampler`` would, but without
-dropping the last partial batch (:mod:`mdan_zoo.batching`; nccl on GPUs, gloo on CPUs). The global batch stays ``batch_size`` whatever the number of processes; gradient
-accumulation splits each process's share into ``micro_batch_size`` pieces when memory is short.
+dropping the last partial batch (:mod:`mdan_zoo.batching`; nccl on GPUs, gloo on CPUs). The
+global batch stays ``batch_size`` whatever the number of processes; gradient accumulation splits
+each process's share into ``micro_batch_size`` pieces when memory is short.
 
 Every epoch ends with a checkpoint (weights and optimizer tensors as safetensors, everything else
 as JSON, written into a fresh folder that is renamed into place, then a pointer file replaced

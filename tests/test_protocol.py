@@ -308,3 +308,23 @@ def test_init_from_a_folder_of_runs_names_them(tmp_path: Path) -> None:
     cfg = TrainConfig(init_from=str(tmp_path / "fi"), pretrained="none")
     with pytest.raises(ConfigError, match=r"holds 2 runs \(seed-0, seed-1\).*init_from=.*seed-0"):
         build_model(cfg, taxonomy=cfg.load_taxonomy())
+
+
+def test_registry_keeps_protocol_fields_empty_until_published() -> None:
+    import dataclasses
+
+    from mdan_zoo.registry import get_weights, list_weights
+
+    for name in list_weights():
+        e = get_weights(name)
+        assert (e.reproduced_mean, e.reproduced_std, e.reproduced_runs) == ({}, {}, ())
+        # the recipe names a shipped config of the same dataset: `mdan-zoo train <name>`
+        assert TrainConfig.from_file(e.recipe["trainer_config"]).dataset == name[len("mdan_") :]
+    filled = dataclasses.replace(
+        get_weights("mdan_fi"),
+        reproduced_mean={"P_O": {"2": 91.0, "8": 76.1}},
+        reproduced_std={"P_O": {"2": 0.2, "8": 0.4}},
+        reproduced_runs=("seed-0", "seed-1", "seed-2"),
+    )
+    assert "reproduced P_O, 3 runs   91.00 ± 0.20 / 76.10 ± 0.40" in filled.describe()
+    assert filled.to_dict()["reproduced_runs"] == ["seed-0", "seed-1", "seed-2"]
