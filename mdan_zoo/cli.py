@@ -87,8 +87,17 @@ def _zoo_download(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- train / eval / export / push / demo
 def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     """`train`, `eval`, `export`, `push`, `demo`."""
-    p = sub.add_parser("train", help="train MDAN from a config file (torchrun for many GPUs)")
-    p.add_argument("config", help="a .json or .toml TrainConfig file (see configs/)")
+    p = sub.add_parser(
+        "train",
+        help="train MDAN from a config (torchrun for many GPUs)",
+        description="Train MDAN from a shipped config (by name, see `mdan-zoo configs`) or a "
+        "JSON/TOML file. --seeds and --folds run the paper's protocol, one run per seed / "
+        "fold under OUTPUT_DIR/seed-<s>/fold-<k>, and print their mean ± std; finished runs "
+        "are skipped, never overwritten.",
+    )
+    p.add_argument(
+        "config", help="a shipped config name (fi, webemo, ...: `mdan-zoo configs`) or a file"
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -98,11 +107,41 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
         help="override a config key (repeatable), e.g. --set epochs=5 --set model.alpha=0.5",
     )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="S",
+        help="one run per seed, in OUTPUT_DIR/seed-<s> (the paper: --seeds 0 1 2)",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="one run per fold of a cross-validated set, in OUTPUT_DIR/fold-<k> (--folds 5)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train_train)
 
+    p = sub.add_parser(
+        "report",
+        help="mean ± std of several runs' test reports (Tables 1 and 3)",
+        description="Find the runs in each RUN_DIR (its seed-*/fold-* folders, or the folder "
+        "itself) and print the mean ± std of their test accuracies per level and branch "
+        "(P_L / P_G / P_O), the runs used and those left out.",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="training output folders")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_train_report)
+
+    p = sub.add_parser("configs", help="the training configs that ship with mdan_zoo")
+    p.add_argument("name", nargs="?", help="print this config (to copy and edit)")
+    p.set_defaults(func=_train_configs)
+
     p = sub.add_parser("eval", help="Table-3 report of a trained model on a dataset split")
-    p.add_argument("config", help="the TrainConfig that names the dataset (and the run)")
+    p.add_argument(
+        "config", help="the TrainConfig (shipped name or file) that names the dataset and run"
+    )
     p.add_argument(
         "--checkpoint",
         help="a run folder, checkpoint folder or Hub-layout folder/repo "
@@ -115,7 +154,11 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train_eval)
 
     p = sub.add_parser("export", help="a run's selected checkpoint into the Hub layout")
-    p.add_argument("run_dir", help="the training run's output_dir")
+    p.add_argument(
+        "run_dir",
+        help="the training run's output_dir; a folder of seed-*/fold-* runs exports the run "
+        "with the best validation score and records the mean ± std of all in the metrics",
+    )
     p.add_argument("out_dir", help="where to write model.safetensors, config.json, README.md")
     p.add_argument("--which", default="best", choices=("best", "last"), help="default: best")
     p.set_defaults(func=_train_export)
@@ -142,7 +185,7 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train_demo)
 
 
-def _fail(err: BaseException) -> int:
+def _fail(err: BaseException | str) -> int:
     print(f"error: {err}", file=sys.stderr)
     return 1
 
@@ -150,10 +193,25 @@ def _fail(err: BaseException) -> int:
 def _train_errors() -> tuple[type[BaseException], ...]:
     from .config import ConfigError
     from .data.fashion_mnist import DatasetError
+    from .runs import RunsError
     from .taxonomy import TaxonomyError
     from .trainer import NonFiniteLossError
 
-    return (ConfigError, DatasetError, TaxonomyError, NonFiniteLossError, FileNotFoundError)
+    return (
+        ConfigError,
+        DatasetError,
+        TaxonomyError,
+        NonFiniteLossError,
+        FileNotFoundError,
+        RunsError,
+    )
+
+
+def _rank0() -> bool:
+    """Under torchrun only the first process prints summaries."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _load_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
@@ -166,18 +224,86 @@ def _load_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
 
 
 def _train_train(args: argparse.Namespace) -> int:
-    from .trainer import train
+    from .trainer import RunExistsError, train
 
     try:
         cfg = _load_config(args)
+        if args.seeds is not None or args.folds is not None:
+            return _train_protocol(args, cfg)
         result = train(cfg, resume=args.resume)
+    except RunExistsError as err:
+        return _fail_exists(err)
     except _train_errors() as err:
         return _fail(err)
-    if result.test_report is not None and int(__import__("os").environ.get("RANK", "0")) == 0:
-        print(result.test_report.table(f"{cfg.name}: test split, epoch {result.best_epoch}"))
+    if _rank0():
+        if result.test_report is not None:
+            print(result.test_report.table(f"{cfg.name}: test split, epoch {result.best_epoch}"))
+        print(
+            f"best epoch {result.best_epoch} ({result.select_metric} {result.best_metric:.4f}); "
+            f"run folder {result.output_dir}"
+        )
+    return 0
+
+
+def _fail_exists(err: BaseException) -> int:
+    paths = [str(p) for p in getattr(err, "paths", [])]
+    return _fail(
+        f"{', '.join(paths)} already hold{'s' if len(paths) == 1 else ''} checkpoints "
+        f"({err}). Add --resume to continue (a finished run is only evaluated again), or "
+        "choose another folder with --set output_dir=...; nothing was changed"
+    )
+
+
+def _train_protocol(args: argparse.Namespace, cfg) -> int:  # noqa: ANN001 - TrainConfig
+    from .protocol import train_runs
+    from .runs import report_runs
+
+    runs = train_runs(cfg, seeds=args.seeds, folds=args.folds, resume=args.resume)
+    if not _rank0():
+        return 0
+    for run in runs:
+        r = run.result
+        done = (
+            f"{run.status}, best epoch {r.best_epoch} ({r.select_metric} {r.best_metric:.4f})"
+            if r is not None
+            else "finished before: skipped, left as it was"
+        )
+        print(f"{run.output_dir}: {done}")
+    if any(run.config.eval_test for run in runs):
+        print(report_runs([run.output_dir for run in runs]).table())
+    return 0
+
+
+def _train_report(args: argparse.Namespace) -> int:
+    import json
+
+    from .runs import report_runs
+
+    try:
+        report = report_runs(args.run_dirs)
+    except _train_errors() as err:
+        return _fail(err)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
+    return 0
+
+
+def _train_configs(args: argparse.Namespace) -> int:
+    from .train_config import TrainConfig, config_text, list_configs
+
+    try:
+        if args.name:
+            print(config_text(args.name), end="")
+            return 0
+        rows = [(n, TrainConfig.from_file(n)) for n in list_configs()]
+    except _train_errors() as err:
+        return _fail(err)
+    width = max(len(n) for n, _ in rows)
+    print(f"{'name':<{width}}  {'dataset':<13} {'taxonomy':<13} description")
+    for name, cfg in rows:
+        print(f"{name:<{width}}  {cfg.dataset:<13} {cfg.taxonomy:<13} {cfg.description}")
     print(
-        f"best epoch {result.best_epoch} ({result.select_metric} {result.best_metric:.4f}); "
-        f"run folder {result.output_dir}"
+        "\nuse one by name: mdan-zoo train NAME --set data_root=/path/to/data; "
+        "copy one to edit: mdan-zoo configs NAME > my.json"
     )
     return 0
 
@@ -210,7 +336,7 @@ def _train_eval(args: argparse.Namespace) -> int:
             datasets[args.split],
             batch_size=cfg.eval_batch_size,
             device=device,
-            workers=cfg.workers,
+            workers=cfg.loader_workers(),
             progress=cfg.progress,
         )
     except _train_errors() as err:

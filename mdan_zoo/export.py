@@ -2,7 +2,9 @@
 its validation and test metrics and its training config in the model card; then to a Hub repo.
 
 The Hub layout and the upload belong to :mod:`mdan_zoo.hub`; this module only gathers what a run
-knows about itself (which epoch won on validation, its test report, its recipe).
+knows about itself (which epoch won on validation, its test report, its recipe). A folder of
+runs (``seed-*`` / ``fold-*``, :mod:`mdan_zoo.protocol`) exports its run with the best validation
+score and records the mean ± std of all its runs under ``metrics["runs"]``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any
 
 from .model import MDAN
 from .run_checkpoints import load_checkpoint
+from .runs import is_protocol_dir, report_runs
+from .trainer import saved_state
 
-__all__ = ["export_run", "push_run", "run_metrics"]
+__all__ = ["export_run", "push_run", "run_metrics", "select_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,36 @@ def run_metrics(run_dir: str | os.PathLike[str], *, which: str = "best") -> dict
     return metrics
 
 
+def select_run(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any] | None]:
+    """The run to export and, for a folder of runs, the ``"runs"`` metrics: their mean ± std
+    (:meth:`mdan_zoo.runs.RunsReport.card_metrics`) and which run was exported and why (the
+    best validation ``select_metric``; the test split never chooses)."""
+    path = Path(run_dir)
+    if not is_protocol_dir(path):
+        return path, None
+    report = report_runs([path])
+    scored = []
+    for run in report.runs:
+        state = saved_state(run["dir"]) or {}
+        scored.append((float(state.get("best_metric", float("-inf"))), run, state))
+    score, best, state = max(scored, key=lambda t: t[0])  # first of equals: lowest seed/fold
+    runs = report.card_metrics()
+    runs["exported"] = best["name"]
+    runs["exported_because"] = (
+        f"best validation {state.get('select_metric', 'score')} ({score:.4f}) of the "
+        f"{report.n} runs"
+    )
+    logger.info("%s: exporting %s (%s)", path, best["dir"], runs["exported_because"])
+    return Path(best["dir"]), runs
+
+
+def _metrics(run: Path, runs: dict[str, Any] | None, which: str) -> dict[str, Any]:
+    metrics = run_metrics(run, which=which)
+    if runs is not None:
+        metrics["runs"] = runs
+    return metrics
+
+
 def _training_card(ckpt_state: dict[str, Any]) -> dict[str, Any]:
     cfg = dict(ckpt_state["config"])
     cfg.pop("output_dir", None)
@@ -59,11 +93,13 @@ def export_run(
     which: str = "best",
 ) -> Path:
     """Write the run's ``best`` (validation-selected) or ``last`` checkpoint to ``out_dir`` in
-    the Hub layout (``mdan_zoo.hub.save_pretrained``). Returns the folder."""
-    ckpt = load_checkpoint(run_dir, which=which)
+    the Hub layout (``mdan_zoo.hub.save_pretrained``); a folder of runs exports one of them
+    and records all (:func:`select_run`). Returns the folder."""
+    run, runs = select_run(run_dir)
+    ckpt = load_checkpoint(run, which=which)
     out = ckpt.model.save_pretrained(
         out_dir,
-        metrics=run_metrics(run_dir, which=which),
+        metrics=_metrics(run, runs, which),
         training=_training_card(ckpt.state),
     )
     logger.info("exported %s (epoch %d) to %s", ckpt.path, ckpt.epoch, out)
@@ -85,12 +121,14 @@ def push_run(
 ) -> str:
     """Upload the run's selected checkpoint to the Hub repo ``repo_id`` (created if needed);
     returns the commit id to pin. ``branch`` / ``create_pr`` / ``token`` as
-    :meth:`MDAN.push_to_hub` (``revision`` is an older name for ``branch``)."""
-    ckpt = load_checkpoint(run_dir, which=which)
+    :meth:`MDAN.push_to_hub` (``revision`` is an older name for ``branch``). A folder of runs
+    pushes one of them (:func:`select_run`)."""
+    run, runs = select_run(run_dir)
+    ckpt = load_checkpoint(run, which=which)
     model: MDAN = ckpt.model
     return model.push_to_hub(
         repo_id,
-        metrics=run_metrics(run_dir, which=which),
+        metrics=_metrics(run, runs, which),
         training=_training_card(ckpt.state),
         commit_message=commit_message or f"MDAN {model.taxonomy.name}, epoch {ckpt.epoch}",
         private=private,

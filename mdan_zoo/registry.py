@@ -49,8 +49,8 @@ _PAPER_GFLOPS = 101.4
 class UnpublishedWeightsError(LookupError):
     """``pretrained=True`` asked for weights that nobody has published yet.
 
-    The message says how to train them (``mdan-zoo train configs/<dataset>.json``,
-    ``docs/reproduce.md``) or how to load a file you have.
+    The message says how to train them (``mdan-zoo train <dataset>``, a config that ships with
+    the package; ``docs/reproduce.md``) or how to load a file you have.
     """
 
 
@@ -74,6 +74,15 @@ class WeightsEntry:
         paper_branch_metrics: Table 3 accuracy (%) per branch (``"P_L"``, ``"P_G"``, ``"P_O"``)
             and number of classes, where the paper gives them.
         reproduced_metrics: what our published checkpoint measures (same keys), else empty.
+        reproduced_mean / reproduced_std: the mean and sample std (%) over the runs of the
+            paper's protocol (3 seeds, or the 5 folds of the small sets) per branch
+            (``"P_L"``, ``"P_G"``, ``"P_O"``) and number of classes, as ``mdan-zoo report``
+            prints them and ``mdan-zoo export`` of the runs' folder records them
+            (``metrics["runs"]["mean"]`` / ``["std"]`` in the export's config.json); empty
+            until such runs are published.
+        reproduced_runs: the runs behind them (``metrics["runs"]["names"]``: ``seed-0``,
+            ``fold-3``...; the published checkpoint is ``metrics["runs"]["exported"]``);
+            empty until published.
         paper_num_params: Table 1 parameter count (48.79M for MDAN, every dataset).
         paper_gflops: Table 1 GFLOPs at 448 x 448.
         num_params: our count for this entry's model (a test recomputes it).
@@ -98,6 +107,9 @@ class WeightsEntry:
     paper_metrics: Mapping[str, float]
     paper_branch_metrics: Mapping[str, Mapping[str, float]]
     reproduced_metrics: Mapping[str, float] = field(default_factory=dict)
+    reproduced_mean: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    reproduced_std: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    reproduced_runs: tuple[str, ...] = ()
     paper_num_params: int = _PAPER_NUM_PARAMS
     paper_gflops: float = _PAPER_GFLOPS
     num_params: int = 0
@@ -136,8 +148,9 @@ class WeightsEntry:
     def reproduce_hint(self) -> str:
         """What to do instead of downloading, for error messages and the CLI."""
         return (
-            f"train it with `mdan-zoo train {self.recipe.get('trainer_config', 'CONFIG')}` (see "
-            "docs/reproduce.md), "
+            f"train it with `mdan-zoo train {self.recipe.get('trainer_config', 'CONFIG')} "
+            f"--set data_root=/path/to/{self.dataset}` (a config that ships with mdan_zoo; "
+            "the paper's protocol and the rest in docs/reproduce.md), "
             f"then load the result with `{self.name}(weights='path/to/run')` or "
             f"`MDAN.from_pretrained('path/to/run')`; a .safetensors file you already have loads "
             f"the same way"
@@ -183,6 +196,18 @@ class WeightsEntry:
         if self.baselines:
             lines += ["", "published baselines (not MDAN):"]
             lines += [f"  {k}: {v}" for k, v in self.baselines.items()]
+        n = len(self.reproduced_runs)
+        for tag, values in self.reproduced_mean.items():
+            std = self.reproduced_std.get(tag, {})
+            cells = [
+                f"{values[str(c)]:.2f} ± {std[str(c)]:.2f}"
+                if str(c) in values and std.get(str(c)) is not None
+                else (f"{values[str(c)]:.2f}" if str(c) in values else "-")
+                for c in counts
+            ]
+            lines.append(f"  {f'reproduced {tag}, {n} runs':<24} " + " / ".join(cells))
+        if n:
+            lines.append(f"  runs: {', '.join(self.reproduced_runs)}")
         lines += ["", "recipe:"]
         lines += [f"  {k}: {v}" for k, v in self.recipe.items()]
         if not self.published:
@@ -207,6 +232,9 @@ class WeightsEntry:
             "paper_metrics": dict(self.paper_metrics),
             "paper_branch_metrics": {k: dict(v) for k, v in self.paper_branch_metrics.items()},
             "reproduced_metrics": dict(self.reproduced_metrics),
+            "reproduced_mean": {k: dict(v) for k, v in self.reproduced_mean.items()},
+            "reproduced_std": {k: dict(v) for k, v in self.reproduced_std.items()},
+            "reproduced_runs": list(self.reproduced_runs),
             "paper_num_params": self.paper_num_params,
             "paper_gflops": self.paper_gflops,
             "num_params": self.num_params,
@@ -344,11 +372,8 @@ def _entries() -> dict[str, WeightsEntry]:
             paper_metrics=table1,
             paper_branch_metrics=table3,
             num_params=_NUM_PARAMS[name],
-            recipe={
-                **recipe,
-                "split": split,
-                "trainer_config": f"configs/{dataset_config(name)}.json",
-            },
+            # the shipped config's name: `mdan-zoo train <name>` (mdan_zoo/configs/<name>.json)
+            recipe={**recipe, "split": split, "trainer_config": dataset_config(name)},
             license="mit",
             license_note=_DATASET_TERMS.format(dataset=dataset),
             baselines=_BASELINES.get(name, {}),

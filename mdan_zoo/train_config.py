@@ -1,19 +1,25 @@
 """The training configuration: the paper's recipe (Sec. 5.2) as the defaults of one dataclass.
 
-Read from a JSON or TOML file and overridden with ``key=value`` strings; every field is
-type-checked, so a typo in a config file fails before any data or weights are touched.
+Read from a JSON or TOML file, or by name from the configs that ship inside the package
+(``mdan_zoo/configs/*.json``: the paper's six datasets, EmoSet, FindingEmo and the demo), and
+overridden with ``key=value`` strings; every field is type-checked, so a typo in a config file
+fails before any data or weights are touched.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import logging
 import os
 import tomllib
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +27,57 @@ from ._io import atomic_write_text
 from .config import BACKBONES, ConfigError, MDANConfig, Preprocessing
 from .taxonomy import Taxonomy, get_taxonomy, list_taxonomies
 
-__all__ = ["AMP_MODES", "BN_MODES", "RESUME_FREE", "TrainConfig"]
+__all__ = [
+    "AMP_MODES",
+    "BN_MODES",
+    "RESUME_FREE",
+    "TrainConfig",
+    "config_diff",
+    "config_text",
+    "list_configs",
+]
+
+logger = logging.getLogger(__name__)
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 BN_MODES = ("train", "frozen", "sync")
 RESUME_FREE = {"epochs", "progress", "workers", "output_dir", "eval_test", "paper", "description"}
+CONFIG_SUFFIXES = (".json", ".toml")
+_WORKER_NOTES: set[tuple[int, int]] = set()
+
+
+def _shipped() -> dict[str, Traversable]:
+    """The configs inside the package (``mdan_zoo/configs``), by name (file name sans suffix)."""
+    folder = resources.files(__package__ or "mdan_zoo").joinpath("configs")
+    if not folder.is_dir():
+        return {}
+    return {
+        f.name.rsplit(".", 1)[0]: f
+        for f in sorted(folder.iterdir(), key=lambda f: f.name)
+        if f.is_file() and f.name.endswith(CONFIG_SUFFIXES)
+    }
+
+
+def list_configs() -> list[str]:
+    """Names of the configs that ship with the package, for ``mdan-zoo train NAME`` and
+    ``TrainConfig.from_file(NAME)`` (``mdan-zoo configs`` prints them with their dataset)."""
+    return list(_shipped())
+
+
+def config_text(name: str) -> str:
+    """The text of the shipped config ``name`` (to copy and edit)."""
+    shipped = _shipped()
+    if name not in shipped:
+        TrainConfig.from_file(name)  # a file of that name, or the error that lists the names
+        raise ConfigError(f"{name!r} is a file, not a shipped config: {list(shipped)}")
+    return shipped[name].read_text(encoding="utf-8")
+
+
+def config_diff(saved: Mapping[str, Any], config: TrainConfig) -> list[str]:
+    """Keys (outside :data:`RESUME_FREE`) whose value in ``config`` differs from ``saved`` (a
+    run's recorded config): a run may only be continued with the config it started with."""
+    now = config.to_dict()
+    return sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
 
 
 @dataclass
@@ -194,6 +246,25 @@ class TrainConfig:
             "taxonomy JSON file; write one with Taxonomy.to_json (docs/finetune.md)"
         )
 
+    def loader_workers(self) -> int:
+        """``workers``, capped at the CPUs this process may use (torch warns for every loader
+        that asks for more); the cap is logged once."""
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cpus = os.cpu_count() or 1
+        if self.workers <= cpus:
+            return self.workers
+        if (self.workers, cpus) not in _WORKER_NOTES:
+            _WORKER_NOTES.add((self.workers, cpus))
+            logger.info(
+                "workers=%d but this process may use %d CPUs: using %d DataLoader workers",
+                self.workers,
+                cpus,
+                cpus,
+            )
+        return cpus
+
     def resolved_output_dir(self) -> Path:
         fold = "" if self.fold is None else str(self.fold)
         return Path(self.output_dir.replace("{name}", self.name).replace("{fold}", fold))
@@ -213,23 +284,48 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> TrainConfig:
-        """Read a ``.json`` or ``.toml`` config file."""
+        """Read a ``.json`` or ``.toml`` config file, or a shipped config by name (``"fi"``:
+        a bare name that is not an existing file; see :func:`list_configs`)."""
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist (see configs/ for examples)")
-        text = path.read_text(encoding="utf-8")
+        if path.is_file():
+            return cls._parse(path.read_text(encoding="utf-8"), path.suffix, str(path))
+        shipped = _shipped()
+        bare = len(path.parts) == 1
+        name = path.stem if path.suffix in CONFIG_SUFFIXES else path.name
+        if bare and name in shipped:
+            entry = shipped[name]
+            return cls._parse(
+                entry.read_text(encoding="utf-8"),
+                "." + entry.name.rsplit(".")[-1],
+                f"shipped config {name!r}",
+            )
+        close = difflib.get_close_matches(name, list(shipped), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        what = "no config file and no shipped config" if bare else "config file"
+        raise ConfigError(
+            f"{what} {str(path)!r}{'' if bare else ' does not exist'}; {hint}the configs that "
+            f"ship with mdan_zoo are {', '.join(shipped) or '(none found)'} (`mdan-zoo configs` "
+            "describes them; use one by name, e.g. `mdan-zoo train fi --set data_root=/data/FI`), "
+            "or pass the path of your own .json/.toml file"
+        )
+
+    @classmethod
+    def _parse(cls, text: str, suffix: str, source: str) -> TrainConfig:
         try:
-            if path.suffix == ".toml":
+            if suffix == ".toml":
                 data = tomllib.loads(text)
-            elif path.suffix == ".json":
+            elif suffix == ".json":
                 data = json.loads(text)
             else:
-                raise ConfigError(f"config file {path} must end in .json or .toml")
+                raise ConfigError(f"config file {source} must end in .json or .toml")
         except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-            raise ConfigError(f"cannot parse {path}: {err}") from err
+            raise ConfigError(f"cannot parse {source}: {err}") from err
         if not isinstance(data, dict):
-            raise ConfigError(f"{path} must hold a JSON/TOML table of config keys")
-        return cls.from_dict(data)
+            raise ConfigError(f"{source} must hold a JSON/TOML table of config keys")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from err
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")

@@ -49,6 +49,8 @@ def build_datasets(config: TrainConfig, *, taxonomy: Taxonomy) -> dict[str, Data
         test_idx = np.arange(len(test.targets))
         if config.subset_per_class:
             n = config.subset_per_class
+            _check_subset(full.targets[train_idx], n, "training", config)
+            _check_subset(full.targets[val_idx], max(1, n // 4), "validation", config)
             train_idx = train_idx[
                 FashionMNIST.balanced_indices(full.targets[train_idx], n, seed=config.seed)
             ]
@@ -78,6 +80,14 @@ def build_datasets(config: TrainConfig, *, taxonomy: Taxonomy) -> dict[str, Data
             f"dataset {config.dataset!r} needs data_root: the folder in its public layout "
             "(docs/datasets.md); set it in the config or with --set data_root=/path"
         )
+    root = Path(config.data_root).expanduser()
+    if not (root.is_file() if config.dataset == "csv" else root.is_dir()):
+        what = "CSV file" if config.dataset == "csv" else "folder"
+        raise ConfigError(
+            f"data_root {config.data_root} does not exist (dataset {config.dataset!r} needs its "
+            f"{what} there): pass where the data is with --set data_root=/path/to/it (Python: "
+            "config.with_overrides(['data_root=/path/to/it'])); layouts: docs/datasets.md"
+        )
     split_file = (
         Path(config.split_dir) / f"{config.dataset}_seed{config.seed}.json"
         if config.split_dir
@@ -96,6 +106,18 @@ def build_datasets(config: TrainConfig, *, taxonomy: Taxonomy) -> dict[str, Data
         progress=config.progress,
     )
     return dict(parts)
+
+
+def _check_subset(targets: np.ndarray, per_class: int, part: str, config: TrainConfig) -> None:
+    """A balanced subset needs ``per_class`` images of every class in the part it is drawn from."""
+    counts = np.bincount(targets, minlength=10)
+    if counts.min() < per_class:
+        raise ConfigError(
+            f"subset_per_class={config.subset_per_class} needs {per_class} {part} images of "
+            f"every class, but the {part} part (val_fraction={config.val_fraction}) has only "
+            f"{counts.min()} of class {int(counts.argmin())}: raise val_fraction or lower "
+            "subset_per_class"
+        )
 
 
 def _read_state_dict(source: str, backbone: str) -> dict[str, Tensor]:
@@ -142,6 +164,12 @@ def build_model(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
 def _init_from(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
     """Start from another MDAN (Sec. 5.2: small sets start from the FI model)."""
     src = Path(config.init_from or "")
+    runs = sorted(p.name for p in src.glob("*") if p.is_dir() and p.name[:5] in ("seed-", "fold-"))
+    if runs and not (src / "checkpoints").is_dir():
+        raise ConfigError(
+            f"init_from {src} holds {len(runs)} runs ({', '.join(runs)}), not one: start from "
+            f"one of them, e.g. --set init_from={src / runs[0]}"
+        )
     if (src / "checkpoints").is_dir() or (src / "state.json").is_file():
         model = load_checkpoint(src).model
     else:

@@ -7,9 +7,10 @@ from a JSON or TOML file and overridden with ``key=value`` strings.
 
 Scale-out is plain ``torch.distributed``: launched by ``torchrun`` the trainer reads ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment, wraps the model in
-``DistributedDataParallel`` and shards every epoch with ``DistributedSampler`` (nccl on GPUs,
-gloo on CPUs). The global batch stays ``batch_size`` whatever the number of processes; gradient
-accumulation splits each process's share into ``micro_batch_size`` pieces when memory is short.
+``DistributedDataParallel`` and shards every epoch as ``DistributedSampler`` would, but without
+dropping the last partial batch (:mod:`mdan_zoo.batching`; nccl on GPUs, gloo on CPUs). The
+global batch stays ``batch_size`` whatever the number of processes; gradient accumulation splits
+each process's share into ``micro_batch_size`` pieces when memory is short.
 
 Every epoch ends with a checkpoint (weights and optimizer tensors as safetensors, everything else
 as JSON, written into a fresh folder that is renamed into place, then a pointer file replaced
@@ -34,9 +35,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from ._io import atomic_write_text
+from .batching import EpochBatches, Step, plan_epoch
 from .config import ConfigError
 from .distributed import epoch_seed, seed_all, set_bn_frozen, setup_distributed
 from .model import MDAN
@@ -50,16 +52,25 @@ from .run_checkpoints import (
     unflatten_optimizer,
     write_checkpoint_dir,
 )
-from .train_config import RESUME_FREE, TrainConfig
+from .train_config import RESUME_FREE, TrainConfig, config_diff
 from .train_setup import build_datasets, build_model
 
-__all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "train"]
+__all__ = ["NonFiniteLossError", "RunExistsError", "TrainResult", "Trainer", "saved_state", "train"]
 
 logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message names the epoch and step."""
+
+
+class RunExistsError(ConfigError):
+    """The output folder already holds a run that was not asked to be continued; ``paths``
+    names the run folders (nothing in them was touched)."""
+
+    def __init__(self, paths: list[Path], message: str) -> None:
+        super().__init__(message)
+        self.paths = paths
 
 
 @dataclass
@@ -160,24 +171,24 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def _loader(self, epoch: int) -> DataLoader:
-        ds = self.datasets["train"]
-        sampler: DistributedSampler = DistributedSampler(
-            ds,
-            num_replicas=self.dist.world,
+        """This process's micro-batches of ``epoch``: every training image once, the last
+        partial batch included (:mod:`mdan_zoo.batching`); ``loader.batch_sampler.steps``
+        groups them into optimizer steps."""
+        steps = plan_epoch(
+            len(self.datasets["train"]),  # type: ignore[arg-type]
+            batch_size=self.config.batch_size,
+            world=self.dist.world,
             rank=self.dist.rank,
-            shuffle=True,
+            micro_batch_size=self.micro,
             seed=self.config.seed,
-            drop_last=True,
+            epoch=epoch,
         )
-        sampler.set_epoch(epoch)
         gen = torch.Generator().manual_seed(epoch_seed(self.config.seed, epoch, self.dist.rank))
         return DataLoader(
-            ds,
-            batch_size=self.micro,
-            sampler=sampler,
-            num_workers=self.config.workers,
+            self.datasets["train"],
+            batch_sampler=EpochBatches(steps),
+            num_workers=self.config.loader_workers(),
             pin_memory=self.device.type == "cuda",
-            drop_last=True,
             generator=gen,
             persistent_workers=False,
         )
@@ -197,14 +208,10 @@ class Trainer:
         cfg = self.config
         seed_all(epoch_seed(cfg.seed, epoch, self.dist.rank))
         loader = self._loader(epoch)
-        steps = len(loader) // self.accum
+        plan: list[Step] = loader.batch_sampler.steps  # type: ignore[union-attr]
+        steps = len(plan)
         if cfg.max_steps_per_epoch:
             steps = min(steps, cfg.max_steps_per_epoch)
-        if steps == 0:
-            raise ConfigError(
-                f"the training split ({len(self.datasets['train'])} images) is smaller than one "  # type: ignore[arg-type]
-                f"batch ({cfg.batch_size}); lower batch_size"
-            )
         self.net.train()
         if cfg.batchnorm == "frozen":
             set_bn_frozen(self.net)
@@ -214,18 +221,20 @@ class Trainer:
         for step in bar:
             self.optimizer.zero_grad(set_to_none=True)
             step_loss = torch.zeros((), device=self.device, dtype=torch.float64)
-            for micro in range(self.accum):
+            plan_step = plan[step - 1]
+            for micro in range(len(plan_step.micro)):
                 images, targets = next(it)
                 images = images.to(self.device, non_blocking=True)
                 targets = torch.as_tensor(targets).to(self.device, non_blocking=True)
-                sync = micro == self.accum - 1 or not isinstance(
+                sync = micro == len(plan_step.micro) - 1 or not isinstance(
                     self.net, nn.parallel.DistributedDataParallel
                 )
+                weight = plan_step.weight(len(targets), self.dist.world)
                 ctx = nullcontext() if sync else self.net.no_sync()  # type: ignore[operator]
                 with ctx:
                     with self._autocast():
                         out = self.net(images)
-                        loss = self.model.loss(out, targets) / self.accum
+                        loss = self.model.loss(out, targets) * weight
                     self.scaler.scale(loss).backward()
                 step_loss += loss.detach().double()
             if self.dist.world > 1:
@@ -242,7 +251,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             total_loss += value
-            seen += self.micro * self.accum * self.dist.world
+            seen += plan_step.size
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{value:.4f}")
             self._on_step(epoch, step)
@@ -264,7 +273,7 @@ class Trainer:
             self.datasets[split],
             batch_size=self.config.eval_batch_size,
             device=self.device,
-            workers=self.config.workers,
+            workers=self.config.loader_workers(),
             amp_dtype=self.amp_dtype,
             progress=self.config.progress and self.dist.main,
             distributed=self.dist.world > 1,
@@ -449,6 +458,21 @@ class Trainer:
         return report
 
 
+def saved_state(output_dir: str | Path) -> dict[str, Any] | None:
+    """The ``state.json`` of a run's last checkpoint (epoch, config, ...), None without one.
+    Read without loading any weights."""
+    last = pointer(Path(output_dir), "last")
+    if last is None:
+        return None
+    try:
+        state = json.loads((last / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read {last / 'state.json'}: {err}") from err
+    if not isinstance(state, dict) or "epoch" not in state or "config" not in state:
+        raise ConfigError(f"{last / 'state.json'} is not a training checkpoint's state")
+    return state
+
+
 def train(
     config: TrainConfig,
     *,
@@ -456,5 +480,28 @@ def train(
     datasets: Mapping[str, Dataset] | None = None,
     model: MDAN | None = None,
 ) -> TrainResult:
-    """Run the recipe of ``config`` (see :class:`Trainer`)."""
+    """Run the recipe of ``config`` (see :class:`Trainer`).
+
+    An ``output_dir`` with checkpoints is continued with ``resume=True`` and refused otherwise
+    (:class:`RunExistsError`); continuing with a changed config is refused too. Both are
+    checked before any data is read or weights are downloaded.
+    """
+    out = config.resolved_output_dir()
+    state = saved_state(out)
+    if state is not None and not resume:
+        done = int(state["epoch"]) >= config.epochs
+        raise RunExistsError(
+            [out],
+            f"{out} already holds a {'finished run' if done else 'run'} (checkpoints up to "
+            f"epoch {state['epoch']} of {config.epochs}): continue it with "
+            "train(config, resume=True), or choose another output_dir; nothing was changed",
+        )
+    if state is not None:
+        diff = config_diff(state["config"], config)
+        if diff:
+            raise ConfigError(
+                f"cannot resume {out}: the config differs in {diff} from the one the run was "
+                f"made with (recorded in {out / 'config.json'} and the checkpoints); resume "
+                "with that config, or start a new output_dir"
+            )
     return Trainer(config, datasets=datasets, model=model).fit(resume=resume)

@@ -14,8 +14,8 @@ from train_helpers import fashion_sets, load_weights, tiny_config
 from mdan_zoo.cli import main
 from mdan_zoo.config import ConfigError
 from mdan_zoo.run_checkpoints import load_checkpoint
-from mdan_zoo.train_config import TrainConfig
-from mdan_zoo.trainer import NonFiniteLossError, Trainer, train
+from mdan_zoo.train_config import TrainConfig, list_configs
+from mdan_zoo.trainer import NonFiniteLossError, RunExistsError, Trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,10 +60,12 @@ def test_resume_after_kill_equals_uninterrupted_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fashion_mnist_dir: Path
 ) -> None:
     """Kill in the middle of epoch 2 (after the epoch-1 checkpoint), resume: bit-identical
-    weights and optimizer state to a run that was never interrupted."""
-    sets = fashion_sets(train_per_class=6, val_per_class=2)
-    short = {"epochs": 3, "eval_test": False, "max_steps_per_epoch": 3}
+    weights and optimizer state to a run that was never interrupted. 30 images in batches of
+    12: every epoch ends with a partial batch of 6, trained like the others."""
+    sets = fashion_sets(train_per_class=3, val_per_class=2)
+    short = {"epochs": 3, "eval_test": False}
     ref = train(tiny_config(tmp_path / "a", **short), datasets=sets)
+    assert [(h["train_steps"], h["train_images"]) for h in ref.history] == [(3, 30)] * 3
 
     def kill(self: Trainer, epoch: int, step: int) -> None:
         if epoch == 2 and step == 2:
@@ -75,7 +77,7 @@ def test_resume_after_kill_equals_uninterrupted_run(
         train(cfg_b, datasets=sets)
     assert load_checkpoint(cfg_b.resolved_output_dir(), which="last").epoch == 1
     monkeypatch.undo()
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(RunExistsError, match=r"train\(config, resume=True\)"):
         train(cfg_b, datasets=sets)  # no silent overwrite of a run
     resumed = train(cfg_b, datasets=sets, resume=True)
 
@@ -137,17 +139,72 @@ def test_config_overrides_are_typed_and_unknown_keys_fail(tmp_path: Path) -> Non
 
 
 def test_every_shipped_config_is_valid_and_states_the_paper_targets() -> None:
-    files = sorted((ROOT / "configs").glob("*.json"))
-    names = {f.stem for f in files}
-    assert {"fi", "webemo", "emotion6", "artphoto", "iaps", "abstract"} <= names
-    for f in files:
-        cfg = TrainConfig.from_file(f)
+    files = sorted((ROOT / "mdan_zoo" / "configs").glob("*.*"))
+    names = [f.stem for f in files]
+    assert names == list_configs()
+    assert {
+        "fi",
+        "webemo",
+        "emotion6",
+        "artphoto",
+        "iaps",
+        "abstract",
+        "fashion_mnist_demo",
+    } <= set(names)
+    for name in names:
+        cfg = TrainConfig.from_file(name)
         tax = cfg.load_taxonomy()
-        if f.stem in ("fi", "webemo", "emotion6", "artphoto", "iaps", "abstract"):
+        assert cfg.description, name  # `mdan-zoo configs` shows it
+        if name in ("fi", "webemo", "emotion6", "artphoto", "iaps", "abstract"):
             targets = cfg.paper["accuracy_O"]
-            assert set(targets) == {str(k) for k in tax.num_classes}, f
-            assert cfg.paper["expected_gpu_time"], f
+            assert set(targets) == {str(k) for k in tax.num_classes}, name
+            assert cfg.paper["expected_gpu_time"], name
             assert cfg.backbone == "resnet101" and cfg.input_size == 448
+        if name in ("artphoto", "iaps", "abstract"):  # --folds 5 puts fold k in <output_dir>/fold-k
+            assert "{fold}" not in cfg.output_dir and cfg.init_from == "runs/mdan_fi/seed-0"
+
+
+def test_workers_are_capped_at_the_cpus_once(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import os
+    import warnings
+
+    from torch.utils.data import DataLoader
+
+    cpus = len(os.sched_getaffinity(0))
+    cfg = TrainConfig(workers=cpus + 7)
+    with caplog.at_level(logging.INFO, logger="mdan_zoo.train_config"):
+        assert cfg.loader_workers() == cpus
+        assert cfg.loader_workers() == cpus
+    assert [r.getMessage() for r in caplog.records].count(
+        f"workers={cpus + 7} but this process may use {cpus} CPUs: using {cpus} DataLoader workers"
+    ) == 1
+    assert TrainConfig(workers=0).loader_workers() == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "will create N worker processes" warning
+        loader = DataLoader(TensorDataset(torch.zeros(4, 1)), num_workers=cfg.loader_workers())
+        assert len(list(loader)) == 4
+
+
+def test_the_demo_config_builds_its_data_and_a_short_subset_is_named(
+    fashion_mnist_dir: Path,
+) -> None:
+    from mdan_zoo.train_setup import build_datasets
+
+    cfg = TrainConfig.from_file("fashion_mnist_demo")
+    sizes = {k: len(v) for k, v in build_datasets(cfg, taxonomy=cfg.load_taxonomy()).items()}
+    assert sizes == {"train": 2000, "val": 500, "test": 500}
+    with pytest.raises(ConfigError, match=r"needs 50 validation images .*raise val_fraction"):
+        small = cfg.with_overrides(["val_fraction=0.005"])
+        build_datasets(small, taxonomy=small.load_taxonomy())
+
+
+def test_missing_data_root_says_how_to_set_it(tmp_path: Path) -> None:
+    from mdan_zoo.train_setup import build_datasets
+
+    cfg = TrainConfig.from_file("fi").with_overrides([f"data_root={tmp_path / 'FI'}"])
+    with pytest.raises(ConfigError, match=r"FI does not exist .*--set data_root="):
+        build_datasets(cfg, taxonomy=cfg.load_taxonomy())
 
 
 def test_cli_train_export_and_bad_override(
@@ -174,3 +231,64 @@ def test_cli_train_export_and_bad_override(
     ref = load_checkpoint(run).model
     for k, v in ref.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
+
+
+# ------------------------------------------------------------------ two processes, partial batch
+def _gloo_worker(rank: int, world: int, ports: list[int], tmp: str, sets: dict, out: str) -> None:
+    import contextlib
+    import os
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(ports[0]),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
+    torch.set_num_threads(1)
+    common = {"batchnorm": "frozen", "eval_test": False, "epochs": 1, "micro_batch_size": 6}
+    train(tiny_config(Path(tmp), output_dir=f"{tmp}/{out}", batch_size=24, **common), datasets=sets)
+    if world > 1:  # the command line under torchrun: one summary, from rank 0
+        os.environ["MASTER_PORT"] = str(ports[1])
+        cfg = tiny_config(Path(tmp), output_dir=f"{tmp}/cli", subset_per_class=1, batch_size=4)
+        cfg.to_json(Path(tmp) / f"cli-{rank}.json")
+        with open(f"{tmp}/stdout-{rank}.txt", "w") as fh, contextlib.redirect_stdout(fh):
+            code = main(["train", f"{tmp}/cli-{rank}.json", "--no-progress", "--set", "eval_test=false"])  # fmt: skip
+        assert code == 0
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_the_partial_batch_like_one(
+    tmp_path: Path, fashion_mnist_dir: Path
+) -> None:
+    """60 images in steps of 24: 24, 24 and a last step of 12 (6 per process), with gradient
+    accumulation (micro-batches of 6). Two processes end within 1e-5 of one process on every
+    weight (tests/test_train_distributed.py explains the tolerance), so the partial step is
+    weighted as one process weighs it; and the command line prints its summary once."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    def port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    sets = fashion_sets(train_per_class=6, val_per_class=1)
+    tiny_config(tmp_path)  # the start weights, written once before the processes read them
+    mp.spawn(_gloo_worker, args=(2, [port(), port()], str(tmp_path), sets, "two"), nprocs=2)
+    mp.spawn(_gloo_worker, args=(1, [port(), port()], str(tmp_path), sets, "one"), nprocs=1)
+    logs = [json.loads((tmp_path / d / "metrics.jsonl").read_text()) for d in ("two", "one")]
+    assert [(h["train_steps"], h["train_images"]) for h in logs] == [(3, 60), (3, 60)]
+    wa, wb = load_weights(tmp_path / "two"), load_weights(tmp_path / "one")
+    worst = max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa)
+    assert worst <= 1e-5, worst
+    start = torch.load(tmp_path / "resnet18.pth", weights_only=True)
+    moved = max(
+        float((wa[f"backbone.{k}"] - w0).abs().max())
+        for k, w0 in start.items()
+        if f"backbone.{k}" in wa and w0.is_floating_point()
+    )
+    assert moved > 1e-3, moved
+    printed = [(tmp_path / f"stdout-{r}.txt").read_text() for r in (0, 1)]
+    assert printed[0].count("best epoch") == 1 and printed[1] == "", printed

@@ -86,7 +86,7 @@ def test_paper_numbers_are_table_1() -> None:
 
 
 def test_pretrained_unpublished_raises_with_the_way_to_reproduce() -> None:
-    with pytest.raises(UnpublishedWeightsError, match=r"mdan-zoo train configs/fi\.json"):
+    with pytest.raises(UnpublishedWeightsError, match=r"mdan-zoo train fi --set data_root="):
         mdan_fi(pretrained=True)
     with pytest.raises(ValueError, match="no registry weights"):
         mdan(taxonomy="fi", pretrained=True)
@@ -414,7 +414,7 @@ def test_cli_list_info_download(capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         "84.62 / 61.66" in out
         and "- surprise" in out
-        and "mdan-zoo train configs/emotion6.json" in out
+        and "mdan-zoo train emotion6 --set data_root=" in out
     )
     assert cli_main(["info", "mdan_emotion6", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["num_classes"] == [2, 6]

@@ -15,7 +15,7 @@ by name to the ``plutchik3`` taxonomy (polarity -> primary -> emotion). Valence 
 (0..6), ambiguity (0..6), age groups, tags and decisive factors are kept per sample in
 ``annotations``. Dead URLs make every download incomplete: the listing holds every annotated
 image (so everyone gets the same split), the missing ones are counted here and left to the
-loader's ``on_missing`` (``configs/findingemo.json`` skips them).
+loader's ``on_missing`` (the shipped ``findingemo`` config skips them).
 
 The package documents no train/test split; ``DEFAULT_SPLITS["findingemo"]`` is a seeded,
 stratified 80 / 5 / 15 split, as for FI and as EmoSet's official one.
