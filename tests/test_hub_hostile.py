@@ -23,7 +23,6 @@ import torch
 from zoo_helpers import FakeHub, batch, files_under, tiny_mdan
 
 from mdan_zoo import MDAN, ChecksumError, WeightsError, create_model, load_pretrained, mdan
-from mdan_zoo import taxonomy as taxonomy_module
 from mdan_zoo.cli import main as cli_main
 from mdan_zoo.hub import download, push_to_hub
 
@@ -494,10 +493,6 @@ def test_taxonomy_that_does_not_fit_the_weights_fails_before_anything_is_built(
     assert result["grew"] < 300e6, result  # the bytes of config.json and the parsed tree
 
 
-@pytest.mark.skipif(
-    not hasattr(taxonomy_module, "MAX_CLASSES_PER_LEVEL"),
-    reason="needs the taxonomy size limits (issue 9, case 11; branch harden9)",
-)
 def test_a_million_classes_fail_fast_and_small(tmp_path: Path, saved: tuple[MDAN, Path]) -> None:
     folder = _copy(saved, tmp_path)
     _huge_taxonomy_config(folder, 10**6)
