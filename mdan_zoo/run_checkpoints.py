@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ __all__ = [
     "find_checkpoints",
     "inspect_checkpoint",
     "load_checkpoint",
+    "resume_checkpoint",
     "run_traces",
 ]
 
@@ -340,3 +341,30 @@ def load_checkpoint(path: str | os.PathLike[str], *, which: str = "best") -> Che
     state = found.state if target == found.last else inspect_checkpoint(target)[0]
     assert state is not None  # verified by find_checkpoints
     return _load(target, state)
+
+
+def resume_checkpoint(
+    run_dir: str | os.PathLike[str], config: Mapping[str, Any], *, free: Collection[str]
+) -> Checkpoint | None:
+    """The checkpoint a resumed run continues from (:func:`find_checkpoints`, warning about
+    what was skipped), or None when ``run_dir`` shows no trace of a run. ``config`` (a
+    ``TrainConfig.to_dict()``) must equal the saved one except for the keys in ``free``."""
+    found = find_checkpoints(run_dir)
+    if found is None:
+        return None
+    if found.skipped:
+        logger.warning(
+            "resuming %s from %s: skipped %s",
+            run_dir,
+            found.last.name,
+            describe_skipped(found.skipped),
+        )
+    ckpt = _load(found.last, found.state)
+    saved = dict(ckpt.state["config"])
+    diff = sorted(k for k in config if k not in free and saved.get(k) != config[k])
+    if diff:
+        raise ConfigError(
+            f"cannot resume {found.last}: the config differs in {diff}; resume with the saved "
+            f"config ({found.last / 'state.json'}) or start a new output_dir"
+        )
+    return ckpt

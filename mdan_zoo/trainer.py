@@ -39,7 +39,7 @@ from ._io import atomic_write_text
 from .config import ConfigError
 from .distributed import epoch_seed, seed_all, set_bn_frozen, setup_distributed
 from .model import MDAN
-from .run_checkpoints import checkpoint_name, find_checkpoints, load_checkpoint
+from .run_checkpoints import checkpoint_name, load_checkpoint, resume_checkpoint
 from .run_writer import (
     commit_checkpoint,
     fault_point,
@@ -144,6 +144,7 @@ class Trainer:
         self.best_metric = -math.inf
         self.best_epoch = 0
         self.history: list[dict[str, Any]] = []
+        self._unreadable: set[str] = set()
 
     # ------------------------------------------------------------------ pieces
     def _amp_dtype(self) -> torch.dtype | None:
@@ -248,6 +249,7 @@ class Trainer:
             self._on_step(epoch, step)
             fault_point("train-step", epoch)
         elapsed = time.perf_counter() - t0
+        self._log_unreadable(epoch)
         return {
             "train_loss": total_loss / steps,
             "train_steps": steps,
@@ -255,6 +257,20 @@ class Trainer:
             "train_seconds": elapsed,
             "train_images_per_s": seen / elapsed if elapsed > 0 else float("nan"),
         }
+
+    def _log_unreadable(self, epoch: int) -> None:
+        """Name the training images that failed to decode and were left out (``skip``)."""
+        failures = getattr(self.datasets["train"], "decode_failures", None)
+        new = [(p, r) for p, r in failures() if p not in self._unreadable] if failures else []
+        if new and self.dist.main:
+            self._unreadable.update(p for p, _ in new)
+            logger.warning(
+                "epoch %d: %d training image(s) failed to decode and were left out (%d so far): %s",
+                epoch,
+                len(new),
+                len(self._unreadable),
+                "; ".join(f"{p}: {r}" for p, r in new[:10]) + ("; ..." if len(new) > 10 else ""),
+            )
 
     def validate(self, split: str = "val") -> Any:
         """Evaluate on ``split`` (sharded over processes, gathered everywhere)."""
@@ -318,26 +334,9 @@ class Trainer:
         """Load the newest trusted checkpoint of ``output_dir``; False when the folder holds no
         trace of a run. A damaged newest checkpoint is skipped with a warning; a folder with
         traces of a run but no trusted checkpoint raises :class:`RunFolderError`."""
-        found = find_checkpoints(self.output_dir)
-        if found is None:
+        ckpt = resume_checkpoint(self.output_dir, self.config.to_dict(), free=RESUME_FREE)
+        if ckpt is None:
             return False
-        if found.skipped:
-            logger.warning(
-                "resuming %s from %s: skipped %s",
-                self.output_dir,
-                found.last.name,
-                "; ".join(f"{what} ({why})" for what, why in found.skipped),
-            )
-        last = found.last
-        ckpt = load_checkpoint(last)
-        saved = dict(ckpt.state["config"])
-        now = self.config.to_dict()
-        diff = sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
-        if diff:
-            raise ConfigError(
-                f"cannot resume {last}: the config differs in {diff}; resume with the saved "
-                f"config ({last / 'state.json'}) or start a new output_dir"
-            )
         if ckpt.state.get("world_size", 1) != self.dist.world:
             logger.warning(
                 "resuming a %d-process run with %d processes: the data order changes",
@@ -359,7 +358,7 @@ class Trainer:
         if self.dist.main:
             keep = self.config.keep_checkpoints
             settle_run(self.output_dir, ckpt.epoch, best_epoch=self.best_epoch, keep=keep)
-        logger.info("resumed from %s (epoch %d)", last, ckpt.epoch)
+        logger.info("resumed from %s (epoch %d)", ckpt.path, ckpt.epoch)
         return True
 
     def _write_log(self) -> None:

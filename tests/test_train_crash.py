@@ -41,7 +41,7 @@ from mdan_zoo.run_checkpoints import (
     find_checkpoints,
     load_checkpoint,
 )
-from mdan_zoo.run_writer import FAULT_ENV
+from mdan_zoo.run_writer import FAULT_ENV, run_lock
 from mdan_zoo.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -385,3 +385,22 @@ def test_damaged_checkpoint_folder_gives_a_clear_error(env: Path, two_epochs: Pa
     (folder / "state.json").write_bytes(b"\xff\xfe")
     with pytest.raises(RunFolderError, match=r"one-folder is not a usable checkpoint: state"):
         load_checkpoint(folder)
+
+
+def test_second_trainer_on_the_same_folder_is_refused(
+    env: Path, after_epoch1: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While one process trains in a folder (it holds the lock), another is refused before
+    it touches anything; the lock dies with its holder, so a kill never leaves it behind."""
+    run = env / "locked"
+    shutil.copytree(after_epoch1, run)
+    cfg = _config(env, "locked")
+    before = _tree(run)
+    with run_lock(run):
+        assert _train(cfg, resume=True) == 1
+    assert "another process is training in" in capsys.readouterr().err
+    assert _tree(run) == before
+    _killed(cfg, "after:train-step@2", resume=True)  # held the lock when it died
+    _consistent(run, 1)
+    with run_lock(run):
+        pass
