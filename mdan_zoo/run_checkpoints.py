@@ -216,23 +216,25 @@ def _best_of(ckpt_dir: Path, last: Path, state: Mapping[str, Any]) -> tuple[Path
     epoch = state["best_epoch"]
     if epoch == 0:
         return None, ""
-    name = state.get("best_dir")
-    if name is None:  # older runs kept the selected epoch in best/ (named by best.json)
-        ptr, _ = _read_json(ckpt_dir / "best.json")
-        name = ptr.get("dir") if isinstance(ptr, dict) else None
-    if name == last.name:
-        return last, ""
-    if not isinstance(name, str) or not (_epoch_of(name) is not None or name == "best"):
-        return None, f"names no selected checkpoint for best epoch {epoch}"
-    best_state, why = inspect_checkpoint(ckpt_dir / name)
-    if best_state is None:
-        return None, f"its selected checkpoint {name} (epoch {epoch}) is unusable: {why}"
-    if best_state["epoch"] != epoch:
-        return (
-            None,
-            f"its selected checkpoint {name} holds epoch {best_state['epoch']}, not {epoch}",
-        )
-    return ckpt_dir / name, ""
+    names = [state.get("best_dir")]
+    if names[0] is None:  # older runs kept the selected epoch in best/, named by best.json,
+        ptr, _ = _read_json(ckpt_dir / "best.json")  # which a resume moves to epoch-NNNN
+        names = [ptr.get("dir") if isinstance(ptr, dict) else None, checkpoint_name(epoch)]
+    why = ""
+    for name in names:
+        if name == last.name:
+            return last, ""
+        if not isinstance(name, str) or not (_epoch_of(name) is not None or name == "best"):
+            why = why or f"names no selected checkpoint for best epoch {epoch}"
+            continue
+        best_state, reason = inspect_checkpoint(ckpt_dir / name)
+        if best_state is None:
+            why = why or f"its selected checkpoint {name} (epoch {epoch}) is unusable: {reason}"
+        elif best_state["epoch"] != epoch:
+            why = why or f"its selected checkpoint {name} holds epoch {best_state['epoch']}"
+        else:
+            return ckpt_dir / name, ""
+    return None, why
 
 
 def find_checkpoints(run_dir: str | os.PathLike[str]) -> RunCheckpoints | None:

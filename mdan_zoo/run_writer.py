@@ -34,7 +34,14 @@ from torch import Tensor
 
 from .config import ConfigError
 from .model import MDAN
-from .run_checkpoints import _HIDDEN_RE, RunFolderError, _epoch_of, checkpoint_name, run_traces
+from .run_checkpoints import (
+    _HIDDEN_RE,
+    RunFolderError,
+    _epoch_of,
+    checkpoint_name,
+    inspect_checkpoint,
+    run_traces,
+)
 from .train_config import TrainConfig
 
 __all__ = [
@@ -172,8 +179,15 @@ def commit_checkpoint(run_dir: Path, epoch: int, *, best_epoch: int, keep: int) 
 def settle_run(run_dir: Path, epoch: int, *, best_epoch: int, keep: int) -> None:
     """On resume from ``epoch`` (rank 0): finish what a kill after the commit may have cut
     short, so the folder is as if the run had never stopped: ``best.json`` rewritten if it
-    differs from ``last.json``'s selection, epoch folders beyond ``keep`` removed."""
+    differs from ``last.json``'s selection, epoch folders beyond ``keep`` removed. An older
+    run's ``best/`` folder is renamed to its epoch folder when that one is gone."""
     ckpt_dir = run_dir / "checkpoints"
+    legacy, target = ckpt_dir / "best", ckpt_dir / checkpoint_name(best_epoch)
+    if best_epoch and legacy.is_dir() and not target.exists():
+        state, _ = inspect_checkpoint(legacy)  # older runs kept the selected epoch in best/
+        if state is not None and state["epoch"] == best_epoch:
+            os.replace(legacy, target)
+            _fsync_dir(ckpt_dir)
     if best_epoch:
         best = {"dir": checkpoint_name(best_epoch), "epoch": best_epoch}
         try:
@@ -196,9 +210,9 @@ def _rotate(ckpt_dir: Path, epoch: int, *, best_epoch: int, keep: int) -> None:
     if best_epoch:
         keep_names.add(checkpoint_name(best_epoch))
     old = [p for p in done if p.name not in keep_names]
-    legacy = ckpt_dir / "best"  # older runs kept the selected epoch there
-    if best_epoch and legacy.is_dir():
-        old.append(legacy)
+    legacy = ckpt_dir / "best"  # older runs kept the selected epoch there: once it is
+    if best_epoch and legacy.is_dir() and (ckpt_dir / checkpoint_name(best_epoch)).is_dir():
+        old.append(legacy)  # in its epoch folder too, the copy goes
     for path in old:
         _remove_dir(path, epoch=epoch)
 

@@ -344,9 +344,10 @@ def test_damaged_latest_checkpoint_falls_back_with_a_warning(
     shutil.copytree(two_epochs, run)
     cfg = _config(env, f"damaged-{how}", keep_checkpoints=2)
     _damage(run / "checkpoints", how)
-    before = _tree(run)
-    assert _train(cfg) == 1  # without --resume: refused whatever the pointer says
-    assert _tree(run) == before
+    if how.endswith("-last"):  # without --resume: refused whatever state the pointer is in
+        before = _tree(run)
+        assert _train(cfg) == 1
+        assert _tree(run) == before
     with caplog.at_level(logging.INFO):
         assert _train(cfg, resume=True) == 0
     named, epoch = DAMAGE[how]
@@ -404,3 +405,35 @@ def test_second_trainer_on_the_same_folder_is_refused(
     _consistent(run, 1)
     with run_lock(run):
         pass
+
+
+def test_run_written_in_the_older_layout_resumes_and_keeps_its_selected_epoch(
+    env: Path, two_epochs: Path, reference: dict[str, Any]
+) -> None:
+    """Older runs kept the selected epoch in a separate best/ folder (weights and state, no
+    checksums) and rotated its epoch folder away; a resume moves best/ to its epoch folder
+    rather than losing it, and ends as the uninterrupted run."""
+    run = env / "older"
+    shutil.copytree(two_epochs, run)
+    ckpts = run / "checkpoints"
+    best_epoch = json.loads((ckpts / "last.json").read_text())["best"]["epoch"]
+    selected = ckpts / checkpoint_name(best_epoch)
+    (ckpts / "best").mkdir()
+    shutil.copy(selected / "model.safetensors", ckpts / "best")
+    state = json.loads((selected / "state.json").read_text())
+    for key in ("files", "best_dir", "optimizer", "rng"):
+        state.pop(key)
+    (ckpts / "best" / "state.json").write_text(json.dumps(state))
+    for folder in ckpts.glob("epoch-*"):
+        state = json.loads((folder / "state.json").read_text())
+        state.pop("files"), state.pop("best_dir")
+        (folder / "state.json").write_text(json.dumps(state))
+    if best_epoch != 2:
+        shutil.rmtree(selected)  # rotated away: best/ was its only copy
+    (ckpts / "last.json").write_text('{"dir": "epoch-0002", "epoch": 2}')
+    (ckpts / "best.json").write_text(f'{{"dir": "best", "epoch": {best_epoch}}}')
+    older = load_checkpoint(run)
+    assert older.epoch == best_epoch and older.path.name == "best"
+    assert _train(_config(env, "older", keep_checkpoints=2), resume=True) == 0
+    assert not (ckpts / "best").exists()
+    _same_run(reference, run, same_folders=False)
