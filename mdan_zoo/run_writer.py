@@ -58,7 +58,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FAULT_ENV = "MDAN_ZOO_FAULT"
-_ATOMIC_TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # tempfile.mkstemp leftovers
+# what an atomic write of one of the run's own files leaves when killed (tempfile.mkstemp)
+_ATOMIC_TMP_RE = re.compile(
+    r"^\.(config\.json|metrics\.jsonl|last\.json|best\.json|report\.json|report\.txt"
+    r"|confusion_[\w.-]+\.(csv|png))\.[a-z0-9_]{8}\.tmp$"
+)
 
 
 # ---------------------------------------------------------------------------- fault injection

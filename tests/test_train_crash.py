@@ -22,6 +22,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,17 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
 def env(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_dir: Path) -> Any:
     """300 real Fashion-MNIST training and 20 test images as IDX files (the ``fashion_mnist``
     dataset then reads 4 per class for training, 1 per class for validation), the backbone
-    file, and one torch thread in this process and in the forked ones."""
-    root = tmp_path_factory.mktemp("crash")
+    file, and one torch thread in this process and in the forked ones.
+
+    The runs go to /dev/shm when it has room: a kill -9 leaves page-cache files exactly as it
+    leaves disk files, and the ~100 checkpoint writes (90 MB each) then cost no disk syncs.
+    Each test removes its run folder once it passed."""
+    shm = Path("/dev/shm")
+    in_memory = shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 4e9
+    if in_memory:
+        root = Path(tempfile.mkdtemp(prefix="mdan-zoo-crash-", dir=shm))
+    else:
+        root = tmp_path_factory.mktemp("crash")
     data = root / "fashion"
     data.mkdir()
     for split, n, stem in (("train", 300, "train"), ("test", 20, "t10k")):
@@ -79,6 +89,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_dir: Path) -> An
     torch.set_num_threads(1)
     yield root
     torch.set_num_threads(threads)
+    if in_memory:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _config(env: Path, run: str, **changes: Any) -> Path:
@@ -174,7 +186,7 @@ def _outcome(run: Path) -> dict[str, Any]:
 
 def _same_run(ref: dict[str, Any], run: Path, *, same_folders: bool = True) -> None:
     """Bit-identical end state: weights, optimizer and RNG tensors, scheduler, metrics, the
-    selected epoch and its weights, the log; and no leftovers."""
+    selected epoch and its weights, the log; and no leftovers. Then the run folder goes."""
     out = _outcome(run)
     a, b = ref["state"], out["state"]
     assert a["epoch"] == b["epoch"] == EPOCHS
@@ -189,6 +201,7 @@ def _same_run(ref: dict[str, Any], run: Path, *, same_folders: bool = True) -> N
     assert not [n for n in out["folders"] if n.startswith(".")], out["folders"]
     if same_folders:
         assert out["folders"] == ref["folders"]
+    shutil.rmtree(run)
 
 
 @pytest.fixture(scope="module")
@@ -378,6 +391,7 @@ def test_run_folder_without_a_trusted_checkpoint_is_refused_untouched(
         load_checkpoint(run)
     assert cli.main(["export", str(run), str(env / "hopeless-export")]) == 1
     assert not (env / "hopeless-export").exists()
+    shutil.rmtree(run)
 
 
 def test_damaged_checkpoint_folder_gives_a_clear_error(env: Path, two_epochs: Path) -> None:
@@ -386,6 +400,7 @@ def test_damaged_checkpoint_folder_gives_a_clear_error(env: Path, two_epochs: Pa
     (folder / "state.json").write_bytes(b"\xff\xfe")
     with pytest.raises(RunFolderError, match=r"one-folder is not a usable checkpoint: state"):
         load_checkpoint(folder)
+    shutil.rmtree(folder)
 
 
 def test_second_trainer_on_the_same_folder_is_refused(
@@ -405,6 +420,7 @@ def test_second_trainer_on_the_same_folder_is_refused(
     _consistent(run, 1)
     with run_lock(run):
         pass
+    shutil.rmtree(run)
 
 
 def test_run_written_in_the_older_layout_resumes_and_keeps_its_selected_epoch(
