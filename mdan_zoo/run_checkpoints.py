@@ -1,32 +1,65 @@
-"""A training run's checkpoint files: one folder per epoch, ``best/``, and pointer files.
+"""A training run's checkpoints: how they are laid out, verified and loaded.
 
-Each checkpoint folder holds the weights and the optimizer / RNG tensors as safetensors and
-everything else as JSON (``state.json``): nothing is pickled. Folders are written under a
-temporary name and renamed into place; pointer files (``last.json`` / ``best.json``) are
-replaced atomically.
+Layout of ``<output_dir>/checkpoints/``: one folder per epoch (``epoch-0007/``: weights and
+optimizer / RNG tensors as safetensors, everything else as JSON in ``state.json``, which also
+records the size and SHA-256 of each tensor file), ``last.json`` (the commit point: the newest
+epoch and the validation-selected one it names) and ``best.json`` (a copy of the selected half).
+Nothing is pickled. :mod:`mdan_zoo.run_writer` writes them in an order that survives
+``kill -9`` at any instant (docs/training.md, "Guarantees").
+
+Readers trust ``last.json`` and the ``state.json`` it leads to, and verify every tensor file
+against its recorded checksum; when the newest checkpoint is damaged they fall back to the
+newest one that verifies and say what they skipped; a run folder with no checkpoint that can
+be trusted is refused with a :class:`RunFolderError`, never restarted over.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
-import random
-import shutil
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import load_file
 from torch import Tensor
 
-from .config import MDANConfig, Preprocessing
+from .config import ConfigError, MDANConfig, Preprocessing
 from .model import MDAN
 from .taxonomy import Taxonomy
 
-__all__ = ["Checkpoint", "load_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "RunCheckpoints",
+    "RunFolderError",
+    "checkpoint_name",
+    "find_checkpoints",
+    "inspect_checkpoint",
+    "load_checkpoint",
+    "resume_checkpoint",
+    "run_traces",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "mdan_zoo.train/1"
+_EPOCH_RE = re.compile(r"^epoch-(\d{4,})$")
+_HIDDEN_RE = re.compile(r"^\.(epoch-\d{4,})\.(tmp|old|del)-(\d+)$")
+_TENSOR_FILES = ("model.safetensors", "training.safetensors")
+_RESUME_FIX = (
+    "Nothing was changed. Restore the damaged files (e.g. from a backup), or start a new run "
+    "in another output_dir (or delete this folder yourself)"
+)
+
+
+class RunFolderError(ConfigError):
+    """A run folder that cannot be trusted, or that a command must not overwrite; the message
+    names the files, what is wrong with each, and the fix."""
 
 
 @dataclass
@@ -40,116 +73,300 @@ class Checkpoint:
     tensors: dict[str, Tensor]
 
 
-def model_state(model: MDAN) -> dict[str, Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+@dataclass(frozen=True)
+class RunCheckpoints:
+    """The trusted checkpoints of a run folder (:func:`find_checkpoints`).
+
+    Attributes:
+        last: the newest checkpoint that verifies (what ``resume`` continues from).
+        best: the validation-selected checkpoint that ``last`` names (None before any epoch
+            had a finite validation score).
+        state: ``last``'s state.json.
+        skipped: (file or folder, why) passed over to get there; empty when all is well.
+    """
+
+    last: Path
+    best: Path | None
+    state: dict[str, Any]
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
-def flatten_optimizer(opt_state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    tensors: dict[str, Tensor] = {}
-    meta: dict[str, Any] = {"param_groups": opt_state["param_groups"], "state": {}}
-    for idx, entry in opt_state["state"].items():
-        meta["state"][str(idx)] = {}
-        for key, value in entry.items():
-            if isinstance(value, Tensor):
-                tensors[f"optimizer/{idx}/{key}"] = value.detach().cpu().contiguous()
-            else:
-                meta["state"][str(idx)][key] = value
-    return tensors, meta
+# ---------------------------------------------------------------------------- the run folder
+def checkpoint_name(epoch: int) -> str:
+    """``epoch-0007``: the folder of an epoch's checkpoint."""
+    return f"epoch-{epoch:04d}"
 
 
-def unflatten_optimizer(tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in meta["state"].items()}
-    for name, value in tensors.items():
-        if name.startswith("optimizer/"):
-            _, idx, key = name.split("/", 2)
-            state.setdefault(int(idx), {})[key] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
+def _epoch_of(name: str) -> int | None:
+    m = _EPOCH_RE.match(name)
+    return int(m.group(1)) if m else None
 
 
-def rng_state() -> tuple[dict[str, Tensor], dict[str, Any]]:
-    np_state: Any = np.random.get_state()
-    tensors = {
-        "rng/torch": torch.get_rng_state(),
-        "rng/numpy": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng/cuda/{i}"] = s
-    meta = {
-        "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-    }
-    return tensors, meta
+def run_traces(run_dir: Path) -> list[str]:
+    """What shows that a run has made progress in ``run_dir`` (checkpoints, pointer files, a
+    metrics log): a new run must not start over these."""
+    found = []
+    ckpt_dir = run_dir / "checkpoints"
+    if ckpt_dir.is_dir():
+        for p in sorted(ckpt_dir.iterdir()):
+            m = _HIDDEN_RE.match(p.name)
+            if not p.name.startswith(".") or (m and m.group(2) == "old"):
+                found.append(f"checkpoints/{p.name}")
+    log = run_dir / "metrics.jsonl"
+    if log.is_file() and log.stat().st_size > 0:
+        found.append("metrics.jsonl")
+    return found
 
 
-def set_rng_state(tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
-    torch.set_rng_state(tensors["rng/torch"])
-    name, pos, has_gauss, cached = meta["numpy"]
-    np.random.set_state(
-        (name, tensors["rng/numpy"].numpy().astype(np.uint32), pos, has_gauss, cached)
-    )
-    version, values, gauss = meta["python"]
-    random.setstate((version, tuple(values), gauss))
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda/")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+# ---------------------------------------------------------------------------- reading
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, "missing"
+    except OSError as err:
+        return None, f"unreadable ({err.strerror or err})"
+    if not raw.strip():
+        return None, "empty"
+    try:
+        return json.loads(raw.decode("utf-8")), None
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except json.JSONDecodeError as err:
+        return None, f"not valid JSON ({err.msg}, line {err.lineno} column {err.colno})"
 
 
-def write_checkpoint_dir(final: Path, files: Mapping[str, Any]) -> None:
-    """Write files into ``final.tmp-*`` and rename the folder into place (atomic on POSIX)."""
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, content in files.items():
-        if name.endswith(".safetensors"):
-            save_file(content, str(tmp / name))
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "epoch": int,
+    "config": dict,
+    "taxonomy": dict,
+    "model_config": dict,
+    "preprocessing": dict,
+    "best_epoch": int,
+    "best_metric": (int, float),
+    "history": list,
+}
+_RESUME_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "optimizer": dict,
+    "rng": dict,
+    "scheduler": dict,
+    "scaler": dict,
+}
+
+
+def _check_file(path: Path, info: Any) -> str | None:
+    if not isinstance(info, dict) or not isinstance(info.get("bytes"), int):
+        return f"state.json's record of {path.name} is malformed"
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    if size != info["bytes"]:
+        return f"{path.name} has {size} bytes, state.json recorded {info['bytes']} (truncated?)"
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != info.get("sha256"):
+        return f"{path.name} does not match the SHA-256 state.json recorded (corrupted)"
+    return None
+
+
+def inspect_checkpoint(
+    path: Path, *, resumable: bool = False
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``(state, None)`` for a checkpoint folder that can be trusted, ``(None, why)`` for one
+    that cannot: state.json must parse and have its fields, and every tensor file must have
+    the size and SHA-256 recorded in it. ``resumable`` also asks for the optimizer state."""
+    if not path.is_dir():
+        return None, "no such folder"
+    state, why = _read_json(path / "state.json")
+    if why is not None:
+        return None, f"state.json is {why}"
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        return None, f"state.json is not a {FORMAT} checkpoint state"
+    for key, kind in {**_FIELDS, **(_RESUME_FIELDS if resumable else {})}.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return None, f"state.json field {key!r} is missing or of the wrong type"
+    number = _epoch_of(path.name)
+    if number is not None and number != state["epoch"]:
+        return None, f"state.json says epoch {state['epoch']} in a folder named {path.name}"
+    needed = _TENSOR_FILES if resumable else _TENSOR_FILES[:1]
+    files = state.get("files")
+    if files is None:  # written before checksums were recorded: the headers must parse
+        for name in needed:
+            try:
+                with safe_open(str(path / name), "pt"):
+                    pass
+            except Exception as err:  # noqa: BLE001 - SafetensorError, OSError...
+                return None, f"{name} is unreadable ({err})"
+        return state, None
+    if not isinstance(files, dict) or not set(needed) <= set(files) <= set(_TENSOR_FILES):
+        return None, f"state.json's file list is wrong: {sorted(files) if files else files}"
+    for name, info in files.items():
+        why = _check_file(path / name, info)
+        if why is not None:
+            return None, why
+    return state, None
+
+
+def _best_of(ckpt_dir: Path, last: Path, state: Mapping[str, Any]) -> tuple[Path | None, str]:
+    """The selected checkpoint ``last``'s state names, verified; (None, why) if unusable."""
+    epoch = state["best_epoch"]
+    if epoch == 0:
+        return None, ""
+    names = [state.get("best_dir")]
+    if names[0] is None:  # older runs kept the selected epoch in best/, named by best.json,
+        ptr, _ = _read_json(ckpt_dir / "best.json")  # which a resume moves to epoch-NNNN
+        names = [ptr.get("dir") if isinstance(ptr, dict) else None, checkpoint_name(epoch)]
+    why = ""
+    for name in names:
+        if name == last.name:
+            return last, ""
+        if not isinstance(name, str) or not (_epoch_of(name) is not None or name == "best"):
+            why = why or f"names no selected checkpoint for best epoch {epoch}"
+            continue
+        best_state, reason = inspect_checkpoint(ckpt_dir / name)
+        if best_state is None:
+            why = why or f"its selected checkpoint {name} (epoch {epoch}) is unusable: {reason}"
+        elif best_state["epoch"] != epoch:
+            why = why or f"its selected checkpoint {name} holds epoch {best_state['epoch']}"
         else:
-            (tmp / name).write_text(content, encoding="utf-8")
-    for entry in tmp.iterdir():
-        with open(entry, "rb") as fh:
-            os.fsync(fh.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+            return ckpt_dir / name, ""
+    return None, why
 
 
-def pointer(run_dir: Path, which: str) -> Path | None:
-    ptr = run_dir / "checkpoints" / f"{which}.json"
-    if not ptr.is_file():
-        return None
-    target = run_dir / "checkpoints" / json.loads(ptr.read_text())["dir"]
-    return target if target.is_dir() else None
+def find_checkpoints(run_dir: str | os.PathLike[str]) -> RunCheckpoints | None:
+    """The checkpoints of ``run_dir`` that can be trusted: ``last.json``'s epoch when it and
+    the selected epoch it names verify, else the newest epoch folder for which both do
+    (``skipped`` says what was passed over). ``None`` when the folder shows no trace of a run;
+    :class:`RunFolderError` when it shows some but no checkpoint can be trusted."""
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    skipped: list[tuple[str, str]] = []
+    candidates: list[Path] = []
+    ptr, why = _read_json(ckpt_dir / "last.json")
+    if why is None:
+        name = ptr.get("dir") if isinstance(ptr, dict) else None
+        if not isinstance(name, str) or _epoch_of(name) is None:
+            skipped.append(("checkpoints/last.json", f"names no epoch folder ({ptr!r})"))
+        elif not (ckpt_dir / name).is_dir():
+            skipped.append(("checkpoints/last.json", f"points at {name}, which does not exist"))
+        else:
+            candidates.append(ckpt_dir / name)
+    elif why != "missing" or run_traces(run_dir):
+        skipped.append(("checkpoints/last.json", why))
+    if ckpt_dir.is_dir():
+        folders = [p for p in ckpt_dir.iterdir() if _epoch_of(p.name) is not None and p.is_dir()]
+        folders.sort(key=lambda p: _epoch_of(p.name) or 0, reverse=True)
+        candidates += [p for p in folders if p not in candidates]
+    for path in candidates:
+        state, why = inspect_checkpoint(path, resumable=True)
+        if state is None:
+            skipped.append((f"checkpoints/{path.name}", why or ""))
+            continue
+        best, why = _best_of(ckpt_dir, path, state)
+        if why:
+            skipped.append((f"checkpoints/{path.name}", why))
+            continue
+        return RunCheckpoints(last=path, best=best, state=state, skipped=tuple(skipped))
+    traces = run_traces(run_dir)
+    if traces:
+        listed = "".join(f"\n  {what}: {why}" for what, why in skipped) or (
+            f"\n  found {', '.join(traces)} but no epoch folder"
+        )
+        raise RunFolderError(f"{run_dir} holds a training run but no checkpoint that can be "
+                             f"trusted:{listed}\n{_RESUME_FIX}")  # fmt: skip
+    return None
+
+
+def describe_skipped(skipped: tuple[tuple[str, str], ...]) -> str:
+    return "; ".join(f"{what} ({why})" for what, why in skipped)
+
+
+def _load(path: Path, state: dict[str, Any]) -> Checkpoint:
+    """Build the model of a verified checkpoint folder and read its tensors."""
+    try:
+        taxonomy = Taxonomy.from_dict(state["taxonomy"])
+        model = MDAN(
+            taxonomy,
+            MDANConfig.from_dict(state["model_config"]),
+            preprocessing=Preprocessing.from_dict(state["preprocessing"]),
+        )
+        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        tensors = (
+            load_file(str(path / "training.safetensors"))
+            if (path / "training.safetensors").is_file()
+            else {}
+        )
+    except (ValueError, KeyError, TypeError, RuntimeError, OSError) as err:
+        raise RunFolderError(
+            f"{path} is not a usable checkpoint: its files do not fit together ({err}). "
+            "Use another checkpoint of the run, or retrain"
+        ) from None
+    return Checkpoint(
+        path=path, epoch=int(state["epoch"]), model=model, state=state, tensors=tensors
+    )
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, which: str = "best") -> Checkpoint:
     """Load a checkpoint folder, or a run's ``best`` / ``last`` checkpoint from its output folder.
 
-    The model is rebuilt from the taxonomy, config and preprocessing stored beside the weights.
+    The files are verified against the checksums state.json records, and the model is rebuilt
+    from the taxonomy, config and preprocessing stored beside the weights. A damaged newest
+    checkpoint of a run is skipped with a warning (:func:`find_checkpoints`); a damaged
+    checkpoint folder is a :class:`RunFolderError` naming what is wrong.
     """
     path = Path(path)
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-    if not (path / "state.json").is_file():
-        found = pointer(path, which)
-        if found is None:
-            raise FileNotFoundError(
-                f"{path} holds no checkpoint: expected {path}/checkpoints/{which}.json (a training "
-                "run's output_dir) or a checkpoint folder with state.json"
-            )
-        path = found
-    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    taxonomy = Taxonomy.from_dict(state["taxonomy"])
-    model = MDAN(
-        taxonomy,
-        MDANConfig.from_dict(state["model_config"]),
-        preprocessing=Preprocessing.from_dict(state["preprocessing"]),
-    )
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
-    tensors = (
-        load_file(str(path / "training.safetensors"))
-        if (path / "training.safetensors").is_file()
-        else {}
-    )
-    return Checkpoint(
-        path=path, epoch=int(state["epoch"]), model=model, state=state, tensors=tensors
-    )
+    if (path / "state.json").is_file():
+        state, why = inspect_checkpoint(path)
+        if state is None:
+            raise RunFolderError(f"{path} is not a usable checkpoint: {why}")
+        return _load(path, state)
+    found = find_checkpoints(path)
+    if found is None:
+        raise FileNotFoundError(
+            f"{path} holds no checkpoint: expected {path}/checkpoints/last.json (a training "
+            "run's output_dir) or a checkpoint folder with state.json"
+        )
+    if found.skipped:
+        logger.warning("%s: skipped %s", path, describe_skipped(found.skipped))
+    target = found.last if which == "last" else found.best
+    if target is None:
+        raise RunFolderError(
+            f"{path}: no epoch was selected (the validation score was never finite); "
+            "load which='last' instead"
+        )
+    state = found.state if target == found.last else inspect_checkpoint(target)[0]
+    assert state is not None  # verified by find_checkpoints
+    return _load(target, state)
+
+
+def resume_checkpoint(
+    run_dir: str | os.PathLike[str], config: Mapping[str, Any], *, free: Collection[str]
+) -> Checkpoint | None:
+    """The checkpoint a resumed run continues from (:func:`find_checkpoints`, warning about
+    what was skipped), or None when ``run_dir`` shows no trace of a run. ``config`` (a
+    ``TrainConfig.to_dict()``) must equal the saved one except for the keys in ``free``."""
+    found = find_checkpoints(run_dir)
+    if found is None:
+        return None
+    if found.skipped:
+        logger.warning(
+            "resuming %s from %s: skipped %s",
+            run_dir,
+            found.last.name,
+            describe_skipped(found.skipped),
+        )
+    ckpt = _load(found.last, found.state)
+    saved = dict(ckpt.state["config"])
+    diff = sorted(k for k in config if k not in free and saved.get(k) != config[k])
+    if diff:
+        raise ConfigError(
+            f"cannot resume {found.last}: the config differs in {diff}; resume with the saved "
+            f"config ({found.last / 'state.json'}) or start a new output_dir"
+        )
+    return ckpt

@@ -24,10 +24,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,18 +41,19 @@ from .batching import EpochBatches, Step, plan_epoch
 from .config import ConfigError
 from .distributed import epoch_seed, seed_all, set_bn_frozen, setup_distributed
 from .model import MDAN
-from .run_checkpoints import (
-    flatten_optimizer,
-    load_checkpoint,
+from .run_checkpoints import checkpoint_name, find_checkpoints, load_checkpoint, resume_checkpoint
+from .run_writer import (
+    commit_checkpoint,
+    fault_point,
     model_state,
-    pointer,
-    rng_state,
-    set_rng_state,
-    unflatten_optimizer,
+    prepare_run_dir,
+    run_lock,
+    settle_run,
     write_checkpoint_dir,
 )
 from .train_config import RESUME_FREE, TrainConfig, config_diff
 from .train_setup import build_datasets, build_model
+from .train_state import flatten_optimizer, rng_state, set_rng_state, unflatten_optimizer
 
 __all__ = ["NonFiniteLossError", "RunExistsError", "TrainResult", "Trainer", "saved_state", "train"]
 
@@ -155,6 +155,7 @@ class Trainer:
         self.best_metric = -math.inf
         self.best_epoch = 0
         self.history: list[dict[str, Any]] = []
+        self._unreadable: set[str] = set()
 
     # ------------------------------------------------------------------ pieces
     def _amp_dtype(self) -> torch.dtype | None:
@@ -255,7 +256,9 @@ class Trainer:
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{value:.4f}")
             self._on_step(epoch, step)
+            fault_point("train-step", epoch)
         elapsed = time.perf_counter() - t0
+        self._log_unreadable(epoch)
         return {
             "train_loss": total_loss / steps,
             "train_steps": steps,
@@ -263,6 +266,20 @@ class Trainer:
             "train_seconds": elapsed,
             "train_images_per_s": seen / elapsed if elapsed > 0 else float("nan"),
         }
+
+    def _log_unreadable(self, epoch: int) -> None:
+        """Name the training images that failed to decode and were left out (``skip``)."""
+        failures = getattr(self.datasets["train"], "decode_failures", None)
+        new = [(p, r) for p, r in failures() if p not in self._unreadable] if failures else []
+        if new and self.dist.main:
+            self._unreadable.update(p for p, _ in new)
+            logger.warning(
+                "epoch %d: %d training image(s) failed to decode and were left out (%d so far): %s",
+                epoch,
+                len(new),
+                len(self._unreadable),
+                "; ".join(f"{p}: {r}" for p, r in new[:10]) + ("; ..." if len(new) > 10 else ""),
+            )
 
     def validate(self, split: str = "val") -> Any:
         """Evaluate on ``split`` (sharded over processes, gathered everywhere)."""
@@ -299,59 +316,36 @@ class Trainer:
         }
 
     def save_checkpoint(self, epoch: int, metrics: Mapping[str, Any], *, is_best: bool) -> Path:
-        """Rank 0 writes ``checkpoints/epoch-NNNN`` then points ``last.json`` (and ``best.json``)
-        at it; older epoch folders beyond ``keep_checkpoints`` are removed."""
-        ckpt_dir = self.output_dir / "checkpoints"
-        final = ckpt_dir / f"epoch-{epoch:04d}"
+        """Rank 0 writes ``checkpoints/epoch-NNNN``, then commits it in ``last.json`` together
+        with the selected epoch, then removes epoch folders beyond ``keep_checkpoints``
+        (:mod:`mdan_zoo.run_writer`: each step is safe against ``kill -9``)."""
+        final = self.output_dir / "checkpoints" / checkpoint_name(epoch)
+        if is_best and self.best_epoch != epoch:
+            self.best_epoch = epoch
+            self.best_metric = float(metrics.get(f"val/{self.config.select_metric}", math.nan))
         if not self.dist.main:
             return final
         opt_t, opt_meta = flatten_optimizer(self.optimizer.state_dict())
         rng_t, rng_meta = rng_state()
         state = self._state_json(epoch, metrics)
+        state["best_dir"] = checkpoint_name(self.best_epoch) if self.best_epoch else None
         state["optimizer"] = opt_meta
         state["rng"] = rng_meta
-        write_checkpoint_dir(
-            final,
-            {
-                "model.safetensors": model_state(self.model),
-                "training.safetensors": {**opt_t, **rng_t},
-                "state.json": json.dumps(state, indent=1) + "\n",
-            },
+        tensors = {"model.safetensors": model_state(self.model), "training.safetensors": rng_t}
+        tensors["training.safetensors"].update(opt_t)
+        write_checkpoint_dir(final, tensors, state, epoch=epoch)
+        commit_checkpoint(
+            self.output_dir, epoch, best_epoch=self.best_epoch, keep=self.config.keep_checkpoints
         )
-        atomic_write_text(
-            ckpt_dir / "last.json", json.dumps({"dir": final.name, "epoch": epoch}) + "\n"
-        )
-        if is_best:
-            best = ckpt_dir / "best"
-            write_checkpoint_dir(
-                best,
-                {
-                    "model.safetensors": model_state(self.model),
-                    "state.json": json.dumps(self._state_json(epoch, metrics), indent=1) + "\n",
-                },
-            )
-            atomic_write_text(
-                ckpt_dir / "best.json", json.dumps({"dir": "best", "epoch": epoch}) + "\n"
-            )
-        keep = sorted(ckpt_dir.glob("epoch-*"))[: -self.config.keep_checkpoints]
-        for old in keep:
-            shutil.rmtree(old, ignore_errors=True)
         return final
 
     def resume(self) -> bool:
-        """Load the last checkpoint of ``output_dir``; False when there is none."""
-        last = pointer(self.output_dir, "last")
-        if last is None:
+        """Load the newest trusted checkpoint of ``output_dir``; False when the folder holds no
+        trace of a run. A damaged newest checkpoint is skipped with a warning; a folder with
+        traces of a run but no trusted checkpoint raises :class:`RunFolderError`."""
+        ckpt = resume_checkpoint(self.output_dir, self.config.to_dict(), free=RESUME_FREE)
+        if ckpt is None:
             return False
-        ckpt = load_checkpoint(last)
-        saved = dict(ckpt.state["config"])
-        now = self.config.to_dict()
-        diff = sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
-        if diff:
-            raise ConfigError(
-                f"cannot resume {last}: the config differs in {diff}; resume with the saved "
-                f"config ({last / 'state.json'}) or start a new output_dir"
-            )
         if ckpt.state.get("world_size", 1) != self.dist.world:
             logger.warning(
                 "resuming a %d-process run with %d processes: the data order changes",
@@ -370,7 +364,10 @@ class Trainer:
         self.best_metric = float(ckpt.state["best_metric"])
         self.best_epoch = int(ckpt.state["best_epoch"])
         self.history = [h for h in ckpt.state["history"] if h["epoch"] <= ckpt.epoch]
-        logger.info("resumed from %s (epoch %d)", last, ckpt.epoch)
+        if self.dist.main:
+            keep = self.config.keep_checkpoints
+            settle_run(self.output_dir, ckpt.epoch, best_epoch=self.best_epoch, keep=keep)
+        logger.info("resumed from %s (epoch %d)", ckpt.path, ckpt.epoch)
         return True
 
     def _write_log(self) -> None:
@@ -382,22 +379,26 @@ class Trainer:
     def fit(self, *, resume: bool = False) -> TrainResult:
         """Train for ``config.epochs`` epochs (continuing the last checkpoint with ``resume``)."""
         cfg = self.config
-        if self.dist.main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            cfg.to_json(self.output_dir / "config.json")
-        if resume and not self.resume():
-            logger.info("no checkpoint in %s: starting from epoch 1", self.output_dir)
-        elif not resume and pointer(self.output_dir, "last") is not None and self.dist.main:
-            raise ConfigError(
-                f"{self.output_dir} already holds checkpoints: pass --resume to continue, or "
-                "choose another output_dir"
-            )
+        stack = ExitStack()
         try:
+            if self.dist.main:
+                stack.enter_context(run_lock(self.output_dir))
+                for done in prepare_run_dir(self.output_dir, resume=resume):
+                    logger.info("%s: after an interrupted write, %s", self.output_dir, done)
+            if self.dist.world > 1:
+                dist.barrier()
+            if resume and not self.resume():
+                logger.info("no checkpoint in %s: starting from epoch 1", self.output_dir)
+            if self.dist.main:
+                cfg.to_json(self.output_dir / "config.json")
+                if self.history:  # the log of the epochs resumed (a kill may have cut it short)
+                    self._write_log()
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
                 stats = self.train_epoch(epoch)
                 self.scheduler.step()
                 report = self.validate("val")
+                fault_point("validate", epoch)
                 flat = report.flat()
                 if cfg.select_metric not in flat:
                     raise ConfigError(
@@ -420,6 +421,7 @@ class Trainer:
                     epoch, {f"val/{k}": v for k, v in flat.items()}, is_best=is_best
                 )
                 self._write_log()
+                fault_point("metrics", epoch)
                 if self.dist.main:
                     logger.info(
                         "epoch %d/%d: loss %.4f, val %s %.4f%s",
@@ -432,7 +434,7 @@ class Trainer:
                     )
             if self.dist.world > 1:
                 dist.barrier()
-            best = pointer(self.output_dir, "best") or self.output_dir / "checkpoints" / "best"
+            best = self.output_dir / "checkpoints" / checkpoint_name(self.best_epoch)
             test_report = None
             if cfg.eval_test and "test" in self.datasets:
                 test_report = self._evaluate_best_on_test(best)
@@ -446,6 +448,7 @@ class Trainer:
                 test_report=test_report,
             )
         finally:
+            stack.close()
             if self._started_pg and dist.is_initialized():
                 dist.destroy_process_group()
 
@@ -459,18 +462,11 @@ class Trainer:
 
 
 def saved_state(output_dir: str | Path) -> dict[str, Any] | None:
-    """The ``state.json`` of a run's last checkpoint (epoch, config, ...), None without one.
-    Read without loading any weights."""
-    last = pointer(Path(output_dir), "last")
-    if last is None:
-        return None
-    try:
-        state = json.loads((last / "state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read {last / 'state.json'}: {err}") from err
-    if not isinstance(state, dict) or "epoch" not in state or "config" not in state:
-        raise ConfigError(f"{last / 'state.json'} is not a training checkpoint's state")
-    return state
+    """The ``state.json`` of a run's newest trusted checkpoint (epoch, config, ...), None when
+    the folder holds no run; a run without a trusted checkpoint raises
+    :class:`~mdan_zoo.run_checkpoints.RunFolderError`. Reads no weights."""
+    found = find_checkpoints(output_dir)
+    return None if found is None else found.state
 
 
 def train(

@@ -3,14 +3,20 @@ on_missing='skip' the bad files are left out and counted."""
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from data_trees import make_artphoto, make_fi, make_webemo, real_images, write
+from PIL import Image
+from torch.utils.data import DataLoader
 
 from mdan_zoo import get_taxonomy
-from mdan_zoo.data import DatasetError, load_dataset
+from mdan_zoo.data import DatasetError, ImageDataset, load_dataset
+from mdan_zoo.data.dataset import ImageDecodeError
 
 
 def _fi(tmp_path: Path) -> Path:
@@ -37,13 +43,96 @@ def test_zero_byte_and_non_image_files(tmp_path: Path, caplog: pytest.LogCapture
     assert "skipped 2 of 14" in caplog.text
 
 
-def test_truncated_jpeg_found_by_full_check_only(tmp_path: Path) -> None:
+def test_truncated_images_found_by_the_header_check(tmp_path: Path) -> None:
+    """A download cut short lacks its format's end marker: the default check decodes such a
+    file and refuses it; a JPEG with bytes after its end marker is decoded and kept."""
     root = _fi(tmp_path)
     good = real_images(1, start=60)[0]  # an ImageNet photo, big enough to truncate
     write(root / "sadness" / "sadness_7777.jpg", good[: len(good) // 3])
-    assert len(load_dataset("fi", root, progress=False)) == 13  # header still parses
-    with pytest.raises(DatasetError, match=r"sadness_7777.jpg: corrupt or truncated"):
-        load_dataset("fi", root, check="full", progress=False)
+    png = io.BytesIO()
+    Image.open(io.BytesIO(good)).save(png, format="PNG")
+    write(root / "fear" / "fear_7778.png", png.getvalue()[:-200])
+    write(root / "awe" / "awe_7779.jpg", good + b"\x00trailer written by some cameras")
+    with pytest.raises(DatasetError) as err:
+        load_dataset("fi", root, progress=False)
+    msg = str(err.value)
+    assert "2 of 15 image files" in msg
+    assert "sadness_7777.jpg: corrupt or truncated image: the file ends early" in msg
+    assert "fear_7778.png: corrupt or truncated image" in msg
+    assert "awe_7779.jpg" not in msg
+    assert len(load_dataset("fi", root, on_missing="skip", progress=False)) == 13
+
+
+def _tensor(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img.resize((16, 16)), dtype=np.float32).copy())
+
+
+def _broken_after_the_check(tmp_path: Path, on_missing: str) -> tuple[ImageDataset, Path]:
+    """A dataset whose files all passed the check, then one of them is cut short (as a file
+    being replaced, or damaged on disk, would be)."""
+    root = _fi(tmp_path)
+    ds = load_dataset("fi", root, transform=_tensor, on_missing=on_missing, progress=False)
+    victim = Path(ds.samples[5][0])
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 3])
+    return ds, victim
+
+
+def test_image_broken_after_the_check_is_skipped_and_counted_in_workers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """on_missing='skip': DataLoader worker processes leave the file out without stopping;
+    the next readable image takes its place, so batches keep their size and every pass reads
+    the same images; the main process sees the failure through decode_failures()."""
+    ds, victim = _broken_after_the_check(tmp_path, "skip")
+
+    def one_pass(workers: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        loader = DataLoader(ds, batch_size=4, num_workers=workers, shuffle=False)
+        return list(loader)
+
+    in_workers = one_pass(2)
+    (failure,) = ds.decode_failures()  # marked by a worker process, seen here
+    assert failure[0] == str(victim) and "truncated" in failure[1]
+    with caplog.at_level(logging.WARNING):
+        inline = one_pass(0)
+    assert f"cannot decode {victim}" in caplog.text and "left out" in caplog.text
+    assert [len(y) for _, y in inline] == [4, 4, 4]
+    for (xa, ya), (xb, yb) in zip(inline, in_workers, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert torch.equal(inline[1][0][1], inline[1][0][2])  # sample 5 read as sample 6
+
+
+def test_image_broken_after_the_check_stops_with_its_name_and_the_fix(tmp_path: Path) -> None:
+    """on_missing='error': the error names the file and the fixes, also when a DataLoader
+    worker process raised it (no worker traceback in the message)."""
+    ds, victim = _broken_after_the_check(tmp_path, "error")
+    for workers in (0, 1):
+        with pytest.raises(ImageDecodeError) as err:
+            list(DataLoader(ds, batch_size=4, num_workers=workers))
+        msg = str(err.value)
+        assert msg.startswith(f"cannot decode image {victim} of fi: corrupt or truncated")
+        assert "check='full'" in msg and "on_missing='skip'" in msg
+        assert "Traceback" not in msg and "worker" not in msg
+
+
+def test_empty_class_folder_and_missing_classes_are_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = _fi(tmp_path)
+    (root / "awe").mkdir()
+    (root / "excitement" / "nested").mkdir(parents=True)
+    with caplog.at_level(logging.WARNING):
+        ds = load_dataset("fi", root, progress=False)
+    assert len(ds) == 12
+    assert "2 folder(s) under" in caplog.text and "hold no images: awe/, excitement/" in caplog.text
+    assert "4 of 8 classes of taxonomy 'fi' have no samples" in caplog.text
+    assert "awe, contentment, disgust, excitement" in caplog.text
+    caplog.clear()
+    write(tmp_path / "f" / "awe" / "a.jpg", real_images(1)[0])
+    (tmp_path / "f" / "fear").mkdir()
+    with caplog.at_level(logging.WARNING):
+        load_dataset("folder", tmp_path / "f", taxonomy=get_taxonomy("mikels"), progress=False)
+    assert "hold no images: fear/" in caplog.text
 
 
 def test_many_missing_files_listed_first_ten_and_counted(tmp_path: Path) -> None:

@@ -4,17 +4,22 @@ weights, a NaN loss stops with a clear error, configs are validated, the CLI tra
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from data_trees import MIKELS, make_fi
 from torch.utils.data import TensorDataset
 from train_helpers import fashion_sets, load_weights, tiny_config
 
 from mdan_zoo.cli import main
 from mdan_zoo.config import ConfigError
+from mdan_zoo.data.dataset import ImageDecodeError
 from mdan_zoo.run_checkpoints import load_checkpoint
 from mdan_zoo.train_config import TrainConfig, list_configs
+from mdan_zoo.train_setup import build_datasets
 from mdan_zoo.trainer import NonFiniteLossError, RunExistsError, Trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,8 +61,17 @@ class _Killed(RuntimeError):
     pass
 
 
+@pytest.fixture
+def one_thread() -> Any:
+    """One torch thread: on a busy 2-core machine two threads spin against each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_resume_after_kill_equals_uninterrupted_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fashion_mnist_dir: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fashion_mnist_dir: Path, one_thread: None
 ) -> None:
     """Kill in the middle of epoch 2 (after the epoch-1 checkpoint), resume: bit-identical
     weights and optimizer state to a run that was never interrupted. 30 images in batches of
@@ -91,6 +105,43 @@ def test_resume_after_kill_equals_uninterrupted_run(
         if k.startswith("optimizer/"):
             assert torch.equal(ta[k], tb[k]), k
     assert [h["train_loss"] for h in ref.history] == [h["train_loss"] for h in resumed.history]
+
+
+def test_training_image_broken_after_the_check(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, one_thread: None
+) -> None:
+    """An image that passed the check and then fails to decode in a DataLoader worker: with
+    on_missing='skip' the epoch goes on and the file is named and counted; with 'error' the
+    run stops with the file and the fix, not a worker's traceback."""
+    make_fi(tmp_path / "fi", {label: 5 for label in MIKELS})
+    common = {"taxonomy": "fi", "dataset": "fi", "data_root": str(tmp_path / "fi")}
+    common.update(workers=1, epochs=1, eval_test=False)
+    probe = tiny_config(tmp_path, **common)
+    n_train = len(build_datasets(probe, taxonomy=probe.load_taxonomy())["train"])
+    # one batch of the whole split: every training image is read in the epoch
+    cfg = tiny_config(tmp_path, on_missing="skip", batch_size=n_train, **common)
+    trainer = Trainer(cfg)
+    victim = Path(trainer.datasets["train"].samples[3][0])  # type: ignore[attr-defined]
+    good = victim.read_bytes()
+    victim.write_bytes(good[:500])
+    with caplog.at_level(logging.WARNING):
+        result = trainer.fit()
+    assert result.history[0]["train_images"] == n_train
+    assert f"1 training image(s) failed to decode and were left out (1 so far): {victim}: " in (
+        caplog.text
+    )
+    victim.write_bytes(good)
+    cfg = tiny_config(
+        tmp_path, on_missing="error", batch_size=n_train, output_dir=str(tmp_path / "e"), **common
+    )
+    trainer = Trainer(cfg)
+    victim = Path(trainer.datasets["train"].samples[4][0])  # type: ignore[attr-defined]
+    victim.write_bytes(victim.read_bytes()[:500])
+    with pytest.raises(ImageDecodeError) as err:
+        trainer.fit()
+    msg = str(err.value)
+    assert msg.startswith(f"cannot decode image {victim}") and "on_missing='skip'" in msg
+    assert "Traceback" not in msg
 
 
 def test_nan_loss_stops_with_epoch_and_step(tmp_path: Path, fashion_mnist_dir: Path) -> None:

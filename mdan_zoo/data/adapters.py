@@ -54,22 +54,53 @@ def _root(root: str | os.PathLike[str], what: str) -> Path:
     return path
 
 
-def _walk_images(top: Path, *, skip_dirs: Iterable[str] = ()) -> tuple[list[Path], int]:
+def _walk_images(
+    top: Path, *, skip_dirs: Iterable[str] = (), empty: list[Path] | None = None
+) -> tuple[list[Path], int]:
     """Image files under ``top`` (sorted, hidden entries and the split folder skipped) and the
-    number of other files ignored."""
+    number of other files ignored. ``empty``, if given, receives the folders under ``top``
+    with no image anywhere below them."""
     skip = {SPLIT_DIR_NAME, *skip_dirs}
     found: list[Path] = []
     ignored = 0
+    folders: list[str] = []
+    with_images: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in skip)
+        folders.append(dirpath)
         for fname in sorted(filenames):
             if fname.startswith("."):
                 continue
             if Path(fname).suffix.lower() in IMAGE_EXTENSIONS:
                 found.append(Path(dirpath) / fname)
+                with_images.add(dirpath)
             else:
                 ignored += 1
+    if empty is not None:
+        full = {str(p) for d in with_images for p in (Path(d), *Path(d).parents)}
+        empty += [Path(d) for d in folders if d != str(top) and d not in full]
     return found, ignored
+
+
+def _warn_empty_folders(name: str, base: Path, folders: Sequence[Path], tax: Taxonomy) -> None:
+    """An empty class folder is usually a download or an unpacking cut short: say so."""
+    if not folders:
+        return
+    shown = []
+    for folder in folders[:_SHOW]:
+        known = _canonical_or_none(tax, folder.name)
+        note = "" if known else " (not a label)"
+        shown.append(f"{_rel(folder, base)}/{note}")
+    more = f" and {len(folders) - _SHOW} more" if len(folders) > _SHOW else ""
+    logger.warning(
+        "%s: %d folder(s) under %s hold no images: %s%s; a class whose folder is empty gets no "
+        "samples (check the download or the unpacking)",
+        name,
+        len(folders),
+        base,
+        ", ".join(shown),
+        more,
+    )
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -167,6 +198,19 @@ def _finish(
             f"{name}: no images found under {root}; check the folder against the layout in "
             f"docs/datasets.md"
         )
+    present = set(labels.values())
+    absent = [c for i, c in enumerate(taxonomy.labels[-1]) if i not in present]
+    if absent:
+        logger.warning(
+            "%s: %d of %d classes of taxonomy %r have no samples under %s: %s; the model never "
+            "sees them in training",
+            name,
+            len(absent),
+            len(taxonomy.labels[-1]),
+            taxonomy.name,
+            root,
+            ", ".join(absent[:_SHOW]) + (", ..." if len(absent) > _SHOW else ""),
+        )
     off = None
     if official is not None:
         pos = {rel: i for i, (rel, _) in enumerate(entries)}
@@ -216,6 +260,7 @@ def _by_top_folder(name: str, base: Path, tax: Taxonomy) -> Listing:
     labels = _Labels(tax, f"{name} ({base})")
     pairs: list[tuple[str, int]] = []
     loose = []
+    empty: list[Path] = []
     ignored = 0
     for child in sorted(base.iterdir()):
         if child.name.startswith(".") or child.name == SPLIT_DIR_NAME:
@@ -227,6 +272,7 @@ def _by_top_folder(name: str, base: Path, tax: Taxonomy) -> Listing:
         files, n_ignored = _walk_images(child)
         ignored += n_ignored
         if not files:
+            empty.append(child)
             continue
         idx = labels.fine(child.name, f"{child.name}/ with {len(files)} images")
         if idx is not None:
@@ -248,6 +294,7 @@ def _by_top_folder(name: str, base: Path, tax: Taxonomy) -> Listing:
         )
     if ignored:
         logger.info("%s: %d non-image files ignored", name, ignored)
+    _warn_empty_folders(name, base, empty, tax)
     return _finish(name, base, tax, pairs)
 
 
@@ -283,7 +330,9 @@ def list_folder(root: str | os.PathLike[str], *, taxonomy: Taxonomy) -> Listing:
         )
     tax = taxonomy
     base = _root(root, "folder")
-    files, ignored = _walk_images(base)
+    empty: list[Path] = []
+    files, ignored = _walk_images(base, empty=empty)
+    _warn_empty_folders("folder", base, empty, tax)
     fine_names = {n.lower() for n in tax.labels[-1]}
     labels = _Labels(tax, f"folder ({base})")
     pairs: list[tuple[str, int]] = []

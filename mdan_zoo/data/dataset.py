@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
@@ -31,6 +32,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "CheckMode",
     "ImageDataset",
+    "ImageDecodeError",
     "Listing",
     "OnMissing",
     "check_files",
@@ -105,14 +107,47 @@ def _probe(path: str, mode: CheckMode) -> str | None:
             return err.reason
         return None
     try:
-        with Image.open(path) as img:
+        with open(path, "rb") as fh, Image.open(fh) as img:
             if img.width < 1 or img.height < 1:
                 return "image has no pixels"
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and img.width * img.height > limit:
+                return (
+                    f"decompression bomb guard: {img.width * img.height:,} pixels is more than "
+                    f"Pillow's limit of {limit:,}"
+                )
+            complete = _ends_as_it_should(fh, img.format, st.st_size)
     except UnidentifiedImageError:
         return "not an image file Pillow can identify"
+    except Image.DecompressionBombError as err:
+        return f"decompression bomb guard ({err})"
     except (OSError, SyntaxError, ValueError) as err:
         return f"corrupt image header ({err})"
+    if not complete:  # cut short, or only unusual: decoding tells
+        try:
+            read_image(path)
+        except ImageReadError as err:
+            return err.reason
     return None
+
+
+def _ends_as_it_should(fh: Any, fmt: str | None, size: int) -> bool:
+    """Whether the file ends the way its format ends (a few bytes read): a download cut
+    short does not. Formats without such a marker pass."""
+    if fmt == "JPEG":
+        fh.seek(max(0, size - 2))
+        return bool(fh.read(2) == b"\xff\xd9")
+    if fmt == "PNG":
+        fh.seek(max(0, size - 8))
+        return bool(fh.read(8) == b"IEND\xaeB`\x82")
+    if fmt == "GIF":
+        fh.seek(max(0, size - 1))
+        return bool(fh.read(1) == b";")
+    if fmt in ("WEBP", "BMP"):  # the header states the file size
+        fh.seek(4 if fmt == "WEBP" else 2)
+        stated = int.from_bytes(fh.read(4), "little") + (8 if fmt == "WEBP" else 0)
+        return stated <= size
+    return True
 
 
 def check_files(
@@ -128,8 +163,9 @@ def check_files(
 
     With ``on_missing="error"`` any bad file raises one :class:`DatasetError` that lists the
     first few and the count, and says how to fix it; with ``"skip"`` the caller drops them.
-    ``mode``: ``exists`` (stat only), ``header`` (default: non-empty and identified by
-    Pillow), ``full`` (decode every image; slow on large sets).
+    ``mode``: ``exists`` (stat only), ``header`` (default: non-empty, identified by Pillow,
+    within the decompression-bomb limit, and ending with its format's end marker; a file
+    that does not is decoded to be sure), ``full`` (decode every image; slow on large sets).
     """
     if on_missing not in ("error", "skip"):
         raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
@@ -177,8 +213,32 @@ def bad_files_message(bad: Sequence[tuple[str, str]], *, total: int, source: str
     return "\n".join(lines)
 
 
+class ImageDecodeError(DatasetError):
+    """An image failed to decode while the data was read (after passing the up-front check);
+    the message names the file, the reason and the fix.
+
+    Raised in a DataLoader worker, PyTorch re-raises it in the main process as
+    ``ImageDecodeError("Caught ImageDecodeError in DataLoader worker process 0. Original
+    Traceback ...")``; the constructor keeps only the original message, so a user sees what
+    is wrong and how to fix it rather than a worker's traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        marker = f"{type(self).__name__}: "
+        if message.startswith("Caught ") and marker in message:
+            message = message.rsplit(marker, 1)[1].rstrip()
+        super().__init__(message)
+
+
 class ImageDataset(Dataset):
     """Image files with fine labels of a taxonomy; ``dataset[i]`` is ``(image, fine_index)``.
+
+    An image that fails to decode when it is read (it passed the up-front check, or changed
+    since) stops with an :class:`ImageDecodeError` naming it under ``on_missing="error"``;
+    under ``"skip"`` it is left out: the next readable sample of the list takes its place
+    (so batches keep their size and an epoch reads the same images in every run, resumed or
+    not), a warning names it, and :meth:`decode_failures` lists it, DataLoader workers
+    included.
 
     Args:
         samples: (image path, fine class index) pairs; indices point into
@@ -189,6 +249,8 @@ class ImageDataset(Dataset):
         skipped: files left out by ``on_missing="skip"`` as (path, reason).
         dropped: samples the adapter left out on purpose, reason -> count.
         annotations: extra per-sample data keyed by path relative to the dataset root.
+        on_missing: what an image that fails to decode when read does: ``"error"`` or
+            ``"skip"`` (see above).
     """
 
     def __init__(
@@ -201,7 +263,10 @@ class ImageDataset(Dataset):
         skipped: Sequence[tuple[str, str]] = (),
         dropped: Mapping[str, int] | None = None,
         annotations: Mapping[str, Mapping[str, Any]] | None = None,
+        on_missing: OnMissing = "error",
     ) -> None:
+        if on_missing not in ("error", "skip"):
+            raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
         self.samples: list[tuple[str, int]] = [(str(p), int(t)) for p, t in samples]
         n = taxonomy.num_classes[-1]
         wrong = [(p, t) for p, t in self.samples if not 0 <= t < n]
@@ -217,6 +282,11 @@ class ImageDataset(Dataset):
         self.skipped: list[tuple[str, str]] = list(skipped)
         self.dropped: dict[str, int] = dict(dropped or {})
         self.annotations: dict[str, Mapping[str, Any]] = dict(annotations or {})
+        self.on_missing: OnMissing = on_missing
+        # a byte per sample in shared memory: DataLoader workers (other processes) mark the
+        # samples that failed to decode, and the main process reads the marks
+        self._failed = torch.zeros(max(1, len(self.samples)), dtype=torch.uint8).share_memory_()
+        self._warned: set[int] = set()  # per process: a worker warns once per file
 
     @property
     def targets(self) -> list[int]:
@@ -244,7 +314,22 @@ class ImageDataset(Dataset):
             skipped=self.skipped,
             dropped=self.dropped,
             annotations=self.annotations,
+            on_missing=self.on_missing,
         )
+
+    def decode_failures(self) -> list[tuple[str, str]]:
+        """(path, reason) of the samples that failed to decode when read so far, in any
+        process reading this dataset (DataLoader workers too)."""
+        marked = torch.nonzero(self._failed[: len(self.samples)]).flatten().tolist()
+        out = []
+        for i in marked:
+            try:
+                read_image(self.samples[i][0])
+                reason = "failed to decode when read (readable now)"
+            except ImageReadError as err:
+                reason = err.reason
+            out.append((self.samples[i][0], reason))
+        return out
 
     def image(self, i: int) -> Image.Image:
         """Sample ``i`` as an RGB PIL image (no transform); ImageReadError if unreadable."""
@@ -254,10 +339,42 @@ class ImageDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        img: Any = self.image(i)
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, self.samples[i][1]
+        n = len(self.samples)
+        for j in (k % n for k in range(i, i + n)):
+            try:
+                img: Any = self.image(j)
+            except ImageReadError as err:
+                self._unreadable(j, err, instead_of=i)
+                continue
+            if self.transform is not None:
+                img = self.transform(img)
+            return img, self.samples[j][1]
+        raise ImageDecodeError(
+            f"{self.name}: none of the {n} images can be decoded (e.g. {self.samples[i][0]}); "
+            "check the files with load_dataset(..., check='full')"
+        )
+
+    def _unreadable(self, j: int, err: ImageReadError, *, instead_of: int) -> None:
+        self._failed[j] = 1
+        if self.on_missing == "error":
+            raise ImageDecodeError(
+                f"cannot decode image {err.path} of {self.name}: {err.reason}. It "
+                "passed the check made when the dataset was loaded (or changed since). Fix: "
+                "replace or re-download it, find every such file up front with "
+                "load_dataset(..., check='full'), or set on_missing='skip' to leave such files "
+                "out (counted and logged)"
+            )
+        if j in self._warned:
+            return
+        self._warned.add(j)
+        logger.warning(
+            "%s: cannot decode %s (%s); left out (on_missing='skip'): the next readable "
+            "image takes its place%s",
+            self.name,
+            err.path,
+            err.reason,
+            "" if j == instead_of else " (it stood in for another unreadable one)",
+        )
 
     def __repr__(self) -> str:
         extra = f", skipped={len(self.skipped)}" if self.skipped else ""

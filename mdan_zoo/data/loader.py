@@ -186,4 +186,5 @@ def _dataset(
         skipped=bad,
         dropped=listing.dropped,
         annotations=listing.annotations,
+        on_missing=on_missing,
     )
