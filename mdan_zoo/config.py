@@ -27,17 +27,29 @@ LcamRoot = Literal["all", "off"]
 LcamParent = Literal["local", "overall"]
 
 
+LITE_FPN_CHANNELS = 256
+"""Top-down width of :meth:`MDANConfig.lite` (FPN [8]'s 256)."""
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and the allowed values."""
 
 
 @dataclass(frozen=True)
 class MDANConfig:
-    """Architecture of MDAN. Defaults are the paper's full model (Table 5, last row).
+    """Architecture of MDAN. Defaults are the paper's full model: Table 5's 34.28 row (MHCCA
+    without K/V projections, UpsampleAdd, L-CAM with mean + max) at the size of Table 1.
+
+    ``MDANConfig()`` is the paper-size network (ResNet-101, top-down width 1024: 48.82M
+    parameters for FI against Table 1's 48.79M; see ``docs/architecture.md``).
+    :meth:`lite` is a lighter variant (width 256, as in FPN [8]) for quick experiments and
+    small backbones.
 
     Attributes:
         backbone: torchvision ResNet name (Sec. 5.2: ResNet-101).
-        fpn_channels: width of the top-down branch F_5..F_2 (Sec. 3.1; 256 as in FPN [8]).
+        fpn_channels: width of the top-down branch F_5..F_2. Sec. 3.1 says only that C5's
+            channel number "is reduced" by the 1x1 conv; 1024 (half of ResNet-101's 2048) is the
+            width that reproduces Table 1's parameter count (``benchmarks/complexity.py``).
         alpha: weight of P_L in P_O = alpha * P_L + (1 - alpha) * P_G (Sec. 3.2, 5.5.2: 0.7).
         heads: MHCCA heads per affective level, coarse to fine; level l_a reads C_{5-l_a}
             (Table 4 / Sec. 5.5.1: h = 2, 4, 8 for C4, C3, C2).
@@ -57,7 +69,7 @@ class MDANConfig:
     """
 
     backbone: str = "resnet101"
-    fpn_channels: int = 256
+    fpn_channels: int = 1024
     alpha: float = 0.7
     heads: tuple[int, ...] = (2, 4, 8)
     mhcca: bool = True
@@ -104,6 +116,16 @@ class MDANConfig:
         if not 0.0 < self.prob_eps < 1e-2:
             raise ConfigError(f"prob_eps must be a small positive number, got {self.prob_eps!r}")
 
+    @classmethod
+    def lite(cls, **changes: Any) -> MDANConfig:
+        """The lighter variant: everything the paper's, but the top-down width is 256 (FPN [8]).
+
+        On ResNet-101 it has 43.31M parameters and 32.9 GMACs for FI at 448 px (paper size:
+        48.82M, 42.5 GMACs); with ResNet-18 it is what the demo and the tests use. ``changes``
+        override any field, e.g. ``MDANConfig.lite(backbone="resnet18")``.
+        """
+        return cls(**{"fpn_channels": LITE_FPN_CHANNELS, **changes})
+
     def replace(self, **changes: Any) -> MDANConfig:
         """A copy with some fields changed (validated); unknown names raise TypeError."""
         return dataclasses.replace(self, **changes)
@@ -139,17 +161,41 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+class ShorterSideAtLeast:
+    """Resize an image up so that its shorter side is at least ``size``; larger images pass
+    unchanged. Lets a crop of ``size`` come from the original image (``resize_size=None``)
+    without failing on the odd image smaller than the crop."""
+
+    def __init__(self, size: int, interpolation: Any) -> None:
+        self.size = size
+        self.interpolation = interpolation
+
+    def __call__(self, img: Any) -> Any:
+        from torchvision.transforms import functional as TF
+
+        _, h, w = TF.get_dimensions(img)
+        if min(h, w) >= self.size:
+            return img
+        return TF.resize(img, self.size, interpolation=self.interpolation, antialias=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size})"
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """The input a set of weights expects (Sec. 5.2: 448 x 448 crops, per-channel normalisation).
 
-    The eval transform resizes the shorter side to ``resize_size`` and centre-crops
-    ``input_size``; the train transform takes a random ``input_size`` crop after the same
-    resize and flips horizontally.
+    With ``resize_size`` set (default 512, our choice) the shorter side is first resized to it;
+    the train transform then takes a random ``input_size`` crop and flips horizontally, the eval
+    transform takes the centre crop. ``resize_size=None`` is the paper's literal reading (Sec.
+    5.2: "a 448 x 448 image is randomly cropped from each original image"): the crops come from
+    the image at its own resolution; only an image whose shorter side is below ``input_size``
+    is scaled up to it. See the deviations table in ``docs/architecture.md``.
     """
 
     input_size: int = 448
-    resize_size: int = 512
+    resize_size: int | None = 512
     interpolation: str = "bilinear"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -159,9 +205,12 @@ class Preprocessing:
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-        if self.input_size < 32 or self.resize_size < self.input_size:
+        if self.input_size < 32 or (
+            self.resize_size is not None and self.resize_size < self.input_size
+        ):
             raise ConfigError(
-                f"need 32 <= input_size <= resize_size, got {self.input_size} / {self.resize_size}"
+                f"need 32 <= input_size <= resize_size (or resize_size=None to crop from the "
+                f"original image), got {self.input_size} / {self.resize_size}"
             )
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
             raise ConfigError("mean and std need 3 values each, std positive")
@@ -175,13 +224,27 @@ class Preprocessing:
 
         return InterpolationMode(self.interpolation)
 
+    def _resize(self) -> Any:
+        from torchvision import transforms as T
+
+        if self.resize_size is None:
+            return ShorterSideAtLeast(self.input_size, self._interp())
+        return T.Resize(self.resize_size, interpolation=self._interp(), antialias=True)
+
+    def eval_scale(self, width: int, height: int) -> float:
+        """The factor by which the eval transform scales a ``width x height`` image before its
+        centre crop (to map the crop back onto the photo)."""
+        if self.resize_size is None:
+            return max(1.0, self.input_size / min(width, height))
+        return self.resize_size / min(width, height)
+
     def eval_transform(self) -> Any:
         """torchvision transform: PIL image -> normalised float tensor [3, S, S]."""
         from torchvision import transforms as T
 
         return T.Compose(
             [
-                T.Resize(self.resize_size, interpolation=self._interp(), antialias=True),
+                self._resize(),
                 T.CenterCrop(self.input_size),
                 T.ToTensor(),
                 T.Normalize(self.mean, self.std),
@@ -189,13 +252,11 @@ class Preprocessing:
         )
 
     def train_transform(self) -> Any:
-        """The paper's train transform: resize, random crop, horizontal flip, normalise."""
+        """The train transform of Sec. 5.2: random crop (of the resized image, or of the
+        original with ``resize_size=None``), horizontal flip, normalise."""
         from torchvision import transforms as T
 
-        steps: list[Any] = [
-            T.Resize(self.resize_size, interpolation=self._interp(), antialias=True),
-            T.RandomCrop(self.input_size),
-        ]
+        steps: list[Any] = [self._resize(), T.RandomCrop(self.input_size)]
         if self.hflip:
             steps.append(T.RandomHorizontalFlip())
         steps += [T.ToTensor(), T.Normalize(self.mean, self.std)]
