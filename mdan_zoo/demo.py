@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 from torch.utils.data import TensorDataset
 
 from ._io import atomic_path, atomic_write_text
-from .config import Preprocessing
+from .config import LITE_FPN_CHANNELS, Preprocessing
 from .data.fashion_mnist import FashionMNIST
 from .evaluate import EvalReport, _font
 from .model import MDAN
@@ -203,6 +203,7 @@ def run_demo(
         taxonomy="fashion_mnist",
         dataset="fashion_mnist",
         backbone="resnet18",
+        model={"fpn_channels": LITE_FPN_CHANNELS},  # MDANConfig.lite(): the demo's speed
         input_size=size.input_size,
         resize_size=size.input_size,
         pretrained="none",  # offline: the backbone learns from scratch
