@@ -78,7 +78,7 @@ def throughput(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float
     torch.manual_seed(0)
     model = MDAN(
         get_taxonomy(args.taxonomy),
-        MDANConfig(backbone=args.backbone),
+        MDANConfig.lite(backbone=args.backbone),
         preprocessing=Preprocessing(input_size=args.size, resize_size=args.resize),
     ).eval()
     notes: dict[str, str] = {}
@@ -117,7 +117,7 @@ def cold_start(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float
     torch.manual_seed(0)
     model = MDAN(
         get_taxonomy(args.taxonomy),
-        MDANConfig(backbone=args.backbone),
+        MDANConfig.lite(backbone=args.backbone),
         preprocessing=Preprocessing(input_size=args.size, resize_size=args.resize),
     )
     weights = model.save_pretrained(workdir / "weights")
