@@ -106,3 +106,22 @@ def test_literal_crop_round_trips_and_validates() -> None:
     assert pre.to_dict()["resize_size"] is None
     with pytest.raises(ConfigError, match="resize_size=None"):
         Preprocessing(input_size=448, resize_size=256)
+
+
+def test_a_bare_file_of_the_other_width_names_the_fix(tmp_path: Path) -> None:
+    """A 256-wide safetensors file (e.g. saved by zoo 0.1.0) under today's 1024 default."""
+    from safetensors.torch import save_file
+
+    from mdan_zoo import mdan_fi
+    from mdan_zoo.hub import WeightsError
+
+    lite = MDAN(get_taxonomy("fi"), MDANConfig.lite(backbone="resnet18"))
+    path = tmp_path / "lite.safetensors"
+    save_file({k: v.contiguous() for k, v in lite.state_dict().items()}, str(path))
+    with pytest.raises(
+        WeightsError, match=r"top-down width 256 \(model: 1024.*MDANConfig\.lite\(\)"
+    ):
+        mdan_fi(weights=path, backbone="resnet18")
+    model = mdan_fi(weights=path, config=MDANConfig.lite(backbone="resnet18"))
+    assert model.config.fpn_channels == 256
+    torch.testing.assert_close(model.f5.weight, lite.f5.weight)
