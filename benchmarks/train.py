@@ -2,8 +2,13 @@
 vs model throughput, side by side in one process.
 
 * Model: one optimizer step (forward, Eq. 3 loss / cross-entropy, backward, SGD with the paper's
-  momentum and weight decay) at 448 x 448, the two models interleaved (A, B, A, B, ...) so that
-  load from other processes hits both alike; median images/s and the ratio.
+  momentum and weight decay) at 448 x 448 for the paper-size ``mdan_fi()`` and ``mdan_webemo()``
+  networks (and, unless ``--no-lite``, ``MDANConfig.lite()``) and a ResNet-101 classifier,
+  interleaved (A, B, C, A, B, C, ...) so that load from other processes hits all alike; median
+  images/s (wall) and CPU seconds per step (``time.process_time``), the time ratio to ResNet-101
+  and that ratio divided by the ratio of their multiply-accumulates per training step (forward +
+  backward, counted with ``FlopCounterMode`` on the ``meta`` device). Goal (issue 8): per-MAC
+  ratio <= 1.15 for the paper-size networks.
 * Data: the paper's train transform (resize 512, random 448 crop, flip, normalise) on real
   photos (scikit-image's sample images written as JPEG files) through a DataLoader with
   ``--workers`` processes, in images/s, against MDAN's training images/s: how many loader
@@ -26,9 +31,13 @@ import torch
 import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
 
 from mdan_zoo import MDAN, MDANConfig, Preprocessing, get_taxonomy
 from mdan_zoo.imageio import read_image
+
+GOAL = 1.15
+BASE = "ResNet-101 classifier"
 
 
 class _Photos(Dataset):
@@ -78,15 +87,29 @@ def _step(
         else torch.autocast(x.device.type, enabled=False)
     )
     with ctx:
-        out = model(x)
-        loss = (
-            model.loss(out, y)
-            if isinstance(model, MDAN)
-            else torch.nn.functional.cross_entropy(out, y)
-        )
+        loss = _loss(model, model(x), y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+
+
+def _loss(model: torch.nn.Module, out: object, y: torch.Tensor) -> torch.Tensor:
+    if isinstance(model, MDAN):
+        return model.loss(out, y)  # type: ignore[arg-type]
+    return torch.nn.functional.cross_entropy(out, y)  # type: ignore[arg-type]
+
+
+def train_gmacs(make: object, size: int) -> float:
+    """Multiply-accumulates (G) of forward + backward for one [1, 3, size, size] image."""
+    with torch.device("meta"):
+        model = make()  # type: ignore[operator]
+    model.to("meta").train()  # MDAN builds its index buffers on the CPU
+    x = torch.zeros(1, 3, size, size, device="meta")
+    y = torch.zeros(1, dtype=torch.long, device="meta")
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _loss(model, model(x), y).backward()
+    return counter.get_total_flops() / 2e9
 
 
 def _sync(device: torch.device) -> None:
@@ -107,7 +130,12 @@ def main() -> None:
     parser.add_argument(
         "--loader-images", type=int, default=0, help="images per loader run (default 8x batch)"
     )
+    parser.add_argument("--no-lite", action="store_true", help="leave out MDANConfig.lite()")
+    parser.add_argument("--no-loader", action="store_true", help="skip the data-loading part")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     gpu = device.type == "cuda"
     batch = args.batch or (32 if gpu else 2)
@@ -120,33 +148,58 @@ def main() -> None:
         f"device: {name}; input {args.size}x{args.size}, batch {batch}, {steps} timed steps per model, amp {amp}"
     )
 
-    tax = get_taxonomy("webemo")  # 3 levels: every part of MDAN runs
     torch.manual_seed(0)
-    models = {
-        "MDAN (ResNet-101)": MDAN(tax, MDANConfig(backbone="resnet101")),
-        "ResNet-101 classifier": torchvision.models.resnet101(num_classes=tax.num_classes[-1]),
+    makers: dict[str, object] = {
+        BASE: lambda: torchvision.models.resnet101(num_classes=25),
     }
+    variants = [("paper", MDANConfig())] + (
+        [("lite", MDANConfig.lite())] if not args.no_lite else []
+    )
+    for variant, cfg in variants:
+        for name in ("fi", "webemo"):
+            tax = get_taxonomy(name)
+            k = "/".join(map(str, tax.num_classes))
+            makers[f"MDAN {name} {k}, {variant} ({cfg.fpn_channels})"] = lambda tax=tax, cfg=cfg: (
+                MDAN(tax, cfg)
+            )
+    macs = {k: train_gmacs(make, args.size) for k, make in makers.items()}
+    models = {k: make() for k, make in makers.items()}  # type: ignore[operator]
     opts = {}
     for key, m in models.items():
         m.to(device).train()
         opts[key] = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-3)
     x = torch.randn(batch, 3, args.size, args.size, device=device)
-    y = torch.randint(0, tax.num_classes[-1], (batch,), device=device)
-    times: dict[str, list[float]] = {k: [] for k in models}
+    y = torch.randint(0, 2, (batch,), device=device)  # a valid fine class for every tree here
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in models}
     for i in range(steps + 1):  # the first round warms up
         for key, m in models.items():
             _sync(device)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             _step(m, opts[key], x, y, amp)
             _sync(device)
             if i:
-                times[key].append(time.perf_counter() - t)
-    speed = {k: batch / statistics.median(v) for k, v in times.items()}
-    print("\ntraining throughput (median over steps):")
-    for k, v in speed.items():
-        print(f"  {k:<24} {v:8.2f} images/s")
-    mdan_key, base_key = list(models)
-    print(f"  MDAN / ResNet-101 time per image: {speed[base_key] / speed[mdan_key]:.2f}x")
+                times[key].append((time.perf_counter() - t, time.process_time() - c))
+    wall = {k: statistics.median(t[0] for t in v) for k, v in times.items()}
+    cpu = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
+    print("\ntraining step (median over steps):")
+    print(
+        "| model | GMACs/img (fwd+bwd) | images/s | wall ratio | per MAC | CPU s/step | CPU ratio | per MAC |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for k in models:
+        mr = macs[k] / macs[BASE]
+        w, c = wall[k] / wall[BASE], cpu[k] / cpu[BASE]
+        print(
+            f"| {k} | {macs[k]:.1f} | {batch / wall[k]:.2f} | {w:.3f} | {w / mr:.3f} "
+            f"| {cpu[k]:.2f} | {c:.3f} | {c / mr:.3f} |"
+        )
+    print(
+        f"per MAC = (MDAN time / ResNet-101 time) / (MDAN MACs / ResNet-101 MACs); goal <= {GOAL}"
+    )
+    if args.no_loader:
+        return
+    mdan_key = next(k for k in models if k != BASE)  # the paper-size FI network
+    speed = {mdan_key: batch / wall[mdan_key]}
 
     pre = Preprocessing(input_size=args.size, resize_size=max(args.size, int(args.size * 8 / 7)))
     n = args.loader_images or 8 * batch

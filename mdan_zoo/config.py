@@ -39,12 +39,14 @@ LcamParent = Literal["local", "overall"]
 
 
 MAX_FPN_CHANNELS = 4096
-"""Largest ``fpn_channels`` a config file may ask for (the paper uses 256)."""
+"""Largest ``fpn_channels`` a config file may ask for (the paper's size is 1024)."""
 MAX_HEADS = 1024
 """Largest number of MHCCA heads per level a config file may ask for (the paper uses 2-8)."""
 MAX_IMAGE_SIDE = 2048
 """Largest ``input_size`` / ``resize_size`` of :class:`Preprocessing` (the paper uses 448)."""
 _CONFIG_FILE_BYTES = 1024 * 1024
+LITE_FPN_CHANNELS = 256
+"""Top-down width of :meth:`MDANConfig.lite` (FPN [8]'s 256)."""
 
 
 class ConfigError(ValueError):
@@ -53,11 +55,19 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class MDANConfig:
-    """Architecture of MDAN. Defaults are the paper's full model (Table 5, last row).
+    """Architecture of MDAN. Defaults are the paper's full model: Table 5's 34.28 row (MHCCA
+    without K/V projections, UpsampleAdd, L-CAM with mean + max) at the size of Table 1.
+
+    ``MDANConfig()`` is the paper-size network (ResNet-101, top-down width 1024: 48.82M
+    parameters for FI against Table 1's 48.79M; see ``docs/architecture.md``).
+    :meth:`lite` is a lighter variant (width 256, as in FPN [8]) for quick experiments and
+    small backbones.
 
     Attributes:
         backbone: torchvision ResNet name (Sec. 5.2: ResNet-101).
-        fpn_channels: width of the top-down branch F_5..F_2 (Sec. 3.1; 256 as in FPN [8]).
+        fpn_channels: width of the top-down branch F_5..F_2. Sec. 3.1 says only that C5's
+            channel number "is reduced" by the 1x1 conv; 1024 (half of ResNet-101's 2048) is the
+            width that reproduces Table 1's parameter count (``benchmarks/complexity.py``).
         alpha: weight of P_L in P_O = alpha * P_L + (1 - alpha) * P_G (Sec. 3.2, 5.5.2: 0.7).
         heads: MHCCA heads per affective level, coarse to fine; level l_a reads C_{5-l_a}
             (Table 4 / Sec. 5.5.1: h = 2, 4, 8 for C4, C3, C2).
@@ -77,7 +87,7 @@ class MDANConfig:
     """
 
     backbone: str = "resnet101"
-    fpn_channels: int = 256
+    fpn_channels: int = 1024
     alpha: float = 0.7
     heads: tuple[int, ...] = (2, 4, 8)
     mhcca: bool = True
@@ -124,6 +134,16 @@ class MDANConfig:
         if not 0.0 < self.prob_eps < 1e-2:
             raise ConfigError(f"prob_eps must be a small positive number, got {self.prob_eps!r}")
 
+    @classmethod
+    def lite(cls, **changes: Any) -> MDANConfig:
+        """The lighter variant: everything the paper's, but the top-down width is 256 (FPN [8]).
+
+        On ResNet-101 it has 43.31M parameters and 32.9 GMACs for FI at 448 px (paper size:
+        48.82M, 42.5 GMACs); with ResNet-18 it is what the demo and the tests use. ``changes``
+        override any field, e.g. ``MDANConfig.lite(backbone="resnet18")``.
+        """
+        return cls(**{"fpn_channels": LITE_FPN_CHANNELS, **changes})
+
     def replace(self, **changes: Any) -> MDANConfig:
         """A copy with some fields changed (validated); unknown names raise TypeError."""
         return dataclasses.replace(self, **changes)
@@ -163,17 +183,41 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+class ShorterSideAtLeast:
+    """Resize an image up so that its shorter side is at least ``size``; larger images pass
+    unchanged. Lets a crop of ``size`` come from the original image (``resize_size=None``)
+    without failing on the odd image smaller than the crop."""
+
+    def __init__(self, size: int, interpolation: Any) -> None:
+        self.size = size
+        self.interpolation = interpolation
+
+    def __call__(self, img: Any) -> Any:
+        from torchvision.transforms import functional as TF
+
+        _, h, w = TF.get_dimensions(img)
+        if min(h, w) >= self.size:
+            return img
+        return TF.resize(img, self.size, interpolation=self.interpolation, antialias=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size})"
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """The input a set of weights expects (Sec. 5.2: 448 x 448 crops, per-channel normalisation).
 
-    The eval transform resizes the shorter side to ``resize_size`` and centre-crops
-    ``input_size``; the train transform takes a random ``input_size`` crop after the same
-    resize and flips horizontally.
+    With ``resize_size`` set (default 512, our choice) the shorter side is first resized to it;
+    the train transform then takes a random ``input_size`` crop and flips horizontally, the eval
+    transform takes the centre crop. ``resize_size=None`` is the paper's literal reading (Sec.
+    5.2: "a 448 x 448 image is randomly cropped from each original image"): the crops come from
+    the image at its own resolution; only an image whose shorter side is below ``input_size``
+    is scaled up to it. See the deviations table in ``docs/architecture.md``.
     """
 
     input_size: int = 448
-    resize_size: int = 512
+    resize_size: int | None = 512
     interpolation: str = "bilinear"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -197,15 +241,18 @@ class Preprocessing:
             raise ConfigError(f"std: mean and std need 3 values each, std positive, got {self.std}")
         for name in ("input_size", "resize_size"):
             value = getattr(self, name)
+            if name == "resize_size" and value is None:  # the paper's literal crop
+                continue
             if not _is_int(value) or not 32 <= value <= MAX_IMAGE_SIDE:
                 raise ConfigError(
                     f"{name} must be an integer from 32 to MAX_IMAGE_SIDE = {MAX_IMAGE_SIDE}, "
                     f"got {value!r}"
                 )
             object.__setattr__(self, name, int(value))
-        if self.resize_size < self.input_size:
+        if self.resize_size is not None and self.resize_size < self.input_size:
             raise ConfigError(
-                f"need 32 <= input_size <= resize_size, got {self.input_size} / {self.resize_size}"
+                f"need 32 <= input_size <= resize_size (or resize_size=None to crop from the "
+                f"original image), got {self.input_size} / {self.resize_size}"
             )
         if not isinstance(self.hflip, bool):
             raise ConfigError(f"hflip must be true or false, got {self.hflip!r}")
@@ -222,6 +269,20 @@ class Preprocessing:
         if self.interpolation == "nearest":  # on tensors, NEAREST_EXACT is PIL's NEAREST
             return InterpolationMode.NEAREST_EXACT
         return InterpolationMode(self.interpolation)
+
+    def _resize(self) -> Any:
+        from torchvision.transforms import v2
+
+        if self.resize_size is None:
+            return ShorterSideAtLeast(self.input_size, self._interp())
+        return v2.Resize(self.resize_size, interpolation=self._interp(), antialias=True)
+
+    def eval_scale(self, width: int, height: int) -> float:
+        """The factor by which the eval transform scales a ``width x height`` image before its
+        centre crop (to map the crop back onto the photo)."""
+        if self.resize_size is None:
+            return max(1.0, self.input_size / min(width, height))
+        return self.resize_size / min(width, height)
 
     def _to_tensor(self) -> list[Any]:
         """Unwrap the input into a uint8 RGB tensor: a PIL image's pixels are taken as they are
@@ -254,22 +315,19 @@ class Preprocessing:
         return v2.Compose(
             [
                 *self._to_tensor(),
-                v2.Resize(self.resize_size, interpolation=self._interp(), antialias=True),
+                self._resize(),
                 v2.CenterCrop(self.input_size),
                 *self._normalize(),
             ]
         )
 
     def train_transform(self) -> Any:
-        """The paper's train transform: resize, random crop, horizontal flip, normalise (v2,
-        on uint8 tensors like :meth:`eval_transform`)."""
+        """The train transform of Sec. 5.2: random crop (of the resized image, or of the
+        original with ``resize_size=None``), horizontal flip, normalise (v2, on uint8 tensors
+        like :meth:`eval_transform`)."""
         from torchvision.transforms import v2
 
-        steps: list[Any] = [
-            *self._to_tensor(),
-            v2.Resize(self.resize_size, interpolation=self._interp(), antialias=True),
-            v2.RandomCrop(self.input_size),
-        ]
+        steps: list[Any] = [*self._to_tensor(), self._resize(), v2.RandomCrop(self.input_size)]
         if self.hflip:
             steps.append(v2.RandomHorizontalFlip())
         return v2.Compose(steps + self._normalize())
@@ -277,6 +335,8 @@ class Preprocessing:
     def _crop_pct(self) -> float:
         """timm's ``crop_pct``: the centre crop's share of the resized shorter side, chosen so
         that timm's ``floor(input_size / crop_pct)`` gives back exactly ``resize_size``."""
+        if self.resize_size is None:  # crops of the original image: timm has no such mode
+            return 1.0
         pct = self.input_size / self.resize_size
         while math.floor(self.input_size / pct) < self.resize_size:
             pct = math.nextafter(pct, 0.0)

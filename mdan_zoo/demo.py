@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 from torch.utils.data import TensorDataset
 
 from ._io import atomic_path, atomic_write_text
-from .config import Preprocessing
+from .config import LITE_FPN_CHANNELS, Preprocessing
 from .data.fashion_mnist import FashionMNIST
 from .evaluation import EvalReport
 from .export import run_metrics
@@ -172,6 +172,7 @@ def run_demo(
         taxonomy="fashion_mnist",
         dataset="fashion_mnist",
         backbone="resnet18",
+        model={"fpn_channels": LITE_FPN_CHANNELS},  # MDANConfig.lite(): the demo's speed
         input_size=size.input_size,
         resize_size=size.input_size,
         pretrained="none",  # offline: the backbone learns from scratch

@@ -1,12 +1,19 @@
 """Hierarchical evaluation in the shape of the paper's Table 3 and Fig. 6.
 
 For every level: accuracy of the local prediction P_L, the global prediction P_G (finest level
-and its Eq. 2 sums) and the overall prediction P_O; the hierarchy-violation rate of P_O and of
-P_L (a sample violates when a predicted label's parent is not the label predicted one level up;
-for P_G too: Eq. 2 makes its probabilities consistent, but the per-level argmax can still break
-the tree when a parent's mass is spread over several children); per-class precision and recall; confusion matrices as CSV and
-as PNG with red lines between parent groups (Fig. 6). The arithmetic is plain numpy so that it
-can be checked by hand; images are drawn with Pillow.
+and its Eq. 2 sums) and the overall prediction P_O. Two hierarchy measures, per branch:
+
+* the violation rate (Sec. 3.2: "classified in *positive* at l_a = 1 but in *sadness* at
+  l_a = 2"): the share of samples whose *predicted* labels do not form a path of the tree (a
+  predicted label's parent is not the label predicted one level up); for P_G too, since Eq. 2
+  makes its probabilities consistent but the per-level argmax can still break the tree;
+* the off-block rate (Fig. 6), per level below the top: the share of samples whose predicted
+  class lies outside the *true* parent's block, i.e. the mass of the confusion matrix outside
+  the red-lined diagonal blocks ("wrong cases at top-right and bottom-left").
+
+Also per-class precision and recall, and confusion matrices as CSV and as PNG with red lines
+between parent groups (Fig. 6). The arithmetic is plain numpy so that it can be checked by
+hand; images are drawn with Pillow.
 """
 
 from __future__ import annotations
@@ -68,9 +75,12 @@ class EvalReport:
         taxonomy: the label tree the predictions follow.
         num_samples: images evaluated.
         accuracy: ``{branch: [accuracy per level, coarse to fine]}`` for local / global / overall.
-        violation_rate: ``{branch: fraction of samples whose predicted path breaks the tree}``.
+        violation_rate: ``{branch: fraction of samples whose predicted path breaks the tree}``
+            (Sec. 3.2).
         confusion: ``{branch: [confusion matrix per level]}`` (rows: true, columns: predicted).
         per_class: for P_O, per level, ``{label: {precision, recall, support}}``.
+        off_block_rate: ``{branch: {level name: fraction of samples predicted outside the true
+            parent's block}}`` for every level below the top (Fig. 6).
     """
 
     taxonomy: Taxonomy
@@ -79,16 +89,20 @@ class EvalReport:
     violation_rate: dict[str, float]
     confusion: dict[str, list[np.ndarray]]
     per_class: list[dict[str, dict[str, float]]] = field(default_factory=list)
+    off_block_rate: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def flat(self) -> dict[str, float]:
         """Scalar metrics by name: ``overall/acc/<level>``, ``overall/mean`` (mean over levels),
-        ``overall/violations`` and the same for ``local`` and ``global``."""
+        ``overall/violations``, ``overall/off_block/<level>`` (levels below the top) and the
+        same for ``local`` and ``global``."""
         out: dict[str, float] = {}
         for branch in BRANCHES:
             for name, acc in zip(self.taxonomy.level_names, self.accuracy[branch], strict=True):
                 out[f"{branch}/acc/{name}"] = acc
             out[f"{branch}/mean"] = float(np.mean(self.accuracy[branch]))
             out[f"{branch}/violations"] = self.violation_rate[branch]
+            for name, rate in self.off_block_rate.get(branch, {}).items():
+                out[f"{branch}/off_block/{name}"] = rate
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +116,7 @@ class EvalReport:
                 b: dict(zip(tax.level_names, v, strict=True)) for b, v in self.accuracy.items()
             },
             "violation_rate": dict(self.violation_rate),
+            "off_block_rate": {b: dict(v) for b, v in self.off_block_rate.items()},
             "per_class": dict(zip(tax.level_names, self.per_class, strict=True)),
             "confusion": {
                 b: {n: m.tolist() for n, m in zip(tax.level_names, ms, strict=True)}
@@ -131,6 +146,13 @@ class EvalReport:
                 f"hierarchy violations: P_L {100 * v['local']:.2f}%  P_O {100 * v['overall']:.2f}%"
                 f"  P_G {100 * v['global']:.2f}%"
             )
+            lines.append("predicted outside the true parent's block (Fig. 6):")
+            for name in tax.level_names[1:]:
+                r = {b: self.off_block_rate[b][name] for b in BRANCHES}
+                lines.append(
+                    f"  {name}: P_L {100 * r['local']:.2f}%  P_O {100 * r['overall']:.2f}%"
+                    f"  P_G {100 * r['global']:.2f}%"
+                )
         return "\n".join(lines)
 
     def write(
@@ -178,6 +200,7 @@ def compute_report(
     y = [paths[y_fine, d] for d in range(taxonomy.num_levels)]
     accuracy: dict[str, list[float]] = {}
     violations: dict[str, float] = {}
+    off_block: dict[str, dict[str, float]] = {}
     confusion: dict[str, list[np.ndarray]] = {}
     preds_by_branch: dict[str, list[np.ndarray]] = {}
     for branch in BRANCHES:
@@ -196,6 +219,7 @@ def compute_report(
         preds_by_branch[branch] = preds
         accuracy[branch] = [float((pr == t).mean()) for pr, t in zip(preds, y, strict=True)]
         violations[branch] = _violation_rate(taxonomy, preds)
+        off_block[branch] = _off_block_rates(taxonomy, y, preds)
         confusion[branch] = [
             confusion_matrix(t, pr, k)
             for t, pr, k in zip(y, preds, taxonomy.num_classes, strict=True)
@@ -222,7 +246,20 @@ def compute_report(
         violation_rate=violations,
         confusion=confusion,
         per_class=per_class,
+        off_block_rate=off_block,
     )
+
+
+def _off_block_rates(
+    taxonomy: Taxonomy, y: Sequence[np.ndarray], preds: Sequence[np.ndarray]
+) -> dict[str, float]:
+    """Per level below the top: the share of samples whose predicted class's parent is not the
+    true parent (Fig. 6: the confusion mass outside the diagonal parent blocks)."""
+    out = {}
+    for d in range(1, taxonomy.num_levels):
+        parent = np.asarray(taxonomy.parents[d])
+        out[taxonomy.level_names[d]] = float((parent[preds[d]] != y[d - 1]).mean())
+    return out
 
 
 def _violation_rate(taxonomy: Taxonomy, preds: Sequence[np.ndarray]) -> float:

@@ -3,12 +3,68 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MHCCA", "class_activation_maps", "lcam_map"]
+__all__ = ["MHCCA", "class_activation_maps", "lcam_map", "upsample_to"]
+
+
+def upsample_to(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """Bilinear resize of ``x`` [B, C, h, w] to ``size`` (``align_corners=False``): Sec. 3.1's
+    Upsample. Exactly twice the size (every level at 448 px) takes a direct two-tap kernel
+    (weights 3/4 and 1/4, edges clamped), the same function as ``F.interpolate`` without its
+    detour through a channels-last copy, which on CPU costs more than the resize itself;
+    any other size goes to ``F.interpolate``."""
+    h, w = x.shape[-2:]
+    if tuple(size) == (2 * h, 2 * w) and h > 1 and w > 1 and x.dim() == 4:
+        return _Upsample2x.apply(x)
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def _up2(x: Tensor, dim: int) -> Tensor:
+    """Twice the size along ``dim`` (-1 or -2): out[2j] = 3/4 x[j] + 1/4 x[j-1], out[2j+1] =
+    3/4 x[j] + 1/4 x[j+1], with x[-1] = x[0] and x[n] = x[n-1] (what align_corners=False does)."""
+    n = x.shape[dim]
+    shape = list(x.shape)
+    shape.insert(x.dim() + dim + 1, 2)  # the new axis goes right after ``dim``
+    out = x.new_empty(shape)
+    even, odd = out.select(dim, 0), out.select(dim, 1)
+    torch.lerp(
+        x.narrow(dim, 1, n - 1), x.narrow(dim, 0, n - 1), 0.25, out=even.narrow(dim, 1, n - 1)
+    )
+    even.narrow(dim, 0, 1).copy_(x.narrow(dim, 0, 1))
+    torch.lerp(
+        x.narrow(dim, 0, n - 1), x.narrow(dim, 1, n - 1), 0.25, out=odd.narrow(dim, 0, n - 1)
+    )
+    odd.narrow(dim, n - 1, 1).copy_(x.narrow(dim, n - 1, 1))
+    return out.flatten(dim - 1, dim)  # interleave: [.., n, 2, ..] -> [.., 2n, ..]
+
+
+def _up2_adjoint(g: Tensor, dim: int) -> Tensor:
+    """The transpose of :func:`_up2` along ``dim``: 2n -> n."""
+    n = g.shape[dim] // 2
+    g = g.unflatten(dim, (n, 2))
+    even, odd = g.select(dim, 0), g.select(dim, 1)
+    out = torch.add(even, odd).mul_(0.75)
+    out.narrow(dim, 0, 1).add_(even.narrow(dim, 0, 1), alpha=0.25)
+    out.narrow(dim, n - 1, 1).add_(odd.narrow(dim, n - 1, 1), alpha=0.25)
+    out.narrow(dim, 0, n - 1).add_(even.narrow(dim, 1, n - 1), alpha=0.25)
+    out.narrow(dim, 1, n - 1).add_(odd.narrow(dim, 0, n - 1), alpha=0.25)
+    return out
+
+
+class _Upsample2x(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # noqa: D102
+        return _up2(_up2(x, -1), -2)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # noqa: D102
+        return _up2_adjoint(_up2_adjoint(grad, -2), -1)
 
 
 class MHCCA(nn.Module):
@@ -17,10 +73,10 @@ class MHCCA(nn.Module):
     ``C' = O( softmax( Q(F) C^T / sqrt(d) ) C )``: queries are the ``C^H`` channels of the
     higher-level map F (already brought to C's resolution), keys and values are the raw ``C^L``
     backbone channels of C. The attention is channel-to-channel, a ``C^H x C^L`` matrix per head.
-    Heads split the *flattened spatial positions* into ``h`` contiguous chunks of ``d = HW / h``
-    (Table 4). When ``HW`` is not divisible by ``h`` the positions are zero-padded to
-    ``h * ceil(HW / h)``; zero positions add nothing to any dot product or output, so any image
-    size works.
+    Heads split the *flattened spatial positions* into ``h`` contiguous chunks of
+    ``d = ceil(HW / h)`` (Table 4); when ``HW`` is not divisible by ``h`` the last chunk is
+    shorter, which is the same as zero-padding the positions to ``h * d`` (zero positions add
+    nothing to any dot product or output), so any image size works.
 
     Args:
         high_channels: C^H, channels of F (the FPN width).
@@ -53,14 +109,30 @@ class MHCCA(nn.Module):
         self.v = nn.Conv2d(low_channels, low_channels, 1) if kv_proj else None
         self.o = nn.Conv2d(high_channels, out_channels, 1)
 
-    def forward(self, f_high: Tensor, c_low: Tensor) -> Tensor:
-        """``f_high`` [B, C^H, H, W] (at C's resolution), ``c_low`` [B, C^L, H, W] -> [B, out, H, W].
+    def forward(
+        self,
+        f_high: Tensor,
+        c_low: Tensor,
+        residual: Tensor | None = None,
+        *,
+        reuse_residual: bool = False,
+    ) -> Tensor:
+        """``f_high`` [B, C^H, H, W] (at C's resolution), ``c_low`` [B, C^L, H, W] -> C'
+        [B, out, H, W]; with ``residual`` (same shape as C') the result is ``C' + residual``
+        (UpsampleAdd passes ``residual=f_high``), added where C' is written instead of in a
+        separate pass. ``reuse_residual=True`` lets the no-autograd path write the result into
+        ``residual``'s memory (the caller no longer needs it).
 
         Two evaluation orders of the same product, picked by cost: on large maps (``h * C^L <
         HW``, e.g. C2 and C3 at 448 px) the 1x1 convolutions Q and O are folded into the small
         per-head ``C^H x C^L`` matrices instead of being run on every position:
         ``Q(F) C^T = W_q (F C^T) + b_q (C 1)^T`` and ``O(A C) = (W_o A) C + b_o``. The result is
         the same up to float rounding; the folding only saves multiply-adds.
+
+        Without autograd (``torch.no_grad`` / ``inference_mode``, no autocast) the heads write
+        straight into one output tensor: at 448 px the maps at C2 are 51 MB each (width 1024),
+        and every fresh tensor of that size costs the CPU more in page faults than the
+        arithmetic that fills it.
         """
         b, _, h, w = c_low.shape
         if f_high.shape[-2:] != c_low.shape[-2:]:
@@ -68,51 +140,88 @@ class MHCCA(nn.Module):
                 f"MHCCA needs F at C's resolution, got {tuple(f_high.shape[-2:])} vs {(h, w)}"
             )
         n = h * w
-        heads = self.heads
-        d = math.ceil(n / heads)
-        pad = d * heads - n
+        d = math.ceil(n / self.heads)
         scale = 1.0 / math.sqrt(d)
         k = (self.k(c_low) if self.k is not None else c_low).flatten(2)
         v = k if self.v is None else self.v(c_low).flatten(2)  # no V projection: V is C itself
-        cl = k.shape[1]
-        fold = heads * cl < n if self.fold is None else self.fold
+        fold = self.heads * k.shape[1] < n if self.fold is None else self.fold
+        b_q, b_o = self.q.bias, self.o.bias
+        assert b_q is not None and b_o is not None  # built with bias=True
         q = f_high.flatten(2) if fold else self.q(f_high).flatten(2)
-        if pad:  # zero positions add nothing to any dot product; the output is cropped
-            q, k_padded = F.pad(q, (0, pad)), F.pad(k, (0, pad))
-            v = k_padded if v is k else F.pad(v, (0, pad))
-            k = k_padded
-        ch = q.shape[1]
-        # Heads are contiguous chunks of d positions. Each head works on a strided view
-        # ([B, C, d], row stride h*d), which batched matmul reads in place: no transposed copies
-        # of the large maps (C2 at 448 px is 100 MB per batch of 8).
-        qs = q.reshape(b, ch, heads, d)
-        ks = k.reshape(b, cl, heads, d)
-        vs = ks if v is k else v.reshape(b, cl, heads, d)
-        w_q = self.q.weight[:, :, 0, 0] * scale
-        b_q = self.q.bias
-        w_o = self.o.weight[:, :, 0, 0]
-        assert b_q is not None  # built with bias=True
-        outs = []
-        for i in range(heads):
-            q_i, k_i, v_i = qs[:, :, i], ks[:, :, i], vs[:, :, i]
-            scores = q_i @ k_i.transpose(1, 2)  # [B, C^H, C^L]
-            if fold:  # W_q (F C^T) + b_q (C 1)^T
-                scores = (
-                    torch.matmul(w_q, scores) + (b_q * scale)[:, None] * k_i.sum(-1)[:, None, :]
-                )
-            else:
-                scores = scores * scale
-            attn = torch.softmax(scores, dim=-1)
-            if fold:  # (W_o A) C
-                attn = torch.matmul(w_o, attn)
-            outs.append(attn @ v_i)  # [B, C^H or out, d]
-        out = torch.stack(outs, dim=2).reshape(b, -1, heads * d)
-        if pad:
-            out = out[..., :n]
+        # Heads are contiguous chunks of d positions: split gives strided views ([B, C, d], row
+        # stride HW) that batched matmul reads in place, and its backward is one concatenation.
+        ks = k.split(d, dim=2)
+        vs = ks if v is k else v.split(d, dim=2)
+        qk = [
+            torch.bmm(q_i, k_i.transpose(1, 2)) for q_i, k_i in zip(q.split(d, 2), ks, strict=True)
+        ]
+        scores = torch.stack(qk, dim=2)  # [B, C^H, h, C^L]: every head's channel-by-channel map
+        if fold:  # scale * (W_q (F C^T) + b_q (C 1)^T), W_q as a 1x1 conv over all heads at once
+            row_sums = torch.stack([k_i.sum(-1) for k_i in ks], dim=1)  # [B, h, C^L]
+            scores = F.conv2d(scores, self.q.weight)
+            scores = scores.addcmul_(b_q[None, :, None, None], row_sums[:, None]).mul_(scale)
+        else:
+            scores = scores * scale
+        attn = torch.softmax(scores, dim=-1)  # over C^L, per channel of F and head
+        mixes = (F.conv2d(attn, self.o.weight) if fold else attn).unbind(2)  # (W_o A) C, folded
+        fused = not torch.is_grad_enabled() and not _autocast_on(c_low)
+        reuse = fused and reuse_residual and residual is not None and residual.is_contiguous()
         if fold:
-            assert self.o.bias is not None
-            return (out + self.o.bias[:, None]).reshape(b, -1, h, w)
-        return self.o(out.reshape(b, ch, h, w))
+            out = self._apply_heads(mixes, vs, b_o[:, None], residual, fused, reuse)
+        else:
+            y = self._apply_heads(mixes, vs, None, None, fused, False)
+            out = self.o(y.view(b, -1, h, w)).flatten(2)
+            if residual is not None:
+                res = residual.flatten(2)
+                out = res.add_(out) if reuse else (out.add_(res) if fused else out + res)
+        return out.view(b, -1, h, w)
+
+    @staticmethod
+    def _apply_heads(
+        mixes: Sequence[Tensor],
+        vs: Sequence[Tensor],
+        bias: Tensor | None,
+        residual: Tensor | None,
+        fused: bool,
+        reuse: bool,
+    ) -> Tensor:
+        """``cat_i(mixes[i] @ vs[i]) (+ bias) (+ residual)`` over the head chunks -> [B, C, HW];
+        ``reuse`` writes it into ``residual``."""
+        b, c = mixes[0].shape[:2]
+        n = sum(v_i.shape[2] for v_i in vs)
+        if not fused:  # autograd: one concatenation, then the additions in place
+            out = torch.cat([torch.bmm(m, v_i) for m, v_i in zip(mixes, vs, strict=True)], 2)
+            if bias is not None:
+                out = out.add_(bias)
+            if residual is not None:
+                out = out.add_(residual.flatten(2))
+            return out
+        if reuse and residual is not None:  # start from residual (+ bias) in place
+            out = residual.flatten(2)
+            if bias is not None:
+                out.add_(bias)
+        else:
+            out = mixes[0].new_empty(b, c, n, dtype=torch.result_type(mixes[0], vs[0]))
+            if residual is not None and bias is not None:
+                torch.add(residual.flatten(2), bias, out=out)
+            elif residual is not None:
+                out.copy_(residual.flatten(2))
+            elif bias is not None:
+                out.copy_(bias.expand(b, c, n))
+        start = 0
+        for m, v_i in zip(mixes, vs, strict=True):
+            chunk = out.narrow(2, start, v_i.shape[2])
+            if residual is None and bias is None:
+                torch.bmm(m, v_i, out=chunk)
+            else:
+                torch.baddbmm(chunk, m, v_i, out=chunk)  # (out= form: counted by FlopCounterMode)
+            start += v_i.shape[2]
+        return out
+
+
+def _autocast_on(t: Tensor) -> bool:
+    kind = t.device.type
+    return torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
 
 
 def class_activation_maps(feature: Tensor, weight: Tensor) -> Tensor:

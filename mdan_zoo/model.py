@@ -13,6 +13,7 @@ Two branches over a torchvision ResNet (Fig. 3):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ import torchvision
 from torch import Tensor, nn
 
 from .config import MDANConfig, Preprocessing
-from .layers import MHCCA, class_activation_maps, lcam_map
+from .layers import MHCCA, class_activation_maps, lcam_map, upsample_to
 from .prediction import PredictMixin
 from .pretrained import PretrainedMixin
 from .taxonomy import Taxonomy
@@ -60,6 +61,19 @@ class ResNetTrunk(nn.Module):
         c4 = self.layer3(c3)
         c5 = self.layer4(c4)
         return {"c2": c2, "c3": c3, "c4": c4, "c5": c5}
+
+
+def _float32(t: Tensor) -> contextlib.AbstractContextManager[Any]:
+    """Autocast off on ``t``'s device (where autocast exists), so float32 stays float32."""
+    kind = t.device.type
+    if torch.amp.is_autocast_available(kind):
+        return torch.autocast(kind, enabled=False)
+    return contextlib.nullcontext()
+
+
+def _wide(t: Tensor) -> Tensor:
+    """``t`` in float32 when it is half or bfloat16 (autocast), else as it is."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def _backbone_channels(name: str) -> dict[str, int]:
@@ -307,14 +321,20 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         return self.backbone(x)
 
     def forward_head(self, features: dict[str, Tensor], *, return_cams: bool = False) -> MDANOutput:
-        """Both branches on backbone ``features``; ``return_cams`` adds the attention maps."""
+        """Both branches on backbone ``features``; ``return_cams`` adds the attention maps.
+
+        Probabilities (the softmaxes, Eq. 2 and P_O) are computed in float32 even under
+        autocast: Eq. 2 sums up to 25 children, and bf16 keeps 8 bits of mantissa.
+        """
         cfg = self.config
         tax = self.taxonomy
         c5 = features["c5"]
+        last = tax.num_levels - 1
         # Bottom-up branch (Sec. 3.2, Eq. 2).
         global_logits = self.global_head(c5.mean(dim=(2, 3)))
-        p_g_fine = torch.softmax(global_logits, dim=1)
-        global_probs = [p_g_fine @ getattr(self, f"_agg{d}") for d in range(tax.num_levels)]
+        with _float32(c5):
+            p_g_fine = torch.softmax(_wide(global_logits), dim=1)
+            global_probs = [p_g_fine @ getattr(self, f"_agg{d}") for d in range(tax.num_levels)]
 
         # Top-down branch (Sec. 3.1 mapping (e), Sec. 4).
         levels: list[LevelOutput] = []
@@ -322,10 +342,12 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         prev_choice: Tensor | None = None
         for depth in range(tax.num_levels):
             c = features[f"c{_SEMANTIC_LEVEL[depth]}"]
-            up = F.interpolate(f_prev, size=c.shape[-2:], mode="bilinear", align_corners=False)
+            up = upsample_to(f_prev, c.shape[-2:])  # bilinear (Sec. 3.1)
             lateral = self.laterals[depth]
-            lat = lateral(up, c) if isinstance(lateral, MHCCA) else lateral(c)
-            x = lat + up if cfg.upsample_add else lat
+            if isinstance(lateral, MHCCA):  # UpsampleAdd is added where C' is written
+                x = lateral(up, c, residual=up if cfg.upsample_add else None, reuse_residual=True)
+            else:
+                x = lateral(c) + up if cfg.upsample_add else lateral(c)
             head: nn.Linear = self.local_heads[depth]  # type: ignore[assignment]
             cams = class_activation_maps(x, head.weight) if (cfg.lcam or return_cams) else None
             m: Tensor | None = None
@@ -344,10 +366,21 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
                 )
                 if cfg.lcam_detach:
                     m = m.detach()
-                x = (1.0 + m) * x  # F_ls = (1 + M) ⊙ (C' ⊕ F), Sec. 4.2.2
-            local_logits = head(x.mean(dim=(2, 3)))  # Eq. 1
-            p_l = torch.softmax(local_logits, dim=1)
-            p_o = cfg.alpha * p_l + (1.0 - cfg.alpha) * global_probs[depth]
+            if m is not None and cams is not None:
+                # Eq. 1 on F = (1 + M) ⊙ (C' ⊕ F) (Sec. 4.2.2) through the CAMs, which are
+                # W (C' ⊕ F): W GAP((1 + M) ⊙ x) = GAP((1 + M) ⊙ W x), a [K, H, W] product
+                # instead of a pass over the [C, H, W] map.
+                gain = (1.0 + m).flatten(1)[:, :, None]  # [B, HW, 1]
+                pooled = torch.bmm(cams.flatten(2), gain)[:, :, 0] / gain.shape[1]
+                local_logits = pooled + head.bias
+                if depth < last:  # the next level reads the attended map
+                    grad = torch.is_grad_enabled()
+                    x = (1.0 + m) * x if grad else x.mul_(1.0 + m)
+            else:
+                local_logits = head(x.mean(dim=(2, 3)))  # Eq. 1
+            with _float32(x):
+                p_l = torch.softmax(_wide(local_logits), dim=1)
+                p_o = cfg.alpha * p_l + (1.0 - cfg.alpha) * global_probs[depth]
             prev_choice = (p_l if cfg.lcam_parent == "local" else p_o).argmax(dim=1)
             levels.append(
                 LevelOutput(
@@ -357,7 +390,7 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
                     local_probs=p_l,
                     global_probs=global_probs[depth],
                     local_logits=local_logits,
-                    global_logits=global_logits if depth == tax.num_levels - 1 else None,
+                    global_logits=global_logits if depth == last else None,
                     lcam=m[:, 0] if (return_cams and m is not None) else None,
                     cams=cams if return_cams else None,
                 )

@@ -134,8 +134,12 @@ def model_card(config: Mapping[str, Any], *, base_model: str | None = None) -> s
         "",
         "## Preprocessing",
         "",
-        f"Resize the shorter side to {pre['resize_size']} ({pre['interpolation']}), centre-crop "
-        f"{pre['input_size']} x {pre['input_size']}, scale to [0, 1], normalise with mean "
+        (
+            f"Resize the shorter side to {pre['resize_size']} ({pre['interpolation']}), "
+            if pre["resize_size"] is not None
+            else "Keep the image's own size (scaled up only below the crop size), "
+        )
+        + f"centre-crop {pre['input_size']} x {pre['input_size']}, scale to [0, 1], normalise with mean "
         f"{pre['mean']} and std {pre['std']} (`model.eval_transform()` does all of it).",
         "",
         "## Training",

@@ -351,7 +351,7 @@ def crop_box(model: Model, size: tuple[int, int]) -> tuple[int, int, int, int]:
     transform (resize the shorter side to ``resize_size``, centre-crop ``input_size``) keeps."""
     pre = model.preprocessing
     w, h = size
-    scale = pre.resize_size / min(w, h)
+    scale = pre.eval_scale(w, h)
     side_w = min(w, pre.input_size / scale)
     side_h = min(h, pre.input_size / scale)
     left = (w - side_w) / 2

@@ -353,6 +353,13 @@ def _assign(model: Any, state: Mapping[str, Tensor], *, source: str) -> None:
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
     if missing or unexpected or wrong:
+        width = state["f5.weight"].shape[0] if "f5.weight" in state else None
+        if width is not None and width != model.config.fpn_channels:  # e.g. a zoo 0.1.0 file
+            wrong.insert(
+                0,
+                f"top-down width {width} (model: {model.config.fpn_channels}; pass "
+                f"config=MDANConfig(fpn_channels={width}), MDANConfig.lite() for 256)",
+            )
         raise WeightsError(
             f"weights from {source} do not fit this MDAN ({model.config.backbone}, taxonomy "
             f"{model.taxonomy.name} {model.num_classes}): missing {missing[:6]}"

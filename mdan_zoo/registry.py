@@ -336,17 +336,18 @@ _BASELINES: dict[str, dict[str, str]] = {
     },
 }
 
-# Our parameter counts for the paper configuration (ResNet-101, FPN width 256, MHCCA without
-# K/V projections); tests/test_registry.py rebuilds every model and checks them.
+# Our parameter counts for the paper configuration (ResNet-101, top-down width 1024, MHCCA
+# without K/V projections; docs/architecture.md); tests/test_zoo.py
+# (test_registry_entry_matches_the_built_model) rebuilds every model and checks them.
 _NUM_PARAMS = {
-    "mdan_webemo": 43_479_162,
-    "mdan_fi": 43_306_834,
-    "mdan_emotion6": 43_302_222,
-    "mdan_artphoto": 43_306_834,
-    "mdan_iaps": 43_306_834,
-    "mdan_abstract": 43_306_834,
-    "mdan_emoset": 43_306_834,
-    "mdan_findingemo": 43_477_370,
+    "mdan_webemo": 50_980_986,
+    "mdan_fi": 48_823_378,
+    "mdan_emotion6": 48_817_230,
+    "mdan_artphoto": 48_823_378,
+    "mdan_iaps": 48_823_378,
+    "mdan_abstract": 48_823_378,
+    "mdan_emoset": 48_823_378,
+    "mdan_findingemo": 50_979_962,
 }
 
 
@@ -362,7 +363,7 @@ def _entries() -> dict[str, WeightsEntry]:
             name=name,
             dataset=dataset,
             taxonomy=tax,
-            config=MDANConfig(),
+            config=MDANConfig(fpn_channels=1024),  # the paper size (Table 1)
             preprocessing=Preprocessing(),
             hub_repo=f"mdan-zoo/{name.replace('_', '-')}-resnet101",
             revision=None,

@@ -1,4 +1,5 @@
-"""Table-3 metrics against values worked out by hand, and the Fig. 6 confusion picture."""
+"""Table-3 metrics against values worked out by hand, the Fig. 6 off-block rate, and the Fig. 6
+confusion picture."""
 
 from __future__ import annotations
 
@@ -58,6 +59,60 @@ def test_accuracy_and_violations_by_hand() -> None:
     )
 
 
+def test_off_block_rate_by_hand_differs_from_the_violation_rate() -> None:
+    """Fig. 6: predicted class outside the *true* parent's block; Sec. 3.2: predicted labels
+    that do not form a path. Truth a1, a2, b1, b2 (parents a, a, b, b)."""
+    r = _toy_report()
+    # P_O leaf a1, b1, b1, b2: only sample 1 (a2 -> b1) leaves its true block -> 1/4. Sample 2
+    # (top a, leaf b1) violates the tree but stays in its true block b.
+    assert r.off_block_rate["overall"] == {"leaf": 0.25}
+    assert r.violation_rate["overall"] == 0.5
+    # P_L leaf a1, a2, b2, b2: every prediction inside the true block, one violation (sample 1).
+    assert r.off_block_rate["local"] == {"leaf": 0.0} and r.violation_rate["local"] == 0.25
+    # P_G leaf a2, a1, b1, b2: two errors, both inside the true block.
+    assert r.off_block_rate["global"] == {"leaf": 0.0}
+    flat = r.flat()
+    assert flat["overall/off_block/leaf"] == 0.25 and "overall/off_block/top" not in flat
+
+
+def test_off_block_rate_per_level_of_a_three_level_tree() -> None:
+    tax = Taxonomy.from_levels(
+        [["x", "y"], ["x1", "x2", "y1"], ["x1a", "x1b", "x2a", "y1a", "y1b"]],
+        [
+            {"x1": "x", "x2": "x", "y1": "y"},
+            {"x1a": "x1", "x1b": "x1", "x2a": "x2", "y1a": "y1", "y1b": "y1"},
+        ],
+        name="toy3",
+        level_names=["top", "mid", "leaf"],
+    )
+    # truth: x1a, x2a, y1b -> mid x1, x2, y1 -> top x, x, y
+    preds = [_probs([0, 0, 1], 2), _probs([0, 0, 2], 3), _probs([1, 3, 2], 5)]
+    r = compute_report(tax, [0, 2, 4], {b: preds for b in ("overall", "local", "global")})
+    # mid x1, x1, y1: parents x, x, y = true tops -> 0. leaf x1b (x1 = true mid x1: inside),
+    # y1a (y1, true mid x2: outside), x2a (x2, true mid y1: outside) -> 2/3.
+    assert r.off_block_rate["overall"] == {"mid": 0.0, "leaf": pytest.approx(2 / 3)}
+    assert "predicted outside the true parent's block" in r.table()
+    assert "  leaf: P_L 66.67%  P_O 66.67%  P_G 66.67%" in r.table()
+
+
+def test_off_block_rate_is_the_confusion_mass_outside_the_parent_blocks() -> None:
+    """Checked against the confusion matrices (an independent count) on random predictions."""
+    tax = get_taxonomy("fashion_mnist")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, size=200)
+    probs = {
+        b: [rng.random((200, k)) for k in tax.num_classes] for b in ("overall", "local", "global")
+    }
+    r = compute_report(tax, y, probs)
+    for branch in ("overall", "local", "global"):
+        for d in (1, 2):
+            parents = np.asarray(tax.parents[d])
+            outside = parents[:, None] != parents[None, :]  # true class vs predicted class
+            mass = r.confusion[branch][d][outside].sum() / 200
+            assert r.off_block_rate[branch][tax.level_names[d]] == pytest.approx(mass)
+            assert 0 < mass < 1
+
+
 def test_per_class_precision_recall_and_confusion_by_hand() -> None:
     r = _toy_report()
     np.testing.assert_array_equal(
@@ -77,9 +132,16 @@ def test_table_and_files(tmp_path: Path) -> None:
     assert "Acc_L" in text and "Acc_O" in text
     assert "leaf (4)" in text and "75.00" in text and "50.00" in text
     assert "P_L 25.00%" in text and "P_O 50.00%" in text
+    assert "  leaf: P_L 0.00%  P_O 25.00%  P_G 0.00%" in text  # Fig. 6's off-block rate
     paths = r.write(tmp_path)
     data = json.loads(paths["json"].read_text())
     assert data["accuracy"]["overall"] == {"top": 0.75, "leaf": 0.75}
+    assert data["off_block_rate"] == {
+        "local": {"leaf": 0.0},
+        "global": {"leaf": 0.0},
+        "overall": {"leaf": 0.25},
+    }
+    assert (tmp_path / "report.txt").read_text().count("P_O 25.00%") == 1
     rows = list(csv.reader((tmp_path / "confusion_P_O_leaf.csv").open()))
     assert rows[0] == ["true\\predicted", "a1", "a2", "b1", "b2"]
     assert rows[2] == ["a2", "0", "0", "1", "0"]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mdan_zoo import MDAN, MDANConfig, Taxonomy, get_taxonomy, mdan_loss
-from mdan_zoo.layers import MHCCA, class_activation_maps, lcam_map
+from mdan_zoo.layers import MHCCA, class_activation_maps, lcam_map, upsample_to
 
 SMALL = MDANConfig(backbone="resnet18", fpn_channels=32)
 
@@ -172,6 +172,93 @@ def test_mhcca_needs_matching_resolution() -> None:
     m = MHCCA(4, 4, 4, 2)
     with pytest.raises(ValueError, match="at C's resolution"):
         m(torch.randn(1, 4, 4, 4), torch.randn(1, 4, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("hw", "c_low", "heads", "folded"),
+    [((4, 4), 8, 2, False), ((6, 6), 2, 4, True), ((3, 5), 8, 2, False), ((5, 5), 2, 3, True)],
+    ids=["direct", "folded", "direct-padded", "folded-padded"],
+)
+def test_mhcca_with_autograd_equals_the_reference_and_its_gradients_check(
+    hw, c_low: int, heads: int, folded: bool
+) -> None:
+    """The autograd path (training) against Eq. 4 + UpsampleAdd by hand, and gradcheck."""
+    torch.manual_seed(0)
+    m = MHCCA(6, c_low, 6, heads).double()
+    f = torch.randn(2, 6, *hw, dtype=torch.double, requires_grad=True)
+    c = torch.randn(2, c_low, *hw, dtype=torch.double, requires_grad=True)
+    assert (heads * c_low < hw[0] * hw[1]) == folded  # the path this case is meant to run
+    got = m(f, c, residual=f)
+    torch.testing.assert_close(got, _naive_mhcca(m, f, c) + f, rtol=1e-10, atol=1e-10)
+    assert got.requires_grad
+    assert torch.autograd.gradcheck(lambda a, b: m(a, b, residual=a), (f, c))
+
+
+def test_mhcca_reuse_residual_writes_into_it_only_without_autograd() -> None:
+    torch.manual_seed(0)
+    m = MHCCA(6, 4, 6, 2).double()
+    f, c = torch.randn(1, 6, 6, 6, dtype=torch.double), torch.randn(1, 4, 6, 6, dtype=torch.double)
+    want = _naive_mhcca(m, f, c) + f
+    for fold in (True, False):
+        m.fold = fold
+        buf = f.clone()
+        with torch.no_grad():
+            got = m(buf, c, residual=buf, reuse_residual=True)
+        assert got.data_ptr() == buf.data_ptr()
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        buf = f.clone()  # with autograd the residual is left alone
+        torch.testing.assert_close(m(buf, c, residual=buf, reuse_residual=True), want)
+        torch.testing.assert_close(buf, f)
+
+
+@pytest.mark.parametrize("hw", [(2, 2), (3, 7), (14, 14)])
+def test_upsample_to_twice_the_size_equals_bilinear_interpolate(hw) -> None:
+    x = torch.randn(2, 3, *hw, dtype=torch.double, requires_grad=True)
+    size = (2 * hw[0], 2 * hw[1])
+    want = nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(upsample_to(x, size), want, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: upsample_to(t, size), (x,))
+    odd = (2 * hw[0] + 1, 2 * hw[1])  # any other size: F.interpolate itself
+    torch.testing.assert_close(
+        upsample_to(x, odd),
+        nn.functional.interpolate(x, size=odd, mode="bilinear", align_corners=False),
+    )
+
+
+def test_lcam_level_logits_are_the_classifier_on_gap_of_the_attended_map() -> None:
+    """Eq. 1 on (1 + M) ⊙ x, whichever way forward_head evaluates it (through the CAMs)."""
+    model = _model(TREE2)
+    x = _images()
+    with torch.inference_mode():
+        feats = model.forward_features(x)
+        out = model.forward_head(feats)
+        up = nn.functional.interpolate(
+            model.f5(feats["c5"]), size=feats["c4"].shape[-2:], mode="bilinear"
+        )
+        x0 = model.laterals[0](up, feats["c4"]) + up
+        head = model.local_heads[0]
+        keep = torch.ones(2, 2, dtype=torch.bool)
+        m = lcam_map(class_activation_maps(x0, head.weight), keep)
+        want = head(((1 + m) * x0).mean(dim=(2, 3)))
+    torch.testing.assert_close(out[0].local_logits, want, rtol=1e-4, atol=1e-4)
+
+
+def test_probabilities_stay_float32_under_bf16_autocast() -> None:
+    """Eq. 2 and P_O in float32 under autocast (Sec. 3.2 sums up to 25 children)."""
+    model = _model()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(_images(2))
+    fine = out[-1].global_probs
+    assert out[-1].global_logits is not None and out[-1].global_logits.dtype == torch.bfloat16
+    torch.testing.assert_close(fine, torch.softmax(out[-1].global_logits.float(), 1))
+    for depth, lv in enumerate(out):
+        assert lv.probs.dtype == lv.local_probs.dtype == lv.global_probs.dtype == torch.float32
+        want = torch.zeros(2, TREE3.num_classes[depth])
+        for k in range(TREE3.num_classes[-1]):
+            want[:, TREE3.ancestor_indices(k)[depth]] += fine[:, k]
+        torch.testing.assert_close(lv.global_probs, want, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(lv.probs, 0.7 * lv.local_probs + 0.3 * lv.global_probs)
+        torch.testing.assert_close(lv.probs.sum(1), torch.ones(2), rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------------- L-CAM (Sec. 4.2)

@@ -67,6 +67,7 @@ def tiny_config(tmp: Path, **changes: Any) -> TrainConfig:
         "taxonomy": "fashion_mnist",
         "dataset": "fashion_mnist",
         "backbone": "resnet18",
+        "model": {"fpn_channels": 256},  # MDANConfig.lite(): the tests' speed
         "input_size": 32,
         "resize_size": 32,
         "pretrained": str(write_backbone_file(tmp / "resnet18.pth")),
