@@ -334,7 +334,9 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         global_logits = self.global_head(c5.mean(dim=(2, 3)))
         with _float32(c5):
             p_g_fine = torch.softmax(_wide(global_logits), dim=1)
-            global_probs = [p_g_fine @ getattr(self, f"_agg{d}") for d in range(tax.num_levels)]
+            global_probs = [
+                p_g_fine @ _wide(getattr(self, f"_agg{d}")) for d in range(tax.num_levels)
+            ]
 
         # Top-down branch (Sec. 3.1 mapping (e), Sec. 4).
         levels: list[LevelOutput] = []

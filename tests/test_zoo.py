@@ -330,11 +330,11 @@ def test_dtype_keeps_or_casts(tmp_path: Path) -> None:
     assert {b.dtype for b in kept.buffers() if b.is_floating_point()} == {torch.float16}
     x = batch(kept)
     with torch.no_grad():
-        assert kept(x.half())[-1].probs.dtype == torch.float16
+        assert kept(x.half())[-1].probs.dtype == torch.float32  # Eq. 2 and P_O run in float32
     as_bf16 = load_pretrained(folder, dtype="bfloat16")
     assert {p.dtype for p in as_bf16.parameters()} == {torch.bfloat16}
     with torch.no_grad():
-        assert as_bf16(x.bfloat16())[-1].probs.dtype == torch.bfloat16
+        assert as_bf16(x.bfloat16())[-1].probs.dtype == torch.float32  # probabilities in float32
     assert {p.dtype for p in MDAN.from_pretrained(folder, dtype=torch.float16).parameters()} == {
         torch.float16
     }
