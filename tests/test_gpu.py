@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mdan_zoo.predict import predict
-from mdan_zoo.train import TrainConfig, Trainer
 from torch.utils.data import TensorDataset
 
 from mdan_zoo import MDAN, MDANConfig, get_taxonomy
+from mdan_zoo.prediction import predict
+from mdan_zoo.train_config import TrainConfig
+from mdan_zoo.trainer import Trainer
 
 pytestmark = [
     pytest.mark.gpu,

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mdan_zoo.train import TrainConfig
 from PIL import Image
 
 from mdan_zoo import MDAN, ConfigError, MDANConfig, Preprocessing, get_taxonomy
+from mdan_zoo.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CONFIGS = ["fi", "webemo", "emotion6", "artphoto", "iaps", "abstract"]
