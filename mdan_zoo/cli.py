@@ -246,10 +246,9 @@ def _train_train(args: argparse.Namespace) -> int:
 
 
 def _fail_exists(err: BaseException) -> int:
-    paths = [str(p) for p in getattr(err, "paths", [])]
+    detail = getattr(err, "detail", str(err))
     return _fail(
-        f"{', '.join(paths)} already hold{'s' if len(paths) == 1 else ''} checkpoints "
-        f"({err}). Add --resume to continue (a finished run is only evaluated again), or "
+        f"{detail}. Add --resume to continue (a finished run is only evaluated again), or "
         "choose another folder with --set output_dir=...; nothing was changed"
     )
 

@@ -130,9 +130,11 @@ def train_runs(
     if unfinished and not resume:
         raise RunExistsError(
             [d for d, _ in unfinished],
-            "unfinished runs (checkpoints up to epoch "
-            + ", ".join(f"{e} in {d}" for d, e in unfinished)
-            + "): continue them with train_runs(..., resume=True), or choose another output_dir",
+            "unfinished runs: "
+            + ", ".join(
+                f"{d} (checkpoints up to epoch {e} of {config.epochs})" for d, e in unfinished
+            ),
+            "continue them with train_runs(..., resume=True), or choose another output_dir",
         )
     _, _, started = setup_distributed(config)  # one process group for all the runs
     out: list[ProtocolRun] = []

@@ -66,11 +66,12 @@ class NonFiniteLossError(FloatingPointError):
 
 class RunExistsError(ConfigError):
     """The output folder already holds a run that was not asked to be continued; ``paths``
-    names the run folders (nothing in them was touched)."""
+    names the run folders (nothing in them was touched), ``detail`` what they hold."""
 
-    def __init__(self, paths: list[Path], message: str) -> None:
-        super().__init__(message)
+    def __init__(self, paths: list[Path], detail: str, fix: str) -> None:
+        super().__init__(f"{detail}: {fix}; nothing was changed")
         self.paths = paths
+        self.detail = detail
 
 
 @dataclass
@@ -489,8 +490,8 @@ def train(
         raise RunExistsError(
             [out],
             f"{out} already holds a {'finished run' if done else 'run'} (checkpoints up to "
-            f"epoch {state['epoch']} of {config.epochs}): continue it with "
-            "train(config, resume=True), or choose another output_dir; nothing was changed",
+            f"epoch {state['epoch']} of {config.epochs})",
+            "continue it with train(config, resume=True), or choose another output_dir",
         )
     if state is not None:
         diff = config_diff(state["config"], config)
