@@ -1,13 +1,13 @@
 """The crash-consistency promise of docs/training.md ("Guarantees"), proved on real processes.
 
-A training process (``mdan-zoo train``, forked from this one so that each run does not pay the
-interpreter start-up again) is killed with SIGKILL at each named step of a checkpoint write
-(``MDAN_ZOO_FAULT``) and inside an epoch, and a fresh ``python -m mdan_zoo`` is killed from
-outside in the middle of a write; ``--resume`` must then end with the very weights, optimizer and RNG state, metrics and
-selected epoch of a run that was never interrupted. Between the kill and the resume the
-selected checkpoint on disk must be the one the last checkpoint reports, with nothing skipped.
-Damaged checkpoints are skipped with a warning that names them, or the folder is refused; a run
-folder is never started over.
+A training process (``mdan-zoo train`` in a child forked from a server process that imported
+everything once, so that each run does not pay the start-up again) is killed with SIGKILL at
+each named step of a checkpoint write (``MDAN_ZOO_FAULT``) and inside an epoch, and a fresh
+``python -m mdan_zoo`` is killed from outside in the middle of a write; ``--resume`` must then
+end with the very weights, optimizer and RNG state, metrics and selected epoch of a run that
+was never interrupted. Between the kill and the resume the selected checkpoint on disk must be
+the one the last checkpoint reports, with nothing skipped. Damaged checkpoints are skipped with
+a warning that names them, or the folder is refused; a run folder is never started over.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_dir: Path) -> An
 
 
 def _config(env: Path, run: str, **changes: Any) -> Path:
-    """A 3-epoch run of 2 steps of 8 images (ResNet-18, 32 px, fpn_channels 16) into
+    """A 3-epoch run of 2 steps of 4 images (ResNet-18, 32 px, fpn_channels 16) into
     ``env/run``; its config file."""
     values: dict[str, Any] = {
         "name": "crash",
@@ -109,7 +109,7 @@ def _config(env: Path, run: str, **changes: Any) -> Path:
         "pretrained": str(env / "resnet18.pth"),
         "model": {"fpn_channels": 16},
         "epochs": EPOCHS,
-        "batch_size": 8,
+        "batch_size": 4,
         "max_steps_per_epoch": 2,
         "workers": 0,
         "progress": False,
@@ -124,15 +124,20 @@ def _config(env: Path, run: str, **changes: Any) -> Path:
 
 
 def _child(cfg: str, fault: str, resume: bool) -> None:
+    torch.set_num_threads(1)
     os.environ[FAULT_ENV] = fault
     os._exit(cli.main(["train", cfg, *(["--resume"] if resume else [])]))
 
 
+# Children fork from a server process that imported everything once and never ran autograd
+# (a plain fork of this process is refused by autograd once the process has trained here).
+_SERVER = multiprocessing.get_context("forkserver")
+_SERVER.set_forkserver_preload([__name__, "mdan_zoo.trainer", "mdan_zoo.evaluation"])
+
+
 def _killed(cfg: Path, fault: str, *, resume: bool = False) -> None:
-    """``mdan-zoo train`` in a forked process that kills itself with SIGKILL at ``fault``."""
-    proc = multiprocessing.get_context("fork").Process(
-        target=_child, args=(str(cfg), fault, resume)
-    )
+    """``mdan-zoo train`` in a child process that kills itself with SIGKILL at ``fault``."""
+    proc = _SERVER.Process(target=_child, args=(str(cfg), fault, resume))
     proc.start()
     proc.join(300)
     assert proc.exitcode == -signal.SIGKILL, f"{fault}: exit code {proc.exitcode}, not SIGKILL"
