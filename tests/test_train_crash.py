@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
 import multiprocessing
 import os
 import shutil
@@ -244,7 +243,7 @@ def test_kill_at_each_step_then_resume_equals_uninterrupted_run(
     env: Path,
     reference: dict[str, Any],
     after_epoch1: Path,
-    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Continue the run that finished epoch 1, kill it at ``step`` of epoch 2 (of the first
     epoch that removes a folder for ``remove``), resume."""
@@ -253,15 +252,15 @@ def test_kill_at_each_step_then_resume_equals_uninterrupted_run(
     cfg = _config(env, f"kill-{step}")
     _killed(cfg, f"after:{step}@{epoch}", resume=True)
     _consistent(env / f"kill-{step}", epoch - 1 if step in BEFORE_COMMIT else epoch)
-    with caplog.at_level(logging.INFO):
-        assert _train(cfg, resume=True) == 0
+    assert _train(cfg, resume=True) == 0
+    log = capsys.readouterr().err  # mdan-zoo logs to stderr
     if step in ("tmp-model", "tmp-training", "tmp-state", "last-tmp", "best-tmp", "remove"):
-        assert "after an interrupted write, removed" in caplog.text  # the leftover is gone
+        assert "after an interrupted write, removed" in log  # the leftover is gone
     _same_run(reference, env / f"kill-{step}")
 
 
 def test_kill_while_a_folder_is_replaced_then_again(
-    env: Path, reference: dict[str, Any], caplog: pytest.LogCaptureFixture
+    env: Path, reference: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Killed after writing epoch 2 but before committing it; the resumed process is killed
     after moving that folder aside to replace it; the next start puts it back."""
@@ -272,9 +271,9 @@ def test_kill_while_a_folder_is_replaced_then_again(
     assert not (ckpts / checkpoint_name(KILL_EPOCH)).exists()
     assert [p.name for p in ckpts.glob(f".{checkpoint_name(KILL_EPOCH)}.old-*")]
     _consistent(env / "twice", KILL_EPOCH - 1)
-    with caplog.at_level(logging.INFO):
-        assert _train(cfg, resume=True) == 0
-    assert f"restored {checkpoint_name(KILL_EPOCH)}" in caplog.text
+    assert _train(cfg, resume=True) == 0
+    log = capsys.readouterr().err  # mdan-zoo logs to stderr
+    assert f"restored {checkpoint_name(KILL_EPOCH)}" in log
     _same_run(reference, env / "twice")
 
 
@@ -356,7 +355,7 @@ def test_damaged_latest_checkpoint_falls_back_with_a_warning(
     env: Path,
     two_epochs: Path,
     reference: dict[str, Any],
-    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     run = env / f"damaged-{how}"
     shutil.copytree(two_epochs, run)
@@ -366,11 +365,11 @@ def test_damaged_latest_checkpoint_falls_back_with_a_warning(
         before = _tree(run)
         assert _train(cfg) == 1
         assert _tree(run) == before
-    with caplog.at_level(logging.INFO):
-        assert _train(cfg, resume=True) == 0
+    assert _train(cfg, resume=True) == 0
+    log = capsys.readouterr().err  # mdan-zoo logs to stderr
     named, epoch = DAMAGE[how]
-    assert f"from {checkpoint_name(epoch)}: skipped" in caplog.text and named in caplog.text
-    assert f"resumed from {run / 'checkpoints' / checkpoint_name(epoch)}" in caplog.text
+    assert f"from {checkpoint_name(epoch)}: skipped" in log and named in log
+    assert f"resumed from {run / 'checkpoints' / checkpoint_name(epoch)}" in log
     _same_run(reference, run, same_folders=False)
 
 
