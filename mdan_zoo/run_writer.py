@@ -31,6 +31,7 @@ from typing import Any
 
 from safetensors.torch import save
 from torch import Tensor
+from torch.optim import Optimizer
 
 from .config import ConfigError
 from .model import MDAN
@@ -43,6 +44,7 @@ from .run_checkpoints import (
     run_traces,
 )
 from .train_config import TrainConfig
+from .train_state import flatten_optimizer, rng_state
 
 __all__ = [
     "FAULT_ENV",
@@ -51,6 +53,7 @@ __all__ = [
     "model_state",
     "prepare_run_dir",
     "run_lock",
+    "save_training_checkpoint",
     "settle_run",
     "write_checkpoint_dir",
 ]
@@ -145,6 +148,40 @@ def write_checkpoint_dir(
     fault_point("rename", epoch)
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
+
+
+def save_training_checkpoint(
+    run_dir: Path,
+    epoch: int,
+    *,
+    model: MDAN,
+    optimizer: Optimizer,
+    extra: Mapping[str, Any],
+    keep: int,
+) -> Path:
+    """Write and commit one epoch of a training run: ``model``'s weights, ``optimizer``'s state
+    and the random states as tensors, ``extra`` (which must hold ``best_epoch``, ``config``,
+    ``history``...) and the model's taxonomy, config and preprocessing as JSON."""
+    opt_t, opt_meta = flatten_optimizer(optimizer.state_dict())
+    rng_t, rng_meta = rng_state()
+    best_epoch = int(extra["best_epoch"])
+    state = {
+        "format": "mdan_zoo.train/1",
+        "epoch": epoch,
+        "taxonomy": model.taxonomy.to_dict(),
+        "model_config": model.config.to_dict(),
+        "preprocessing": model.preprocessing.to_dict(),
+        **extra,
+        "best_dir": checkpoint_name(best_epoch) if best_epoch else None,
+        "optimizer": opt_meta,
+        "rng": rng_meta,
+    }
+    final = run_dir / "checkpoints" / checkpoint_name(epoch)
+    tensors = {"model.safetensors": model_state(model), "training.safetensors": rng_t}
+    tensors["training.safetensors"].update(opt_t)
+    write_checkpoint_dir(final, tensors, state, epoch=epoch)
+    commit_checkpoint(run_dir, epoch, best_epoch=best_epoch, keep=keep)
+    return final
 
 
 def _replace_json(path: Path, data: Mapping[str, Any], *, step: str, epoch: int) -> None:

@@ -43,17 +43,15 @@ from .distributed import epoch_seed, seed_all, set_bn_frozen, setup_distributed
 from .model import MDAN
 from .run_checkpoints import checkpoint_name, find_checkpoints, load_checkpoint, resume_checkpoint
 from .run_writer import (
-    commit_checkpoint,
     fault_point,
-    model_state,
     prepare_run_dir,
     run_lock,
+    save_training_checkpoint,
     settle_run,
-    write_checkpoint_dir,
 )
 from .train_config import RESUME_FREE, TrainConfig, config_diff
 from .train_setup import build_datasets, build_model
-from .train_state import flatten_optimizer, rng_state, set_rng_state, unflatten_optimizer
+from .train_state import set_rng_state, unflatten_optimizer
 
 __all__ = ["NonFiniteLossError", "RunExistsError", "TrainResult", "Trainer", "saved_state", "train"]
 
@@ -298,47 +296,33 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ checkpoints
-    def _state_json(self, epoch: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            "format": "mdan_zoo.train/1",
-            "epoch": epoch,
-            "config": self.config.to_dict(),
-            "taxonomy": self.model.taxonomy.to_dict(),
-            "model_config": self.model.config.to_dict(),
-            "preprocessing": self.model.preprocessing.to_dict(),
-            "metrics": dict(metrics),
-            "best_metric": self.best_metric,
-            "best_epoch": self.best_epoch,
-            "select_metric": self.config.select_metric,
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "world_size": self.dist.world,
-            "history": self.history,
-        }
-
     def save_checkpoint(self, epoch: int, metrics: Mapping[str, Any], *, is_best: bool) -> Path:
         """Rank 0 writes ``checkpoints/epoch-NNNN``, then commits it in ``last.json`` together
         with the selected epoch, then removes epoch folders beyond ``keep_checkpoints``
-        (:mod:`mdan_zoo.run_writer`: each step is safe against ``kill -9``)."""
-        final = self.output_dir / "checkpoints" / checkpoint_name(epoch)
+        (:func:`mdan_zoo.run_writer.save_training_checkpoint`: safe against ``kill -9``)."""
         if is_best and self.best_epoch != epoch:
             self.best_epoch = epoch
             self.best_metric = float(metrics.get(f"val/{self.config.select_metric}", math.nan))
         if not self.dist.main:
-            return final
-        opt_t, opt_meta = flatten_optimizer(self.optimizer.state_dict())
-        rng_t, rng_meta = rng_state()
-        state = self._state_json(epoch, metrics)
-        state["best_dir"] = checkpoint_name(self.best_epoch) if self.best_epoch else None
-        state["optimizer"] = opt_meta
-        state["rng"] = rng_meta
-        tensors = {"model.safetensors": model_state(self.model), "training.safetensors": rng_t}
-        tensors["training.safetensors"].update(opt_t)
-        write_checkpoint_dir(final, tensors, state, epoch=epoch)
-        commit_checkpoint(
-            self.output_dir, epoch, best_epoch=self.best_epoch, keep=self.config.keep_checkpoints
+            return self.output_dir / "checkpoints" / checkpoint_name(epoch)
+        return save_training_checkpoint(
+            self.output_dir,
+            epoch,
+            model=self.model,
+            optimizer=self.optimizer,
+            extra={
+                "config": self.config.to_dict(),
+                "metrics": dict(metrics),
+                "best_metric": self.best_metric,
+                "best_epoch": self.best_epoch,
+                "select_metric": self.config.select_metric,
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "world_size": self.dist.world,
+                "history": self.history,
+            },
+            keep=self.config.keep_checkpoints,
         )
-        return final
 
     def resume(self) -> bool:
         """Load the newest trusted checkpoint of ``output_dir``; False when the folder holds no

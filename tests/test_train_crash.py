@@ -1,20 +1,19 @@
 """The crash-consistency promise of docs/training.md ("Guarantees"), proved on real processes.
 
-A training process (``mdan-zoo train``, forked from this one so that each run does not pay the
-interpreter start-up again) is killed with SIGKILL at each named step of a checkpoint write
-(``MDAN_ZOO_FAULT``) and inside an epoch, and a fresh ``python -m mdan_zoo`` is killed from
-outside in the middle of a write; ``--resume`` must then end with the very weights, optimizer and RNG state, metrics and
-selected epoch of a run that was never interrupted. Between the kill and the resume the
-selected checkpoint on disk must be the one the last checkpoint reports, with nothing skipped.
-Damaged checkpoints are skipped with a warning that names them, or the folder is refused; a run
-folder is never started over.
+A training process (``mdan-zoo train`` in a child forked from a server process that imported
+everything once, so that each run does not pay the start-up again) is killed with SIGKILL at
+each named step of a checkpoint write (``MDAN_ZOO_FAULT``) and inside an epoch, and a fresh
+``python -m mdan_zoo`` is killed from outside in the middle of a write; ``--resume`` must then
+end with the very weights, optimizer and RNG state, metrics and selected epoch of a run that
+was never interrupted. Between the kill and the resume the selected checkpoint on disk must be
+the one the last checkpoint reports, with nothing skipped. Damaged checkpoints are skipped with
+a warning that names them, or the folder is refused; a run folder is never started over.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import logging
 import multiprocessing
 import os
 import shutil
@@ -94,7 +93,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_dir: Path) -> An
 
 
 def _config(env: Path, run: str, **changes: Any) -> Path:
-    """A 3-epoch run of 2 steps of 8 images (ResNet-18, 32 px, fpn_channels 16) into
+    """A 3-epoch run of 2 steps of 4 images (ResNet-18, 32 px, fpn_channels 16) into
     ``env/run``; its config file."""
     values: dict[str, Any] = {
         "name": "crash",
@@ -109,7 +108,7 @@ def _config(env: Path, run: str, **changes: Any) -> Path:
         "pretrained": str(env / "resnet18.pth"),
         "model": {"fpn_channels": 16},
         "epochs": EPOCHS,
-        "batch_size": 8,
+        "batch_size": 4,
         "max_steps_per_epoch": 2,
         "workers": 0,
         "progress": False,
@@ -124,15 +123,20 @@ def _config(env: Path, run: str, **changes: Any) -> Path:
 
 
 def _child(cfg: str, fault: str, resume: bool) -> None:
+    torch.set_num_threads(1)
     os.environ[FAULT_ENV] = fault
     os._exit(cli.main(["train", cfg, *(["--resume"] if resume else [])]))
 
 
+# Children fork from a server process that imported everything once and never ran autograd
+# (a plain fork of this process is refused by autograd once the process has trained here).
+_SERVER = multiprocessing.get_context("forkserver")
+_SERVER.set_forkserver_preload([__name__, "mdan_zoo.trainer", "mdan_zoo.evaluation"])
+
+
 def _killed(cfg: Path, fault: str, *, resume: bool = False) -> None:
-    """``mdan-zoo train`` in a forked process that kills itself with SIGKILL at ``fault``."""
-    proc = multiprocessing.get_context("fork").Process(
-        target=_child, args=(str(cfg), fault, resume)
-    )
+    """``mdan-zoo train`` in a child process that kills itself with SIGKILL at ``fault``."""
+    proc = _SERVER.Process(target=_child, args=(str(cfg), fault, resume))
     proc.start()
     proc.join(300)
     assert proc.exitcode == -signal.SIGKILL, f"{fault}: exit code {proc.exitcode}, not SIGKILL"
@@ -239,7 +243,7 @@ def test_kill_at_each_step_then_resume_equals_uninterrupted_run(
     env: Path,
     reference: dict[str, Any],
     after_epoch1: Path,
-    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Continue the run that finished epoch 1, kill it at ``step`` of epoch 2 (of the first
     epoch that removes a folder for ``remove``), resume."""
@@ -248,15 +252,15 @@ def test_kill_at_each_step_then_resume_equals_uninterrupted_run(
     cfg = _config(env, f"kill-{step}")
     _killed(cfg, f"after:{step}@{epoch}", resume=True)
     _consistent(env / f"kill-{step}", epoch - 1 if step in BEFORE_COMMIT else epoch)
-    with caplog.at_level(logging.INFO):
-        assert _train(cfg, resume=True) == 0
+    assert _train(cfg, resume=True) == 0
+    log = capsys.readouterr().err  # mdan-zoo logs to stderr
     if step in ("tmp-model", "tmp-training", "tmp-state", "last-tmp", "best-tmp", "remove"):
-        assert "after an interrupted write, removed" in caplog.text  # the leftover is gone
+        assert "after an interrupted write, removed" in log  # the leftover is gone
     _same_run(reference, env / f"kill-{step}")
 
 
 def test_kill_while_a_folder_is_replaced_then_again(
-    env: Path, reference: dict[str, Any], caplog: pytest.LogCaptureFixture
+    env: Path, reference: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Killed after writing epoch 2 but before committing it; the resumed process is killed
     after moving that folder aside to replace it; the next start puts it back."""
@@ -267,9 +271,9 @@ def test_kill_while_a_folder_is_replaced_then_again(
     assert not (ckpts / checkpoint_name(KILL_EPOCH)).exists()
     assert [p.name for p in ckpts.glob(f".{checkpoint_name(KILL_EPOCH)}.old-*")]
     _consistent(env / "twice", KILL_EPOCH - 1)
-    with caplog.at_level(logging.INFO):
-        assert _train(cfg, resume=True) == 0
-    assert f"restored {checkpoint_name(KILL_EPOCH)}" in caplog.text
+    assert _train(cfg, resume=True) == 0
+    log = capsys.readouterr().err  # mdan-zoo logs to stderr
+    assert f"restored {checkpoint_name(KILL_EPOCH)}" in log
     _same_run(reference, env / "twice")
 
 
@@ -351,7 +355,7 @@ def test_damaged_latest_checkpoint_falls_back_with_a_warning(
     env: Path,
     two_epochs: Path,
     reference: dict[str, Any],
-    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     run = env / f"damaged-{how}"
     shutil.copytree(two_epochs, run)
@@ -361,11 +365,11 @@ def test_damaged_latest_checkpoint_falls_back_with_a_warning(
         before = _tree(run)
         assert _train(cfg) == 1
         assert _tree(run) == before
-    with caplog.at_level(logging.INFO):
-        assert _train(cfg, resume=True) == 0
+    assert _train(cfg, resume=True) == 0
+    log = capsys.readouterr().err  # mdan-zoo logs to stderr
     named, epoch = DAMAGE[how]
-    assert f"from {checkpoint_name(epoch)}: skipped" in caplog.text and named in caplog.text
-    assert f"resumed from {run / 'checkpoints' / checkpoint_name(epoch)}" in caplog.text
+    assert f"from {checkpoint_name(epoch)}: skipped" in log and named in log
+    assert f"resumed from {run / 'checkpoints' / checkpoint_name(epoch)}" in log
     _same_run(reference, run, same_folders=False)
 
 

@@ -10,6 +10,7 @@ image is.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -285,7 +286,9 @@ class ImageDataset(Dataset):
         self.on_missing: OnMissing = on_missing
         # a byte per sample in shared memory: DataLoader workers (other processes) mark the
         # samples that failed to decode, and the main process reads the marks
-        self._failed = torch.zeros(max(1, len(self.samples)), dtype=torch.uint8).share_memory_()
+        self._failed = torch.zeros(max(1, len(self.samples)), dtype=torch.uint8)
+        with contextlib.suppress(RuntimeError):  # without shared memory, workers only log
+            self._failed.share_memory_()
         self._warned: set[int] = set()  # per process: a worker warns once per file
 
     @property
