@@ -273,10 +273,11 @@ def loader_memory_section(args: argparse.Namespace, workdir: Path) -> None:
         "\n| malloc | inputs | peak RSS worker MB | ratio | worker CPU ms/image (user + sys) |\n"
         "|---|---|---|---|---|"
     )
-    for label, extra in [
-        ("glibc default", {}),
-        ("MALLOC_MMAP_THRESHOLD_=131072", {"MALLOC_MMAP_THRESHOLD_": "131072"}),
-    ]:
+    settings: list[tuple[str, dict[str, str]]] = [("glibc default", {})] + [
+        (f"MALLOC_MMAP_THRESHOLD_={t}", {"MALLOC_MMAP_THRESHOLD_": str(t)})
+        for t in args.mmap_thresholds
+    ]
+    for label, extra in settings:
         base = None
         for count in args.loader_images:
             folder = workdir / f"loader_{count}"
@@ -373,6 +374,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--memory-images", type=int, nargs="+", default=[200, 2000])
     parser.add_argument("--loader-images", type=int, nargs="+", default=[200, 2000, 5000])
+    parser.add_argument("--mmap-thresholds", type=int, nargs="*", default=[131072])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cuda adds the gpu section")
