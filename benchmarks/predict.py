@@ -14,6 +14,8 @@ Sections (``--sections``, comma-separated; default ``pipeline,memory``, plus ``g
 * ``memory`` (issue 13): peak RSS of fresh ``mdan-zoo predict FOLDER --output x.jsonl
   --workers 1`` processes on folders of ``--memory-images`` files (default 200 and 2000,
   hard links to the photos). Goal: ratio <= 1.1.
+* ``loader-memory`` (issue 13): peak RSS of the decoding worker alone (no model) on
+  ``--loader-images`` files, with glibc's default malloc and with a fixed mmap threshold.
 * ``gpu`` (issue 13; needs ``--device cuda``): images/s at batch 64, bf16 autocast, with 1 and
   8 workers, and the forward alone on pre-decoded tensors.
 * ``variants`` (issue 5): images/s of ``predict`` for eager fp32, channels-last, bf16 autocast,
@@ -149,7 +151,7 @@ def _measure(fn: Callable[[], object]) -> tuple[float, float, float]:
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     kids = kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime
-    return wall, cpu, kids
+    return wall, cpu, max(kids, 0.0)
 
 
 def _interleave(
@@ -248,6 +250,56 @@ def memory_section(args: argparse.Namespace, workdir: Path) -> None:
         )
 
 
+_LOADER_DRIVER = """
+import resource, sys, torch
+from mdan_zoo import Preprocessing
+from mdan_zoo.inputs import iter_inputs
+from mdan_zoo.predict_loader import batch_loader
+size, resize, batch = (int(v) for v in sys.argv[2:5])
+transform = Preprocessing(input_size=size, resize_size=resize).eval_transform()
+stream = ((i, name, item) for i, (name, item) in enumerate(iter_inputs(sys.argv[1])))
+count = sum(len(b.entries) for b in batch_loader(stream, transform=transform, batch_size=batch, workers=1))
+me = resource.getrusage(resource.RUSAGE_SELF)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"PEAK {me.ru_maxrss} {kids.ru_maxrss} {count} {kids.ru_utime} {kids.ru_stime}")
+"""
+
+
+def loader_memory_section(args: argparse.Namespace, workdir: Path) -> None:
+    """The decoding worker alone (no model), as glibc's malloc and MALLOC_MMAP_THRESHOLD_ set it."""
+    env = dict(os.environ, PYTHONPATH=str(Path.cwd()), OMP_NUM_THREADS="1")
+    print(f"\ndecoding worker alone (batch_loader, workers=1, {args.size} px of {args.resize})")
+    print(
+        "\n| malloc | inputs | peak RSS worker MB | ratio | worker CPU ms/image (user + sys) |\n"
+        "|---|---|---|---|---|"
+    )
+    settings: list[tuple[str, dict[str, str]]] = [("glibc default", {})] + [
+        (f"MALLOC_MMAP_THRESHOLD_={t}", {"MALLOC_MMAP_THRESHOLD_": str(t)})
+        for t in args.mmap_thresholds
+    ]
+    for label, extra in settings:
+        base = None
+        for count in args.loader_images:
+            folder = workdir / f"loader_{count}"
+            if not folder.exists():
+                make_photo_folder(folder, count)
+            cmd = [sys.executable, "-c", _LOADER_DRIVER, str(folder), str(args.size),
+                   str(args.resize), str(args.batch_size)]  # fmt: skip
+            done = subprocess.run(
+                cmd, env={**env, **extra}, check=True, capture_output=True, text=True
+            )
+            peak = next(line for line in done.stdout.splitlines() if line.startswith("PEAK"))
+            worker_kb, n, user, system = peak.split()[2:]
+            if int(n) != count:
+                raise SystemExit(f"{count} inputs gave {n} images")
+            mb = int(worker_kb) / 1024
+            base = base or mb
+            ms = 1000 * (float(user) + float(system)) / count
+            print(
+                f"| {label} | {count} | {mb:.1f} | {mb / base:.3f} | {ms:.1f} ({1000 * float(system) / count:.1f} sys) |"
+            )
+
+
 def variants_section(args: argparse.Namespace, workdir: Path) -> None:
     from mdan_zoo.deploy import OnnxRuntimeModel, export_onnx
 
@@ -321,6 +373,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--memory-images", type=int, nargs="+", default=[200, 2000])
+    parser.add_argument("--loader-images", type=int, nargs="+", default=[200, 2000, 5000])
+    parser.add_argument("--mmap-thresholds", type=int, nargs="*", default=[131072])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cuda adds the gpu section")
@@ -352,6 +406,8 @@ def main() -> None:
                 pipeline_section(args, workdir, gpu=True)
             elif section == "memory":
                 memory_section(args, workdir)
+            elif section == "loader-memory":
+                loader_memory_section(args, workdir)
             elif section == "variants":
                 variants_section(args, workdir)
             elif section == "cold-start":

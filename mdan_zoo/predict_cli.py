@@ -224,8 +224,8 @@ def run_cli(
     try:
         return _file_run(model, images, options, attention_dir, target, resume, shard, err)
     except UsageError as exc:  # a damaged --output found while reading it back
-        if shard.rank == 0:
-            print(f"mdan-zoo predict: error: {exc}", file=err)
+        where = f"rank {shard.rank} of {shard.world}: " if shard.sharded else ""
+        print(f"mdan-zoo predict: {where}error: {exc}", file=err)
         return 2
     finally:
         shard.stop()
@@ -318,10 +318,13 @@ def _file_run(
             shard.barrier()  # every part repaired before anyone reads it
             done = _done_before(target, mine, existing_parts(target) if sharded else [], header)
         writer = ResultWriter(mine, header=header, rank=shard.rank)
-    except OSError as exc:
-        raise UsageError(f"--output {target}: {exc}") from None
     except OutputError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--output {target}: {exc}") from None
+    except RuntimeError as exc:  # a collective failed: another rank is gone
+        print(f"mdan-zoo predict: lost the other processes before starting ({exc})", file=err)
+        return 1
     counts = _Counts()
 
     def todo() -> Iterator[Path | ImageReadError]:
