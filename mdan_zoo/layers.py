@@ -20,7 +20,7 @@ def upsample_to(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     detour through a channels-last copy, which on CPU costs more than the resize itself;
     any other size goes to ``F.interpolate``."""
     h, w = x.shape[-2:]
-    if tuple(size) == (2 * h, 2 * w) and h > 1 and w > 1 and x.dim() == 4:
+    if tuple(size) == (2 * h, 2 * w) and h > 1 and w > 1 and x.dim() == 4 and not _tracing():
         return _Upsample2x.apply(x)
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
@@ -129,8 +129,8 @@ class MHCCA(nn.Module):
         ``Q(F) C^T = W_q (F C^T) + b_q (C 1)^T`` and ``O(A C) = (W_o A) C + b_o``. The result is
         the same up to float rounding; the folding only saves multiply-adds.
 
-        Without autograd (``torch.no_grad`` / ``inference_mode``, no autocast) the heads write
-        straight into one output tensor: at 448 px the maps at C2 are 51 MB each (width 1024),
+        Without autograd (``torch.no_grad`` / ``inference_mode``, no autocast, not compiling or
+        exporting) the heads write straight into one output tensor: at 448 px the maps at C2 are 51 MB each (width 1024),
         and every fresh tensor of that size costs the CPU more in page faults than the
         arithmetic that fills it.
         """
@@ -164,7 +164,7 @@ class MHCCA(nn.Module):
             scores = scores * scale
         attn = torch.softmax(scores, dim=-1)  # over C^L, per channel of F and head
         mixes = (F.conv2d(attn, self.o.weight) if fold else attn).unbind(2)  # (W_o A) C, folded
-        fused = not torch.is_grad_enabled() and not _autocast_on(c_low)
+        fused = not torch.is_grad_enabled() and not _autocast_on(c_low) and not _tracing()
         reuse = fused and reuse_residual and residual is not None and residual.is_contiguous()
         if fold:
             out = self._apply_heads(mixes, vs, b_o[:, None], residual, fused, reuse)
@@ -217,6 +217,17 @@ class MHCCA(nn.Module):
                 torch.baddbmm(chunk, m, v_i, out=chunk)  # (out= form: counted by FlopCounterMode)
             start += v_i.shape[2]
         return out
+
+
+def _tracing() -> bool:
+    """Inside torch.compile, torch.export, torch.jit.trace or an ONNX export: they want plain ops (writes into
+    strided ``out=`` views are eager-mode optimisations they do not take)."""
+    return (
+        torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+    )
 
 
 def _autocast_on(t: Tensor) -> bool:
