@@ -45,13 +45,13 @@ def test_lite_is_the_paper_model_at_width_256() -> None:
 
 @pytest.mark.parametrize("name", PAPER_CONFIGS)
 def test_paper_configs_build_the_paper_size(name: str) -> None:
-    config = TrainConfig.from_file(ROOT / "configs" / f"{name}.json")
+    config = TrainConfig.from_file(ROOT / "mdan_zoo" / "configs" / f"{name}.json")
     assert config.model_config() == MDANConfig()
     assert config.model_config().fpn_channels == 1024
 
 
 def test_demo_config_uses_the_lite_width() -> None:
-    config = TrainConfig.from_file(ROOT / "configs" / "fashion_mnist_demo.json")
+    config = TrainConfig.from_file(ROOT / "mdan_zoo" / "configs" / "fashion_mnist_demo.json")
     assert config.model_config() == MDANConfig.lite(backbone="resnet18")
 
 
