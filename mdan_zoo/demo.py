@@ -211,7 +211,8 @@ def run_demo(
         echo(
             f"epoch {row['epoch']}: train loss {row['train_loss']:.3f}, "
             f"{row['train_images_per_s']:.0f} images/s, validation P_O mean accuracy "
-            f"{100 * row['val/overall/mean']:.2f}%" + ("  <- selected" if row["selected"] else "")
+            f"{100 * row['val/overall/mean']:.2f}%"
+            + ("  <- selected" if row["epoch"] == result.best_epoch else "")
         )
     echo("")
     echo(
