@@ -189,6 +189,7 @@ def _init_from(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
             preprocessing=model.preprocessing,
             source=str(config.init_from),
         ).train()
+        logger.info("init_from %s:\n%s", config.init_from, model.transfer_report)
     else:
         model.taxonomy = taxonomy
     model.preprocessing = config.preprocessing()
