@@ -164,7 +164,8 @@ def _workdir(tmp: Path) -> Path:
 
 def _my_photos(tmp: Path) -> None:
     """finetune.md's ``my_photos/``: 5 real photos (foolbox's ImageNet and CIFAR-10 samples) for
-    each fine label of its taxonomy, one of them under a coarse folder as the page shows; and a
+    each fine label of its taxonomy, laid out as the page shows (``irritated/`` an alias,
+    ``negative/fear/horror/`` under coarse folders); and a
     torchvision ResNet-18 state-dict file standing in for the downloaded ImageNet weights."""
     import torch
     import torchvision
@@ -173,7 +174,8 @@ def _my_photos(tmp: Path) -> None:
     folder = package_data("foolbox", "data")
     files = sorted(folder.glob("imagenet_*.jpg")) + sorted(folder.glob("cifar10_*.png"))
     for k, label in enumerate(labels):
-        where = tmp / "my_photos" / ("negative/fear" if label == "horror" else "") / label
+        folder_name = "irritated" if label == "irritation" else label  # an alias as a folder
+        where = tmp / "my_photos" / ("negative/fear" if label == "horror" else "") / folder_name
         where.mkdir(parents=True)
         for j in range(5):
             src = files[k * 5 + j]
