@@ -1,7 +1,10 @@
 """Fine-tuning transfer: weights saved for one taxonomy, loaded into a model of another.
 
-Backbone, FPN and attention carry over; a classifier head whose classes changed starts fresh,
-with the rows of labels whose name and ancestors match copied from the source.
+The one name-aware transfer behind ``mdan(weights=..., taxonomy=...)``,
+``MDAN.from_pretrained(src, taxonomy=...)`` and training with ``init_from``. Backbone, F5 and the
+MHCCA laterals carry over; a classifier whose labels did not change is kept whole; a changed
+one is rebuilt with the rows of labels whose name and ancestors match carried over from the
+source. The :class:`TransferReport` says so in the paper's names.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from torch import Tensor, nn
 from .checkpoint import WeightsError
 from .taxonomy import Taxonomy
 
-__all__ = ["TransferReport", "transfer_state"]
+__all__ = ["ClassifierTransfer", "TransferReport", "part_name", "transfer_state"]
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,10 @@ class TransferReport:
         lines = [f"Fine-tuning transfer {self.source_taxonomy} -> {self.target_taxonomy}{where}"]
         heads = {c.part: c for c in self.classifiers}
         rows: list[tuple[str, str]] = []
-        for part in self.parts_kept:
+        for part in self.parts_kept or self.transferred:
             head = heads.get(part)
             rows.append((part, f"kept: {', '.join(head.carried)}" if head else "kept"))
-        for part in self.parts_new:
+        for part in self.parts_new or self.reinitialised:
             head = heads.get(part)
             if head is None:
                 rows.append((part, "new (random weights)"))
@@ -108,15 +111,19 @@ class TransferReport:
                 if names
             ]
             rows.append((part, ("rebuilt: " if head.carried else "new: ") + "; ".join(said)))
-        for part in self.parts_dropped:
+        for part in self.parts_dropped or self.dropped:
             rows.append((part, "dropped (the target has no such level)"))
         width = max(len(p) for p, _ in rows) if rows else 0
         lines += [f"  {p:<{width}}  {what}" for p, what in rows]
         return "\n".join(lines)
 
 
-def part_name(group: str, level_names: tuple[str, ...], *, mhcca: bool, backbone: str) -> str:
-    """The paper's name of a module group (``laterals.1`` -> ``MHCCA lateral of level 2 (..)``)."""
+def part_name(
+    group: str, level_names: tuple[str, ...], *, mhcca: bool, backbone: str, lcam: bool = True
+) -> str:
+    """The paper's name of a module group (``laterals.1`` -> ``MHCCA lateral of level 2 (..)``).
+
+    Levels are numbered from 1, coarse to fine, as the paper's affective levels."""
     if group == "backbone":
         return f"backbone ({backbone})"
     if group == "f5":
@@ -129,7 +136,7 @@ def part_name(group: str, level_names: tuple[str, ...], *, mhcca: bool, backbone
     if kind == "laterals":
         return f"{'MHCCA lateral' if mhcca else 'lateral 1x1 conv'} of {level}"
     if kind == "local_heads":
-        return f"L-CAM/local classifier of {level}"
+        return f"{'L-CAM/local' if lcam else 'local'} classifier of {level}"
     return group
 
 
@@ -242,7 +249,7 @@ def transfer_state(
     cfg = target.config
 
     def name(group: str, levels: tuple[str, ...]) -> str:
-        return part_name(group, levels, mhcca=cfg.mhcca, backbone=cfg.backbone)
+        return part_name(group, levels, mhcca=cfg.mhcca, backbone=cfg.backbone, lcam=cfg.lcam)
 
     classifiers = tuple(
         ClassifierTransfer(

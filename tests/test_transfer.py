@@ -169,3 +169,19 @@ def test_init_from_goes_through_the_same_transfer(
         assert torch.equal(
             _row(started, "local_heads.1", label), _row(loaded, "local_heads.1", label)
         )
+
+
+def test_parts_follow_the_models_own_switches(tmp_path: Path) -> None:
+    """Table 5's base model (no MHCCA, no L-CAM) has plain lateral convs and local classifiers."""
+    from mdan_zoo import MDANConfig, Preprocessing
+
+    base = MDAN(
+        FI,
+        MDANConfig(backbone="resnet18", fpn_channels=32, mhcca=False, lcam=False),
+        preprocessing=Preprocessing(input_size=64, resize_size=72),
+    )
+    folder = base.save_pretrained(tmp_path / "base")
+    rep = MDAN.from_pretrained(folder, taxonomy="emotion6").transfer_report
+    assert "lateral 1x1 conv of level 2 (emotion)" in rep.parts_kept
+    assert rep.parts_new == ("local classifier of level 2 (emotion)", "global classifier (emotion)")
+    assert "MHCCA" not in str(rep) and "L-CAM" not in str(rep)
