@@ -460,3 +460,12 @@ def test_a_page_with_every_block_skipped_is_reported(tmp_path: Path) -> None:
     page.write_text("<!-- skip-test: needs FI data and a GPU -->\n```bash\nmdan-zoo train x\n```\n")
     with pytest.raises(pytest.skip.Exception, match="every block is marked skip-test"):
         run_page(page, Path(tempfile.mkdtemp(dir=tmp_path)))
+
+
+if (
+    __name__ == "__main__"
+):  # `python tests/test_docs.py`: every block and what the test does with it
+    for doc in PAGES:
+        for b in parse(doc):
+            what = f"skip: {b.skip}" if b.skip else "run" + " + output" * (b.expected is not None)
+            print(f"{b.where:28} {b.lang:7} {what}")
