@@ -193,12 +193,15 @@ def _tiny_checkpoint(tmp: Path) -> None:
 
 
 def _hub_files(tmp: Path) -> None:
-    """hub.md's ``old.pth``: a pickled state dict of ``mdan(taxonomy="fi", backbone="resnet18")``."""
+    """hub.md's ``old.pth`` (a pickled state dict of ``mdan(taxonomy="fi", backbone="resnet18")``)
+    and ``runs/fi-half`` (a small FI model saved in half precision)."""
     import torch
+    from _photos import tiny_model
 
     from mdan_zoo import mdan
 
     torch.save(mdan(taxonomy="fi", backbone="resnet18").state_dict(), tmp / "old.pth")
+    tiny_model("fi").half().save_pretrained(tmp / "runs" / "fi-half")
 
 
 def _zoo_files(tmp: Path) -> None:
