@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_dir: Path) -> tu
 
 # ------------------------------------------------------------------ items 4 + 5: init_from
 def test_init_from_a_run_folder_keeps_heads_and_carries_labels_by_name(
-    run: tuple[Path, MDAN], tmp_path: Path
+    run: tuple[Path, MDAN], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The second run's taxonomy renames one item (``Sneaker`` -> ``trainers``): every head
     whose labels are unchanged is kept, the item classifiers carry nine rows and start one
@@ -80,11 +81,14 @@ def test_init_from_a_run_folder_keeps_heads_and_carries_labels_by_name(
     nested = FASHION.to_nested()
     nested["footwear_and_bags"]["shoes"] = ["Sandal", "trainers", "Ankle boot"]
     mine = Taxonomy.from_nested(nested, name="fashion_renamed", level_names=FASHION.level_names)
-    model = build_model(
-        _tiny_run(tmp_path, taxonomy="fashion_renamed", init_from=str(run_dir)), taxonomy=mine
-    )
+    with caplog.at_level(logging.INFO, logger="mdan_zoo.train_setup"):
+        model = build_model(
+            _tiny_run(tmp_path, taxonomy="fashion_renamed", init_from=str(run_dir)), taxonomy=mine
+        )
     rep = model.transfer_report
     assert rep is not None and rep.source == str(run_dir)
+    logged = [r.getMessage() for r in caplog.records if r.name == "mdan_zoo.train_setup"]
+    assert logged == [f"init_from {run_dir}:\n{rep}"]  # the people's report, in the run's log
     family, group, item, glob = rep.classifiers
     assert family.kept and group.kept and not item.kept and not glob.kept
     assert item.fresh == glob.fresh == ("trainers",)
