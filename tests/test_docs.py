@@ -324,6 +324,7 @@ def run_page(page: Path, tmp: Path) -> list[tuple[str, float]]:
     env = _env(tmp)
     python: _Python | None = None
     timings = []
+    start, cpu = time.perf_counter(), _children_cpu()
     try:
         for block in blocks:
             t0 = time.perf_counter()
@@ -361,7 +362,19 @@ def run_page(page: Path, tmp: Path) -> list[tuple[str, float]]:
     finally:
         if python is not None:
             python.close()
+    print(
+        f"{page.name}: {time.perf_counter() - start:.1f} s wall, "
+        f"{_children_cpu() - cpu:.1f} s CPU in its processes",
+        flush=True,
+    )
     return timings
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
