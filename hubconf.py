@@ -1,4 +1,9 @@
-"""torch.hub entry points for mdan_zoo: ``torch.hub.load(repo, "mdan_fi", pretrained=True)``.
+"""torch.hub entry points for mdan_zoo (https://github.com/mdan-zoo/mdan_zoo).
+
+From a clone: ``torch.hub.load("path/to/mdan_zoo", "mdan_fi", source="local")``; from GitHub:
+``torch.hub.load("mdan-zoo/mdan_zoo", "mdan_fi", weights="hf-hub:org/name@<commit>")``.
+No checkpoint of the paper is published yet, so ``pretrained=True`` raises and says how to train
+one; without ``weights=`` a model holds random weights (``predict`` warns).
 
 Thin on purpose: each entry is a zoo factory (its docstring is what ``torch.hub.help`` shows);
 the work lives in ``mdan_zoo``. Weights are safetensors from the Hugging Face Hub.

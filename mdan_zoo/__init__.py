@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "ChecksumError": "checkpoint",
     "WeightsError": "checkpoint",
     "TransferReport": "transfer",
+    "UntrainedWeightsWarning": "untrained",
     "load_pretrained": "hub",
     "push_to_hub": "hub",
     "save_pretrained": "hub",
@@ -95,6 +96,7 @@ __all__ = [  # the same names as _EXPORTS (a test checks)
     # checkpoints, the Hub, the zoo
     "ChecksumError",
     "TransferReport",
+    "UntrainedWeightsWarning",
     "UnpublishedWeightsError",
     "WeightsEntry",
     "WeightsError",
@@ -188,6 +190,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .train_config import TrainConfig
     from .trainer import NonFiniteLossError, Trainer, TrainResult, train
     from .transfer import TransferReport
+    from .untrained import UntrainedWeightsWarning
     from .zoo import (
         create_model,
         list_models,

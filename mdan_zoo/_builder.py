@@ -22,6 +22,7 @@ from .model import MDAN
 from .registry import WeightsEntry, get_weights
 from .taxonomy import Taxonomy, as_taxonomy
 from .transport import resolve
+from .untrained import untrained_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -231,4 +232,5 @@ def build_mdan(
             source=ckpt.source,
             revision=ckpt.revision,
         )
+        untrained_from_config(model, ckpt.config)
     return model

@@ -420,7 +420,10 @@ def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", metavar="NAME", help="a zoo model name (see `mdan-zoo list`)")
     which.add_argument(
-        "--weights", metavar="PATH", help="a folder saved by save_pretrained, or a Hub repo id"
+        "--weights",
+        metavar="PATH",
+        help="a folder saved by save_pretrained or `mdan-zoo export`, a .safetensors file, "
+        "a Hub repo id org/name[@revision] or hf-hub:org/name[@revision]",
     )
     p.add_argument(
         "--top-k", type=positive, default=3, metavar="K", help="labels listed per level (3)"

@@ -135,6 +135,17 @@ def _attention_png(
     return path
 
 
+def epoch_lines(history: list[dict[str, Any]], best_epoch: int) -> list[str]:
+    """One line per epoch; only the epoch the run selected (and exports) is marked."""
+    return [
+        f"epoch {row['epoch']}: train loss {row['train_loss']:.3f}, "
+        f"{row['train_images_per_s']:.0f} images/s, validation P_O mean accuracy "
+        f"{100 * row['val/overall/mean']:.2f}%"
+        + ("  <- selected" if row["epoch"] == best_epoch else "")
+        for row in history
+    ]
+
+
 def run_demo(
     *,
     out_dir: str | os.PathLike[str] = "mdan-demo",
@@ -207,12 +218,8 @@ def run_demo(
     result = trainer.fit()
     train_seconds = time.perf_counter() - t0
     report: EvalReport = result.test_report
-    for row in result.history:
-        echo(
-            f"epoch {row['epoch']}: train loss {row['train_loss']:.3f}, "
-            f"{row['train_images_per_s']:.0f} images/s, validation P_O mean accuracy "
-            f"{100 * row['val/overall/mean']:.2f}%" + ("  <- selected" if row["selected"] else "")
-        )
+    for line in epoch_lines(result.history, result.best_epoch):
+        echo(line)
     echo("")
     echo(
         report.table(

@@ -28,6 +28,7 @@ from .layers import MHCCA, class_activation_maps, lcam_map, upsample_to
 from .prediction import PredictMixin
 from .pretrained import PretrainedMixin
 from .taxonomy import Taxonomy
+from .untrained import loaded_hook
 
 __all__ = ["MDAN", "LevelOutput", "MDANOutput", "ResNetTrunk", "mdan_loss"]
 
@@ -202,6 +203,8 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         self.taxonomy = taxonomy
         self.config = config
         self.preprocessing = preprocessing or Preprocessing()
+        self.weights_origin: str | None = None  # random init: predict warns (untrained.py)
+        self.register_load_state_dict_post_hook(loaded_hook)
         resnet = getattr(torchvision.models, config.backbone)(weights=None)
         self.backbone = ResNetTrunk(resnet)
         self.channels = _backbone_channels(config.backbone)
@@ -280,6 +283,7 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
                 f"backbone weights do not match {self.config.backbone}: missing "
                 f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
             )
+        self.weights_origin = self.weights_origin or "backbone"
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters split as the recipe needs them (Sec. 5.2): ``backbone`` and ``new``."""

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["attention_filename", "font", "jet", "render_overlay"]
+__all__ = ["attention_filename", "fit_text", "font", "jet", "render_overlay"]
 
 
 class _LevelMap(Protocol):
@@ -56,34 +56,56 @@ def render_overlay(
     *,
     panel_size: int = 256,
     alpha: float = 0.5,
+    labels: Sequence[tuple[str, float]] | None = None,
 ) -> Image.Image:
     """The photo then each level's heat map blended over it, side by side, each panel fitted
-    into ``panel_size`` x ``panel_size`` with a two-line caption underneath (Fig. 8 layout)."""
+    into ``panel_size`` x ``panel_size`` with a two-line caption underneath (Fig. 8 layout).
+
+    ``labels``: the ``(label, P_O)`` to print under each level, coarse to fine (predictions pass
+    the hierarchy-consistent answer, so picture and text agree); default: each map's own
+    ``label`` and ``prob``. Captions are shortened with "..." to fit their panel.
+    """
+    if labels is not None and len(labels) != len(levels):
+        raise ValueError(f"labels has {len(labels)} entries for {len(levels)} levels")
     gap, caption = 8, max(30, panel_size // 7)
     face = font(max(10, caption // 2 - 2))
     photo = _fit(image.convert("RGB"), panel_size)
     pw, ph = photo.size
+    column = max(pw, panel_size // 2)  # a narrow (portrait) photo still leaves caption room
     panels = [(photo, "input", f"{image.size[0]}x{image.size[1]}")]
     base = np.asarray(photo, dtype=np.float32)
-    for lv in levels:
+    for i, lv in enumerate(levels):
         heat_small = Image.fromarray((np.clip(lv.map, 0, 1) * 255).astype(np.uint8)).resize(
             (pw, ph), Image.Resampling.BILINEAR
         )
         colour = jet(np.asarray(heat_small, dtype=np.float32) / 255.0).astype(np.float32)
         blend = ((1.0 - alpha) * base + alpha * colour).round().clip(0, 255).astype(np.uint8)
-        panels.append(
-            (Image.fromarray(blend), f"{lv.level} ({lv.kind})", f"{lv.label} {lv.prob:.2f}")
-        )
-    width = len(panels) * pw + (len(panels) + 1) * gap
+        label, prob = labels[i] if labels is not None else (lv.label, lv.prob)
+        panels.append((Image.fromarray(blend), f"{lv.level} ({lv.kind})", f"{label} {prob:.2f}"))
+    width = len(panels) * column + (len(panels) + 1) * gap
     height = ph + caption + 2 * gap
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     for i, (panel, line1, line2) in enumerate(panels):
-        x = gap + i * (pw + gap)
-        sheet.paste(panel, (x, gap))
-        draw.text((x, gap + ph + 2), line1, fill=(0, 0, 0), font=face)
-        draw.text((x, gap + ph + 2 + caption // 2), line2, fill=(40, 40, 40), font=face)
+        x = gap + i * (column + gap)
+        sheet.paste(panel, (x + (column - pw) // 2, gap))
+        draw.text((x, gap + ph + 2), fit_text(draw, line1, face, column), fill=(0, 0, 0), font=face)
+        draw.text(
+            (x, gap + ph + 2 + caption // 2),
+            fit_text(draw, line2, face, column),
+            fill=(40, 40, 40),
+            font=face,
+        )
     return sheet
+
+
+def fit_text(draw: ImageDraw.ImageDraw, text: str, face: object, width: int) -> str:
+    """``text``, shortened with "..." until it is at most ``width`` pixels wide in ``face``."""
+    if draw.textlength(text, font=face) <= width:  # type: ignore[arg-type]
+        return text
+    while text and draw.textlength(text + "...", font=face) > width:  # type: ignore[arg-type]
+        text = text[:-1]
+    return text.rstrip() + "..."
 
 
 def attention_filename(source: str, used: set[str]) -> str:

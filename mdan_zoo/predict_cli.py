@@ -45,6 +45,7 @@ from .predict_output import (
 )
 from .predict_shard import Shard, existing_parts, part_path, shard_from_env
 from .prediction import AttentionMaps, Prediction, iter_batches
+from .untrained import mark_warned, untrained_message
 from .zoo import create_model
 
 __all__ = ["UsageError", "load_model", "run_cli"]
@@ -205,6 +206,11 @@ def run_cli(
         if shard.rank == 0:
             print(f"mdan-zoo predict: error: {exc}", file=err)
         return 2
+    untrained = untrained_message(model)
+    if untrained is not None:  # the same warning as model.predict, on stderr, once
+        if shard.rank == 0:
+            print(f"mdan-zoo predict: UntrainedWeightsWarning: {untrained}", file=err)
+        mark_warned(model)
     options = dict(
         top_k=top_k,
         batch_size=batch_size,

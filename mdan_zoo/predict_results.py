@@ -158,14 +158,18 @@ class AttentionMaps:
 
     def overlay(self, *, panel_size: int = 256, alpha: float = 0.5) -> Image.Image:
         """Fig. 8 as one picture: the photo, then one heat-map overlay per level, captioned
-        with the level name, the predicted label, its P_O and the map kind."""
+        with the level name, the map kind, and the hierarchy-consistent answer's label at that
+        level with its P_O (the answer the text output gives)."""
         if self.image is None:
             raise ValueError(f"no attention maps for {self.source}: {self.error}")
         if panel_size < 32:
             raise ValueError(f"panel_size must be at least 32 pixels, got {panel_size}")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        return render_overlay(self.image, self.levels, panel_size=panel_size, alpha=alpha)
+        answer = [(c.label, c.prob) for c in self.prediction.consistent] or None
+        return render_overlay(
+            self.image, self.levels, panel_size=panel_size, alpha=alpha, labels=answer
+        )
 
     def save(self, path: str | os.PathLike[str], *, panel_size: int = 256) -> Path:
         """Write :meth:`overlay` as a PNG (atomically) and return its path."""

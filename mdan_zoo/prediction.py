@@ -35,6 +35,7 @@ from PIL import Image
 from .inputs import iter_inputs
 from .predict_loader import LoadedBatch, batch_loader, default_workers
 from .predict_results import AttentionMaps, LabelProb, LevelAttention, LevelPrediction, Prediction
+from .untrained import warn_if_untrained
 
 __all__ = [
     "AttentionMaps",
@@ -169,6 +170,7 @@ def iter_batches(
     carries only its ``prediction``."""
     _check_args(top_k, batch_size, workers)
     mdan = _unwrap(model)
+    warn_if_untrained(mdan)  # random weights, confident labels: say so once per model
     if device is not None:
         model.to(device)
     dev = _model_device(mdan)

@@ -28,6 +28,7 @@ from .model_card import model_card
 from .taxonomy import Taxonomy, as_taxonomy
 from .transfer import TransferReport, transfer_state
 from .transport import endpoint, offline_mode, resolve
+from .untrained import UNTRAINED_KEY, is_untrained, untrained_from_config
 
 __all__ = ["PretrainedMixin"]
 
@@ -60,6 +61,7 @@ class PretrainedMixin:
             "preprocessing": model.preprocessing.to_dict(),
             "num_classes": list(model.taxonomy.num_classes),
             "num_params": sum(p.numel() for p in model.parameters()),
+            **({UNTRAINED_KEY: True} if is_untrained(model) else {}),
         }
 
     def save_pretrained(
@@ -222,7 +224,7 @@ class PretrainedMixin:
                 "given; drop config= to use the checkpoint's own, or train a model with the new "
                 "config"
             )
-        return cls.from_state(
+        model = cls.from_state(
             ckpt.state_dict(),
             config=saved_config,
             taxonomy=saved_tax if taxonomy is None else as_taxonomy(taxonomy),
@@ -232,6 +234,7 @@ class PretrainedMixin:
             revision=ckpt.revision,
             dtype=target,
         )
+        return untrained_from_config(model, ckpt.config)
 
     @classmethod
     def from_state(

@@ -180,9 +180,16 @@ def _init_from(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
             f"init_from {config.init_from} is a {model.config.backbone} model but backbone="
             f"{config.backbone}; set backbone={model.config.backbone}"
         )
-    if not model.taxonomy.same_tree(taxonomy):
-        logger.info("init_from has another taxonomy: new classifier heads for %s", taxonomy.name)
-        model.reset_classifier(taxonomy)
+    if not model.taxonomy.same_tree(taxonomy):  # the zoo's name-aware transfer (transfer.py)
+        model = MDAN.from_state(
+            model.state_dict(),
+            config=model.config,
+            taxonomy=taxonomy,
+            source_taxonomy=model.taxonomy,
+            preprocessing=model.preprocessing,
+            source=str(config.init_from),
+        ).train()
+        logger.info("init_from %s:\n%s", config.init_from, model.transfer_report)
     else:
         model.taxonomy = taxonomy
     model.preprocessing = config.preprocessing()

@@ -417,6 +417,7 @@ class Trainer:
                         score,
                         " (best)" if is_best else "",
                     )
+            self.model.weights_origin = "trained"  # predictions no longer warn (untrained.py)
             if self.dist.world > 1:
                 dist.barrier()
             best = self.output_dir / "checkpoints" / checkpoint_name(self.best_epoch)

@@ -10,6 +10,7 @@ see :class:`~mdan_zoo.hub.TransferReport`.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import os
 
@@ -267,8 +268,11 @@ def create_model(
     else:
         found = entrypoints().get(name)
         if found is None:
+            close = difflib.get_close_matches(name, [*list_models(), "mdan"], n=1)
             raise KeyError(
-                f"no model named {name!r}; choose one of {list_models()}, 'mdan' (with taxonomy=) "
+                f"no model named {name!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; choose one of {list_models()}, 'mdan' (with taxonomy=) "
                 "or 'hf-hub:org/name@revision'"
             )
         factory = found

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "imageio": 0,
     "inputs": 0,
     "overlay": 0,
+    "untrained": 0,
     # 1: data, weights as data, checkpoint format and Hub transport, and the mixins' machinery,
     #    which receive the network instead of importing it
     "data": 1,

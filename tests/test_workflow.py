@@ -1,0 +1,233 @@
+"""The fine-tuning and prediction workflow of a new user (issue 11): a real training run, a
+second run started from it with another taxonomy (``init_from``), predictions that warn when
+the weights are random, pictures whose captions fit, and messages that point at the fix."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from zoo_helpers import photos, tiny_mdan
+
+from mdan_zoo import (
+    MDAN,
+    Taxonomy,
+    TrainConfig,
+    UntrainedWeightsWarning,
+    create_model,
+    export_run,
+    get_taxonomy,
+    load_pretrained,
+)
+from mdan_zoo.cli import build_parser
+from mdan_zoo.demo import epoch_lines
+from mdan_zoo.overlay import render_overlay
+from mdan_zoo.predict_cli import run_cli
+from mdan_zoo.train_setup import build_model
+
+FASHION = get_taxonomy("fashion_mnist")
+
+
+def _tiny_run(tmp: Path, **changes: object) -> TrainConfig:
+    fields: dict[str, object] = dict(
+        name="tiny",
+        taxonomy="fashion_mnist",
+        dataset="fashion_mnist",
+        subset_per_class=4,
+        backbone="resnet18",
+        input_size=32,
+        resize_size=32,
+        pretrained="none",
+        epochs=1,
+        batch_size=8,
+        max_steps_per_epoch=2,
+        workers=0,
+        device="cpu",
+        progress=False,
+        eval_test=False,
+        eval_batch_size=40,
+        output_dir=str(tmp / "run"),
+    )
+    fields.update(changes)
+    return TrainConfig(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_dir: Path) -> tuple[Path, MDAN]:
+    """One real (tiny) training run on Fashion-MNIST images: its folder and trained model."""
+    tmp = tmp_path_factory.mktemp("workflow")
+    from mdan_zoo.trainer import Trainer
+
+    trainer = Trainer(_tiny_run(tmp))
+    result = trainer.fit()
+    return result.output_dir, trainer.model
+
+
+# ------------------------------------------------------------------ items 4 + 5: init_from
+def test_init_from_a_run_folder_keeps_heads_and_carries_labels_by_name(
+    run: tuple[Path, MDAN], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The second run's taxonomy renames one item (``Sneaker`` -> ``trainers``): every head
+    whose labels are unchanged is kept, the item classifiers carry nine rows and start one
+    fresh, and the weights are the run's (no head reset, as before issue 11)."""
+    run_dir, _ = run
+    nested = FASHION.to_nested()
+    nested["footwear_and_bags"]["shoes"] = ["Sandal", "trainers", "Ankle boot"]
+    mine = Taxonomy.from_nested(nested, name="fashion_renamed", level_names=FASHION.level_names)
+    with caplog.at_level(logging.INFO, logger="mdan_zoo.train_setup"):
+        model = build_model(
+            _tiny_run(tmp_path, taxonomy="fashion_renamed", init_from=str(run_dir)), taxonomy=mine
+        )
+    rep = model.transfer_report
+    assert rep is not None and rep.source == str(run_dir)
+    logged = [r.getMessage() for r in caplog.records if r.name == "mdan_zoo.train_setup"]
+    assert logged == [f"init_from {run_dir}:\n{rep}"]  # the people's report, in the run's log
+    family, group, item, glob = rep.classifiers
+    assert family.kept and group.kept and not item.kept and not glob.kept
+    assert item.fresh == glob.fresh == ("trainers",)
+    assert len(item.carried) == 9 and "Sneaker" not in item.carried
+    from mdan_zoo.run_checkpoints import load_checkpoint
+
+    src = load_checkpoint(run_dir).model.state_dict()
+    dst = model.state_dict()
+    for key in ("backbone.conv1.weight", "f5.weight", "local_heads.0.weight", "local_heads.1.bias"):
+        assert torch.equal(src[key], dst[key]), key
+    coat_src, coat_dst = FASHION.index("Coat"), mine.index("Coat")
+    assert torch.equal(src["global_head.weight"][coat_src], dst["global_head.weight"][coat_dst])
+
+
+# ------------------------------------------------------------------ item 6: untrained weights
+def test_random_weights_warn_once_and_trained_or_loaded_ones_do_not(
+    run: tuple[Path, MDAN], tmp_path: Path
+) -> None:
+    images = photos()[:1]
+    fresh = tiny_mdan("webemo")
+    with pytest.warns(UntrainedWeightsWarning, match="never trained or loaded") as caught:
+        fresh.predict(images)
+    assert len(caught) == 1 and caught[0].filename == __file__  # points at the user's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrainedWeightsWarning)
+        fresh.predict(images)  # once per model
+        _, trained = run
+        trained.predict(images)  # the trainer marked it
+        loaded = tiny_mdan("webemo")
+        loaded.load_state_dict(fresh.state_dict())
+        loaded.predict(images)  # a full load_state_dict counts
+        backbone = tiny_mdan("webemo")
+        trunk = {k[9:]: v for k, v in fresh.state_dict().items() if k.startswith("backbone.")}
+        backbone.load_backbone_state_dict(trunk)
+        backbone.predict(images)  # ImageNet-style backbone weights count
+    # a checkpoint saved from random weights says so, and loading it warns again
+    folder = tiny_mdan("webemo").save_pretrained(tmp_path / "random")
+    assert json.loads((folder / "config.json").read_text())["untrained"] is True
+    with pytest.warns(UntrainedWeightsWarning, match="was saved from a model that was never"):
+        load_pretrained(folder).predict(images)
+    partly = tiny_mdan("webemo")
+    partly.load_state_dict(
+        {k: v for k, v in fresh.state_dict().items() if not k.startswith("global_head")},
+        strict=False,
+    )
+    with pytest.warns(UntrainedWeightsWarning):
+        partly.predict(images)  # a partial load leaves random heads
+
+
+def test_predict_cli_prints_the_warning_on_stderr_once(
+    run: tuple[Path, MDAN], tmp_path: Path
+) -> None:
+    photo = tmp_path / "photo.png"
+    photos()[0].save(photo)
+    folder = tiny_mdan("webemo").save_pretrained(tmp_path / "random")
+    out, err = io.StringIO(), io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrainedWeightsWarning)  # no second, Python warning
+        code = run_cli([str(photo)], model_name=None, weights=str(folder), stdout=out, stderr=err)
+    assert code == 0 and err.getvalue().count("UntrainedWeightsWarning") == 1
+    assert "mdan-zoo predict: UntrainedWeightsWarning: the checkpoint" in err.getvalue()
+    run_dir, _ = run
+    exported = export_run(run_dir, tmp_path / "exported")
+    out, err = io.StringIO(), io.StringIO()
+    code = run_cli([str(photo)], model_name=None, weights=str(exported), stdout=out, stderr=err)
+    assert code == 0 and "Untrained" not in err.getvalue() and str(photo) in out.getvalue()
+
+
+# ------------------------------------------------------------------ item 9: pictures, demo, names
+def test_captions_fit_their_panel_and_show_the_given_labels() -> None:
+    """Long level and label names are shortened to their panel: the white gaps between panels
+    stay white; and the labels passed in (the consistent answer) are what is printed."""
+    image = photos()[0]
+    rng = np.random.default_rng(0)
+
+    class Level:
+        def __init__(self, level: str, label: str) -> None:
+            self.level, self.label, self.prob, self.kind = level, label, 0.5, "L-CAM"
+            self.map = rng.random((image.size[1], image.size[0])).astype(np.float32)
+
+    long = "an extraordinarily long emotion label that never fits"
+    levels = [Level("polarity level with a long name", long), Level("emotion", long)]
+    sheet = np.asarray(render_overlay(image, levels, panel_size=96))
+    gap, column = 8, 96
+    for i in range(1, 3):  # the gap between panel i-1 and panel i, caption rows included
+        x = gap + i * (column + gap) - gap
+        assert (sheet[:, x : x + gap] == 255).all(), f"caption runs into panel {i}"
+    a = render_overlay(image, levels, panel_size=96, labels=[("joy", 0.5), ("awe", 0.5)])
+    levels_b = [Level(lv.level, name) for lv, name in zip(levels, ("joy", "awe"), strict=True)]
+    for lv, b in zip(levels, levels_b, strict=True):
+        b.map = lv.map
+    assert np.array_equal(np.asarray(a), np.asarray(render_overlay(image, levels_b, panel_size=96)))
+    assert not np.array_equal(np.asarray(a), sheet)
+    with pytest.raises(ValueError, match="labels has 1 entries for 2 levels"):
+        render_overlay(image, levels, labels=[("joy", 0.5)])
+
+
+@pytest.mark.filterwarnings("ignore::mdan_zoo.UntrainedWeightsWarning")
+def test_attention_pictures_caption_the_consistent_answer() -> None:
+    model = tiny_mdan("webemo")
+    (maps,) = model.attention_maps(photos()[:1])
+    answer = [(c.label, c.prob) for c in maps.prediction.consistent]
+    expected = render_overlay(maps.image, maps.levels, panel_size=128, labels=answer)
+    assert np.array_equal(np.asarray(maps.overlay(panel_size=128)), np.asarray(expected))
+
+
+def test_the_demo_marks_only_the_selected_epoch() -> None:
+    history = [
+        {"epoch": e, "train_loss": 1.0, "train_images_per_s": 10.0, "val/overall/mean": acc,
+         "selected": sel}
+        for e, acc, sel in ((1, 0.4, True), (2, 0.3, False), (3, 0.6, True))
+    ]  # fmt: skip
+    lines = epoch_lines(history, best_epoch=3)
+    assert [line.endswith("<- selected") for line in lines] == [False, False, True]
+
+
+def test_a_mistyped_model_name_gets_a_suggestion() -> None:
+    with pytest.raises(
+        KeyError, match=r"no model named 'mdan_webemmo' \(did you mean 'mdan_webemo'\?\)"
+    ):
+        create_model("mdan_webemmo")
+    with pytest.raises(KeyError) as info:
+        create_model("resnet50")
+    assert "did you mean" not in str(info.value)
+
+
+def test_predict_weights_help_names_every_kind_of_weights() -> None:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    predict = sub.choices["predict"]  # type: ignore[attr-defined]
+    help_text = next(a.help for a in predict._actions if a.dest == "weights")
+    assert ".safetensors" in help_text and "hf-hub:" in help_text and "export" in help_text
+
+
+def test_a_portrait_photo_keeps_room_for_captions() -> None:
+    tall = Image.new("RGB", (40, 200), (0, 128, 0))
+
+    class Level:
+        level, label, prob, kind = "emotion", "contentment", 0.9, "CAM"
+        map = np.zeros((200, 40), np.float32)
+
+    sheet = render_overlay(tall, [Level()], panel_size=128)
+    assert sheet.width == 2 * 64 + 3 * 8  # the column is at least half a panel wide
