@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 __all__ = ["build_parser", "main"]
 
@@ -149,6 +151,12 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--preprocessing",
+        choices=("checkpoint", "config"),
+        help="the input transforms: the checkpoint's own (default), or the config's input_size "
+        "/ resize_size (the default when --set gives either)",
+    )
     p.add_argument("--out", help="folder for report.json/.txt and confusion CSV/PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train_eval)
@@ -323,7 +331,8 @@ def _train_eval(args: argparse.Namespace) -> int:
             from .hub import load_pretrained
 
             model = load_pretrained(args.checkpoint)
-        datasets = build_datasets(cfg, taxonomy=model.taxonomy)
+        pre, said = _eval_preprocessing(args, cfg, model)
+        datasets = build_datasets(cfg, taxonomy=model.taxonomy, preprocessing=pre)
         if args.split not in datasets:
             raise FileNotFoundError(f"the dataset has no {args.split!r} split: {sorted(datasets)}")
         device = (
@@ -340,11 +349,42 @@ def _train_eval(args: argparse.Namespace) -> int:
         )
     except _train_errors() as err:
         return _fail(err)
+    print(said)
     print(report.table(f"{cfg.name}: {args.split} split ({report.num_samples} images)"))
     if args.out:
-        paths = report.write(args.out, title=f"{cfg.name}: {args.split} split")
+        paths = report.write(args.out, title=f"{cfg.name}: {args.split} split\n{said}")
         print(f"report and confusion matrices written to {paths['json'].parent}")
     return 0
+
+
+_PREPROCESSING_KEYS = ("input_size", "resize_size")
+
+
+def _eval_preprocessing(args: argparse.Namespace, cfg: Any, model: Any) -> tuple[Any, str]:
+    """The transforms `eval` uses and the line that says which: the checkpoint's own, unless
+    --preprocessing config or a --set of input_size / resize_size asks for the config's."""
+    given = [o.partition("=")[0].strip() for o in args.overrides]
+    which = args.preprocessing or (
+        "config" if any(k in _PREPROCESSING_KEYS for k in given) else "checkpoint"
+    )
+    mine, theirs = model.preprocessing, cfg.preprocessing()
+
+    def shown(p: Any) -> str:
+        resize = "none (crop from the original)" if p.resize_size is None else p.resize_size
+        return f"input_size {p.input_size}, resize_size {resize}"
+
+    if which == "config":  # the config's sizes; normalisation stays the checkpoint's
+        said = f"preprocessing: the config's ({shown(theirs)})"
+        if (theirs.input_size, theirs.resize_size) != (mine.input_size, mine.resize_size):
+            said += f"; the checkpoint was trained with {shown(mine)}"
+        pre = dataclasses.replace(
+            mine, input_size=theirs.input_size, resize_size=theirs.resize_size
+        )
+        return pre, said
+    said = f"preprocessing: the checkpoint's ({shown(mine)})"
+    if (theirs.input_size, theirs.resize_size) != (mine.input_size, mine.resize_size):
+        said += f"; the config says {shown(theirs)}: --preprocessing config uses it"
+    return mine, said
 
 
 def _train_export(args: argparse.Namespace) -> int:
@@ -422,7 +462,8 @@ def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
     which.add_argument(
         "--weights",
         metavar="PATH",
-        help="a folder saved by save_pretrained or `mdan-zoo export`, a .safetensors file, "
+        help="a folder saved by save_pretrained or `mdan-zoo export`, a training run's "
+        "output_dir (its validation-selected epoch), a .safetensors file, "
         "a Hub repo id org/name[@revision] or hf-hub:org/name[@revision]",
     )
     p.add_argument(

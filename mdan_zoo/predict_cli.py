@@ -59,8 +59,9 @@ class UsageError(ValueError):
 
 def load_model(*, name: str | None, weights: str | None, token: str | bool | None = None) -> MDAN:
     """The model the CLI asks for: a zoo name (``--model``, with its published weights) or a
-    checkpoint (``--weights``: a folder written by ``save_pretrained``, a ``.safetensors``
-    file or a Hub repo ``org/name[@revision]``); loading errors become :class:`UsageError`."""
+    checkpoint (``--weights``: a folder written by ``save_pretrained``, a training run's
+    output_dir, a ``.safetensors`` file or a Hub repo ``org/name[@revision]``); loading errors
+    become :class:`UsageError`."""
     if (name is None) == (weights is None):
         raise UsageError("give exactly one of --model NAME or --weights PATH")
     try:

@@ -181,6 +181,10 @@ class PretrainedMixin:
     ) -> T:
         """The exact saved model from a folder, a ``.safetensors`` file or a Hub repo, in eval mode.
 
+        A training run's output_dir loads its validation-selected epoch (an epoch folder of
+        the run loads that epoch), with the taxonomy, config and preprocessing it was trained
+        with; ``mdan-zoo export`` stays the way to publish.
+
         ``revision`` pins a Hub commit (a full 40-hex commit in a warm cache makes no network
         call); ``token`` reads private repos (default: ``HF_TOKEN`` or ``hf auth login``).
         ``taxonomy`` different from the checkpoint's fine-tunes: backbone, FPN and

@@ -152,8 +152,9 @@ class WeightsEntry:
             f"--set data_root=/path/to/{self.dataset}` (a config that ships with mdan_zoo; "
             "the paper's protocol and the rest in docs/reproduce.md), "
             f"then load the result with `{self.name}(weights='path/to/run')` or "
-            f"`MDAN.from_pretrained('path/to/run')`; a .safetensors file you already have loads "
-            f"the same way"
+            f"`MDAN.from_pretrained('path/to/run')` (the run's validation-selected epoch); "
+            "`mdan-zoo export path/to/run OUT_DIR` makes the Hub-layout folder to publish, and a "
+            ".safetensors file you already have loads the same way"
         )
 
     def require_published(self) -> None:

@@ -35,7 +35,7 @@ from torch.optim import Optimizer
 
 from .config import ConfigError
 from .model import MDAN
-from .run_checkpoints import (
+from .run_folder import (
     _HIDDEN_RE,
     RunFolderError,
     _epoch_of,

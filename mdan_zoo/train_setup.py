@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from .config import ConfigError
+from .config import ConfigError, Preprocessing
 from .model import MDAN
 from .run_checkpoints import load_checkpoint
 from .taxonomy import Taxonomy
@@ -27,13 +27,17 @@ __all__ = ["build_datasets", "build_model"]
 logger = logging.getLogger(__name__)
 
 
-def build_datasets(config: TrainConfig, *, taxonomy: Taxonomy) -> dict[str, Dataset]:
+def build_datasets(
+    config: TrainConfig, *, taxonomy: Taxonomy, preprocessing: Preprocessing | None = None
+) -> dict[str, Dataset]:
     """``train`` / ``val`` / ``test`` datasets of ``(image_tensor, fine_index)`` for ``config``.
 
     ``fashion_mnist`` is built in (real images, offline); the paper datasets and the generic
-    folder / CSV readers come from :mod:`mdan_zoo.data`.
+    folder / CSV readers come from :mod:`mdan_zoo.data`. ``preprocessing``: the transforms
+    (default: the config's ``input_size`` / ``resize_size``); to evaluate a trained model pass
+    its own, ``model.preprocessing``.
     """
-    pre = config.preprocessing()
+    pre = config.preprocessing() if preprocessing is None else preprocessing
     train_tf, eval_tf = pre.train_transform(), pre.eval_transform()
     if config.dataset == "fashion_mnist":
         from .data.fashion_mnist import FashionMNIST

@@ -15,10 +15,12 @@ from typing import Any
 
 from .checkpoint import (
     CONFIG_NAME,
+    FORMAT_VERSION,
     PICKLE_SUFFIXES,
     WEIGHTS_NAME,
     Checkpoint,
     WeightsError,
+    check_config,
     header_config,
     read_json,
     refuse_pickle,
@@ -27,6 +29,7 @@ from .hub_errors import Token, endpoint, hub_error, network_errors, offline_mode
 from .hub_refs import check_revision, is_hub_ref, parse_hub_ref, shown
 from .integrity import verify
 from .registry import WeightsEntry
+from .run_folder import RunFolderError, is_run_folder, selected_checkpoint
 
 __all__ = [
     "default_cache_dir",
@@ -88,7 +91,8 @@ def resolve(
 ) -> Checkpoint:
     """Find (and download if needed) the checkpoint ``source`` and verify it.
 
-    ``source``: a ``.safetensors`` file, a folder in Hub layout, or ``hf-hub:org/name[@rev]``
+    ``source``: a ``.safetensors`` file, a folder in Hub layout, a training run's output_dir
+    or one of its epoch folders (:mod:`mdan_zoo.run_folder`), or ``hf-hub:org/name[@rev]``
     (``org/name`` works too). A Hub ref and ``revision`` are checked before any request or file
     write. ``token``: as huggingface_hub (default: ``HF_TOKEN`` or the stored ``hf auth
     login``). ``expected_sha256`` (from the registry) overrides the hash config.json records.
@@ -125,15 +129,30 @@ def resolve(
 
 def _resolve_local(path: Path) -> Checkpoint:
     refuse_pickle(path.name)
+    hub_layout = (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file()
+    if path.is_dir() and not hub_layout and is_run_folder(path):
+        return _resolve_run(path)
     if path.is_dir():
         weights = path / WEIGHTS_NAME
         if not weights.is_file():
             pickles = sorted(p.name for p in path.iterdir() if p.name.endswith(PICKLE_SUFFIXES))
             if pickles:
                 refuse_pickle(pickles[0])
+            runs = sorted(
+                p.name
+                for p in path.iterdir()
+                if p.name[:5] in ("seed-", "fold-") and p.is_dir() and is_run_folder(p)
+            )
+            if runs:
+                raise WeightsError(
+                    f"{path} holds training runs ({', '.join(runs)}), not one run: load "
+                    f"one of them (e.g. {path / runs[0]}), or export the one with the best "
+                    f"validation score with `mdan-zoo export {path} OUT_DIR` and load OUT_DIR"
+                )
             raise WeightsError(
                 f"{path} has no {WEIGHTS_NAME}: a checkpoint folder holds model.safetensors and "
-                "config.json, as written by `model.save_pretrained(dir)`"
+                "config.json, as written by `model.save_pretrained(dir)` or `mdan-zoo export "
+                "RUN_DIR OUT_DIR`; a training run's output_dir (with checkpoints/) loads as it is"
             )
         cfg_path: Path | None = path / CONFIG_NAME
     elif path.is_file():
@@ -156,6 +175,42 @@ def _resolve_local(path: Path) -> Checkpoint:
     else:
         config, origin = header_config(weights), str(weights)
     return Checkpoint(weights_path=weights, config=config, source=str(path), config_origin=origin)
+
+
+def _resolve_run(path: Path) -> Checkpoint:
+    """A training run's validation-selected checkpoint (or a checkpoint folder of a run), as
+    the trainer wrote it: weights verified against the SHA-256 its state.json records, and the
+    taxonomy, architecture and preprocessing it was trained with."""
+    try:
+        folder, state = selected_checkpoint(path)
+    except (RunFolderError, FileNotFoundError) as err:
+        raise WeightsError(str(err)) from None
+    if folder != path:
+        logger.info(
+            "%s: loading its validation-selected checkpoint %s (epoch %d)",
+            path,
+            folder.name,
+            state["epoch"],
+        )
+    files = state.get("files") or {}
+    config: dict[str, Any] = {
+        "library": "mdan_zoo",
+        "format_version": FORMAT_VERSION,
+        "architecture": state["model_config"],
+        "taxonomy": state["taxonomy"],
+        "preprocessing": state["preprocessing"],
+        "training": {"run": str(path), "checkpoint": str(folder), "epoch": state["epoch"]},
+    }
+    digest = (files.get(WEIGHTS_NAME) or {}).get("sha256")
+    if digest is not None:
+        config["weights"] = {"file": WEIGHTS_NAME, "sha256": digest}
+    origin = str(folder / "state.json")
+    return Checkpoint(
+        weights_path=folder / WEIGHTS_NAME,
+        config=check_config(config, source=origin),
+        source=str(folder),
+        config_origin=origin,
+    )
 
 
 def _resolve_hub(

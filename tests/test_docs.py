@@ -192,9 +192,53 @@ def _tiny_checkpoint(tmp: Path) -> None:
     tiny_model("webemo").save_pretrained(tmp / "tiny_checkpoint")
 
 
+_FI_RUN: list[Path] = []  # one tiny FI training run per test session, copied into each page
+
+
+def _fi_run(tmp: Path) -> None:
+    """``runs/fi``: a real (tiny) training run of the ``fi`` taxonomy -- ResNet-18, 32 px, one
+    optimizer step on 5 real photos (foolbox's ImageNet and CIFAR-10 samples) per emotion --
+    and ``exported/mdan_fi``, what ``mdan-zoo export`` writes from it."""
+    from mdan_zoo import TrainConfig, export_run, get_taxonomy
+    from mdan_zoo.trainer import Trainer
+
+    if not _FI_RUN:
+        cache = Path(tempfile.mkdtemp(prefix="docs-fi-run-"))
+        folder = package_data("foolbox", "data")
+        files = sorted(folder.glob("imagenet_*.jpg")) + sorted(folder.glob("cifar10_*.png"))
+        for k, label in enumerate(get_taxonomy("fi").labels[-1]):
+            (cache / "fi_photos" / label).mkdir(parents=True)
+            for j in range(5):
+                shutil.copy(files[k * 5 + j], cache / "fi_photos" / label / f"{j}{files[0].suffix}")
+        config = TrainConfig(
+            name="fi",
+            taxonomy="fi",
+            dataset="folder",
+            data_root=str(cache / "fi_photos"),
+            backbone="resnet18",
+            model={"fpn_channels": 32},
+            pretrained="none",
+            input_size=32,
+            resize_size=40,
+            epochs=1,
+            batch_size=8,
+            max_steps_per_epoch=1,
+            workers=0,
+            device="cpu",
+            progress=False,
+            eval_test=False,
+            output_dir=str(cache / "runs" / "fi"),
+        )
+        Trainer(config).fit()
+        export_run(cache / "runs" / "fi", cache / "exported" / "mdan_fi")
+        _FI_RUN.append(cache)
+    shutil.copytree(_FI_RUN[0] / "runs", tmp / "runs", dirs_exist_ok=True)
+    shutil.copytree(_FI_RUN[0] / "exported", tmp / "exported", dirs_exist_ok=True)
+
+
 def _hub_files(tmp: Path) -> None:
-    """hub.md's ``old.pth`` (a pickled state dict of ``mdan(taxonomy="fi", backbone="resnet18")``)
-    and ``runs/fi-half`` (a small FI model saved in half precision)."""
+    """hub.md's ``old.pth`` (a pickled state dict of ``mdan(taxonomy="fi", backbone="resnet18")``),
+    ``runs/fi-half`` (a small FI model saved in half precision) and :func:`_fi_run`'s folders."""
     import torch
     from _photos import tiny_model
 
@@ -202,29 +246,15 @@ def _hub_files(tmp: Path) -> None:
 
     torch.save(mdan(taxonomy="fi", backbone="resnet18").state_dict(), tmp / "old.pth")
     tiny_model("fi").half().save_pretrained(tmp / "runs" / "fi-half")
-
-
-def _zoo_files(tmp: Path) -> None:
-    """zoo.md's ``exported/mdan_fi``: what ``mdan-zoo export`` writes, for a small FI model."""
-    import torch
-
-    from mdan_zoo import MDAN, MDANConfig, Preprocessing, get_taxonomy
-
-    torch.manual_seed(0)
-    model = MDAN(
-        get_taxonomy("fi"),
-        MDANConfig(backbone="resnet18", fpn_channels=32),
-        preprocessing=Preprocessing(input_size=64, resize_size=72),
-    )
-    model.weights_origin = "trained"  # stands for a trained export
-    model.save_pretrained(tmp / "exported" / "mdan_fi")
+    _fi_run(tmp)
 
 
 PAGE_FILES: dict[str, Callable[[Path], None]] = {
+    "README.md": _fi_run,
     "finetune.md": _my_photos,
     "predict.md": _tiny_checkpoint,
     "hub.md": _hub_files,
-    "zoo.md": _zoo_files,
+    "zoo.md": _fi_run,
 }
 
 

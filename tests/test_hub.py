@@ -378,12 +378,9 @@ def test_the_hub_cache_holds_only_huggingface_hub_layout(on_hub: Hub) -> None:
     info = scan_cache_dir(_cache())
     assert info.warnings == []
     assert sorted(r.repo_id for r in info.repos) == ["org/fashion", "org/fi-tiny"]
-    assert sorted(p.name for p in _cache().iterdir()) == [
-        ".locks",
-        "CACHEDIR.TAG",
-        "models--org--fashion",
-        "models--org--fi-tiny",
-    ]
+    # CACHEDIR.TAG is written by newer huggingface_hub releases only (not by the 1.1 floor).
+    names = sorted(p.name for p in _cache().iterdir() if p.name != "CACHEDIR.TAG")
+    assert names == [".locks", "models--org--fashion", "models--org--fi-tiny"]
     records = Path(os.environ["HF_HOME"]) / "assets" / "mdan_zoo" / "verified" / "default"
     assert len(list(records.iterdir())) == 2
 

@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "predict_shard": 1,
     "predict_results": 1,
     "prediction": 1,
+    "run_folder": 1,
     # 2: the network
     "model": 2,
     # 3: checkpoints as functions, the zoo

@@ -4,9 +4,11 @@ the weights are random, pictures whose captions fit, and messages that point at 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
+import shutil
 import warnings
 from pathlib import Path
 
@@ -101,6 +103,151 @@ def test_init_from_a_run_folder_keeps_heads_and_carries_labels_by_name(
         assert torch.equal(src[key], dst[key]), key
     coat_src, coat_dst = FASHION.index("Coat"), mine.index("Coat")
     assert torch.equal(src["global_head.weight"][coat_src], dst["global_head.weight"][coat_dst])
+
+
+# ------------------------------------------------------------------ item 3: a run folder loads
+def _with_a_later_epoch(run_dir: Path, out: Path) -> Path:
+    """A copy of ``run_dir`` (one epoch) whose newest epoch (2, its weights changed) is not
+    the one validation selected (1): what a run looks like after an epoch that got worse."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(run_dir, out)
+    ckpts = out / "checkpoints"
+    shutil.copytree(ckpts / "epoch-0001", ckpts / "epoch-0002")
+    weights = ckpts / "epoch-0002" / "model.safetensors"
+    tensors = load_file(weights)
+    tensors["global_head.weight"] = tensors["global_head.weight"] + 1.0
+    save_file(tensors, weights)
+    state = json.loads((ckpts / "epoch-0002" / "state.json").read_text())
+    state["epoch"] = 2
+    state["files"]["model.safetensors"] = {
+        "bytes": weights.stat().st_size,
+        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    }
+    (ckpts / "epoch-0002" / "state.json").write_text(json.dumps(state))
+    (ckpts / "last.json").write_text(
+        json.dumps({"dir": "epoch-0002", "epoch": 2, "best": {"dir": "epoch-0001", "epoch": 1}})
+    )
+    return out
+
+
+def test_a_training_run_folder_loads_its_selected_epoch_everywhere(
+    run: tuple[Path, MDAN], tmp_path: Path
+) -> None:
+    """``MDAN.from_pretrained(RUN_DIR)``, ``weights=RUN_DIR`` and ``--weights RUN_DIR`` load
+    the validation-selected epoch with its taxonomy, config and preprocessing, not the newest."""
+    run_dir = _with_a_later_epoch(run[0], tmp_path / "run")
+    selected = run_dir / "checkpoints" / "epoch-0001"
+    from mdan_zoo.run_checkpoints import load_checkpoint
+
+    want = load_checkpoint(run_dir, which="best").model.state_dict()
+    newest = load_checkpoint(run_dir, which="last").model.state_dict()
+    assert not torch.equal(want["global_head.weight"], newest["global_head.weight"])
+    for model in (
+        MDAN.from_pretrained(run_dir),
+        create_model("mdan", weights=str(run_dir)),
+        load_pretrained(str(run_dir)),
+    ):
+        assert model.checkpoint_source == str(selected)
+        assert model.taxonomy.same_tree(FASHION) and model.preprocessing.input_size == 32
+        assert model.config.backbone == "resnet18" and not model.training
+        got = model.state_dict()
+        assert all(torch.equal(want[k], got[k]) for k in want)
+    epoch2 = MDAN.from_pretrained(run_dir / "checkpoints" / "epoch-0002")  # one epoch, named
+    assert torch.equal(epoch2.state_dict()["global_head.weight"], newest["global_head.weight"])
+    photo = tmp_path / "photo.png"
+    photos()[0].save(photo)
+    out, err = io.StringIO(), io.StringIO()
+    code = run_cli([str(photo)], model_name=None, weights=str(run_dir), stdout=out, stderr=err)
+    expected = MDAN.from_pretrained(run_dir).predict([photos()[0]])[0]
+    assert code == 0 and "Untrained" not in err.getvalue()
+    answer = " > ".join(p.label for p in expected.consistent)
+    assert f"answer  {answer}  (joint P_O {expected.joint_prob:.3f})" in out.getvalue()
+
+
+def test_a_damaged_or_empty_run_folder_is_refused_with_the_file_and_the_fix(
+    run: tuple[Path, MDAN], tmp_path: Path
+) -> None:
+    from mdan_zoo import WeightsError
+
+    run_dir = shutil.copytree(run[0], tmp_path / "run")
+    weights = run_dir / "checkpoints" / "epoch-0001" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    with pytest.raises(WeightsError, match="truncated") as info:
+        MDAN.from_pretrained(run_dir)
+    assert "checkpoints/epoch-0001" in str(info.value) and "Restore" in str(info.value)
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before  # untouched
+    empty = tmp_path / "empty"
+    (empty / "checkpoints").mkdir(parents=True)
+    with pytest.raises(WeightsError, match=r"holds no checkpoint: expected .*last\.json"):
+        MDAN.from_pretrained(empty)
+    with pytest.raises(WeightsError, match="a training run's output_dir .* loads as it is"):
+        MDAN.from_pretrained(empty / "checkpoints")  # neither a run nor a Hub-layout folder
+    protocol = tmp_path / "protocol"
+    shutil.copytree(run[0], protocol / "seed-0")
+    with pytest.raises(WeightsError, match=r"holds training runs \(seed-0\), not one run: load"):
+        MDAN.from_pretrained(protocol)
+
+
+def test_the_unpublished_message_names_what_now_works() -> None:
+    from mdan_zoo import UnpublishedWeightsError, mdan_fi
+
+    with pytest.raises(UnpublishedWeightsError) as info:
+        mdan_fi(pretrained=True)
+    text = str(info.value)
+    assert "mdan_fi(weights='path/to/run')" in text and "mdan-zoo export" in text
+
+
+# ------------------------------------------------------------------ item 2: eval preprocessing
+def test_eval_uses_the_checkpoints_preprocessing_and_says_which(
+    run: tuple[Path, MDAN], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run trained at 32 px, evaluated with a config that names no sizes (448 / 512): the
+    default evaluates at the checkpoint's 32 px; --set of a size or --preprocessing config
+    use the config's sizes; each says which on its first line."""
+    from dataclasses import replace
+
+    from mdan_zoo.cli import main
+    from mdan_zoo.evaluation import evaluate
+    from mdan_zoo.run_checkpoints import load_checkpoint
+    from mdan_zoo.train_setup import build_datasets
+
+    run_dir, _ = run
+    data = json.loads((run_dir / "config.json").read_text())
+    del data["input_size"], data["resize_size"]
+    config = tmp_path / "eval.json"
+    config.write_text(json.dumps(data))
+    model = load_checkpoint(run_dir).model
+    cfg = TrainConfig.from_file(config)
+
+    def table(pre: object) -> str:
+        val = build_datasets(cfg, taxonomy=model.taxonomy, preprocessing=pre)["val"]  # type: ignore[arg-type]
+        return evaluate(model, val, batch_size=40).table(f"tiny: val split ({len(val)} images)")
+
+    assert main(["eval", str(config), "--split", "val", "--no-progress"]) == 0
+    first, rest = capsys.readouterr().out.split("\n", 1)
+    assert first == (
+        "preprocessing: the checkpoint's (input_size 32, resize_size 32); the config says "
+        "input_size 448, resize_size 512: --preprocessing config uses it"
+    )
+    assert rest.strip() == table(model.preprocessing).strip()
+    sized = ["--set", "input_size=64", "--set", "resize_size=72"]
+    assert main(["eval", str(config), "--split", "val", "--no-progress", *sized]) == 0
+    first, rest = capsys.readouterr().out.split("\n", 1)
+    assert first == (
+        "preprocessing: the config's (input_size 64, resize_size 72); the checkpoint was "
+        "trained with input_size 32, resize_size 32"
+    )
+    assert (
+        rest.strip() == table(replace(model.preprocessing, input_size=64, resize_size=72)).strip()
+    )
+    out = tmp_path / "report"
+    args = ["eval", str(config), "--split", "val", "--no-progress", "--out", str(out)]
+    assert main([*args, "--preprocessing", "config", "--set", "input_size=64"]) == 0
+    said = capsys.readouterr().out.split("\n", 1)[0]
+    assert said.startswith("preprocessing: the config's (input_size 64, resize_size 512)")
+    assert said in (out / "report.txt").read_text()
 
 
 # ------------------------------------------------------------------ item 6: untrained weights
@@ -220,6 +367,7 @@ def test_predict_weights_help_names_every_kind_of_weights() -> None:
     predict = sub.choices["predict"]  # type: ignore[attr-defined]
     help_text = next(a.help for a in predict._actions if a.dest == "weights")
     assert ".safetensors" in help_text and "hf-hub:" in help_text and "export" in help_text
+    assert "training run's output_dir" in help_text
 
 
 def test_a_portrait_photo_keeps_room_for_captions() -> None:
