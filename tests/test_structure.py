@@ -7,6 +7,7 @@ functions alike; only ``if TYPE_CHECKING:`` blocks (never executed) are left out
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,14 @@ def test_the_checker_sees_function_level_imports(tmp_path: Path) -> None:
 def test_no_submodule_is_shadowed_by_a_public_name() -> None:
     modules = {_module_name(p).split(".")[0] for p in PACKAGE.rglob("*.py")}
     assert not modules & set(mdan_zoo.__all__)
+
+
+def test_the_layout_table_in_the_docs_is_this_one() -> None:
+    """docs/architecture.md ("Layout") lists every module with the layer LAYERS gives it, and
+    nothing else, so a newcomer reading it finds the room a change belongs in."""
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = doc.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d) \| `([\w.]+)/?` \| .+ \|$", section, flags=re.M)
+    listed = {name: int(layer) for layer, name in rows}
+    assert len(rows) == len(listed), "a module is listed twice"
+    assert listed == LAYERS
