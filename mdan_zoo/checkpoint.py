@@ -345,6 +345,8 @@ def read_state_dict(
             state = load_file(path, backend="pread")  # read(2) into owned buffers, no mmap
         else:  # older safetensors maps the file: copy each tensor out of the mapping
             state = {k: v.clone() for k, v in load_file(path).items()}
+    except MemoryError:  # too big for this machine: the file is fine, never say delete it
+        raise
     except Exception as err:
         raise unreadable(path, err) from None
     if unchanged_since is not None and stat_key(path) != unchanged_since:

@@ -221,6 +221,8 @@ def _to_rgb(img: Image.Image, source: str | os.PathLike[str]) -> Image.Image:
     """Any Pillow mode -> upright RGB (see the module docstring for each case)."""
     try:
         upright = ImageOps.exif_transpose(img)
+    except MemoryError:  # the machine, not the file: never reported as a broken EXIF block
+        raise
     except Exception as err:  # noqa: BLE001 - a broken EXIF block should not lose the picture
         raise ImageReadError(source, f"unreadable EXIF orientation ({err})") from None
     img = upright if upright is not None else img

@@ -414,3 +414,29 @@ def test_peak_memory_of_a_strip_is_below_a_normal_photo(tmp_path: Path) -> None:
     assert (strip_outcome, photo_outcome) == ("refused", "read")
     assert strip_peak < 16 * 2**20, strip_peak  # before: a 6.3 GB allocation
     assert strip_peak <= photo_peak + 2**20, (strip_peak, photo_peak)
+
+
+def test_running_out_of_memory_is_never_blamed_on_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A MemoryError while rotating a photo or reading weights is the machine's, not the
+    file's: it propagates as itself, never as "unreadable EXIF" or "corrupted, delete it"."""
+    import safetensors.torch
+
+    import mdan_zoo.imageio as imageio
+    from mdan_zoo.checkpoint import read_state_dict
+
+    def no_memory(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError
+
+    photo = tmp_path / "photo.jpg"
+    Image.open(feat_photo("single_face.jpg")).save(photo)
+    read_image(photo)  # fine with memory
+    monkeypatch.setattr(imageio.ImageOps, "exif_transpose", no_memory)
+    with pytest.raises(MemoryError):
+        read_image(photo)
+    weights = tiny_model("fi").save_pretrained(tmp_path / "ckpt") / "model.safetensors"
+    assert read_state_dict(weights)  # fine with memory
+    monkeypatch.setattr(safetensors.torch, "load_file", no_memory)
+    with pytest.raises(MemoryError):
+        read_state_dict(weights)
