@@ -322,6 +322,13 @@ class Taxonomy:
         try:
             return cls.from_dict(data)
         except TaxonomyError as err:
+            if isinstance(data, dict) and {"dataset", "taxonomy"} <= set(data):
+                raise TaxonomyError(
+                    f"taxonomy file {path} is a training config (it has 'dataset' and "
+                    "'taxonomy' keys), not a label tree: its 'taxonomy' must name a built-in "
+                    "tree or another file, the one written by Taxonomy.to_json "
+                    "(docs/finetune.md, step 1)"
+                ) from None
             raise TaxonomyError(f"taxonomy file {path}: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:

@@ -105,6 +105,31 @@ def test_init_from_a_run_folder_keeps_heads_and_carries_labels_by_name(
     assert torch.equal(src["global_head.weight"][coat_src], dst["global_head.weight"][coat_dst])
 
 
+# ------------------------------------------------------------------ item 1: a config as taxonomy
+def test_a_config_named_as_its_own_taxonomy_says_which_file_to_point_at(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mdan_zoo.cli import main
+
+    config = tmp_path / "my_emotions.json"
+    config.write_text(
+        json.dumps(
+            {
+                "name": "mine",
+                "taxonomy": str(config),
+                "dataset": "folder",
+                "data_root": str(tmp_path),
+                "output_dir": str(tmp_path / "run"),
+            }
+        )
+    )
+    assert main(["train", str(config)]) != 0
+    err = capsys.readouterr().err
+    assert f"taxonomy file {config} is a training config" in err
+    assert "Taxonomy.to_json" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_emotions.json"]  # nothing made
+
+
 # ------------------------------------------------------------------ item 3: a run folder loads
 def _with_a_later_epoch(run_dir: Path, out: Path) -> Path:
     """A copy of ``run_dir`` (one epoch) whose newest epoch (2, its weights changed) is not
