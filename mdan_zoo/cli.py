@@ -176,7 +176,11 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("repo_id", help="Hub repo, e.g. your-name/mdan-fi")
     p.add_argument("--which", default="best", choices=("best", "last"))
     p.add_argument("--private", action="store_true", help="create the repo private")
-    p.add_argument("--revision", help="branch to push to (default: main)")
+    p.add_argument("--branch", help="branch to push to (default: main)")
+    p.add_argument("--revision", help="older name for --branch")
+    p.add_argument(
+        "--create-pr", action="store_true", help="open a pull request instead of committing"
+    )
     p.add_argument("--message", help="commit message")
     p.add_argument(
         "--token", help="Hub token for private repos (default: HF_TOKEN or `hf auth login`)"
@@ -408,13 +412,15 @@ def _train_push(args: argparse.Namespace) -> int:
             args.repo_id,
             which=args.which,
             private=args.private or None,
+            branch=args.branch,
             revision=args.revision,
+            create_pr=args.create_pr or None,
             commit_message=args.message,
             token=args.token,
         )
     except _train_errors() as err:
         return _fail(err)
-    except WeightsError as err:  # refused token, no network, offline: the message says the fix
+    except (WeightsError, ValueError) as err:  # refused token, offline, --branch vs --revision
         return _fail(err)
     print(f"pushed {args.repo_id} at commit {commit}")
     return 0

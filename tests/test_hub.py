@@ -528,6 +528,37 @@ def test_push_to_hub_uploads_a_loadable_checkpoint(tmp_path: Path) -> None:
         model.push_to_hub("me/my-mdan", branch="a", revision="b", api=api)
 
 
+def test_the_push_command_passes_branch_and_pull_request_to_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mdan-zoo push RUN REPO --branch dev --create-pr` reaches HfApi.upload_folder as
+    huggingface_hub names them; --branch and --revision that disagree are a usage error."""
+    import huggingface_hub
+
+    from mdan_zoo import TrainConfig
+    from mdan_zoo.trainer import Trainer
+
+    run = tmp_path / "run"
+    Trainer(
+        TrainConfig(
+            name="tiny", taxonomy="fashion_mnist", dataset="fashion_mnist", subset_per_class=4,
+            backbone="resnet18", model={"fpn_channels": 32}, input_size=32, resize_size=32,
+            pretrained="none", epochs=1, batch_size=8, max_steps_per_epoch=1, workers=0,
+            device="cpu", progress=False, eval_test=False, output_dir=str(run),
+        )
+    ).fit()  # fmt: skip
+    api = _RecordingApi(tmp_path / "uploaded")
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda **kw: api)
+    assert cli_main(["push", str(run), "me/mdan", "--branch", "dev", "--create-pr"]) == 0
+    assert capsys.readouterr().out == f"pushed me/mdan at commit {'f' * 40}\n"
+    assert api.upload_kw["revision"] == "dev" and api.upload_kw["create_pr"] is True
+    assert same_state(MDAN.from_pretrained(api.copy_to), MDAN.from_pretrained(run))
+    assert cli_main(["push", str(run), "me/mdan", "--revision", "old"]) == 0
+    assert api.upload_kw["revision"] == "old" and api.upload_kw["create_pr"] is None
+    assert cli_main(["push", str(run), "me/mdan", "--branch", "a", "--revision", "b"]) == 1
+    assert "give one" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ last: stops the server
 def test_warm_cache_with_the_server_stopped_makes_no_network_call(
     warm: Hub, monkeypatch: pytest.MonkeyPatch
