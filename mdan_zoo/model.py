@@ -33,6 +33,11 @@ from .untrained import loaded_hook
 __all__ = ["MDAN", "LevelOutput", "MDANOutput", "ResNetTrunk", "mdan_loss"]
 
 _SEMANTIC_LEVEL = (4, 3, 2)  # mapping (e): affective level 1, 2, 3 -> C4, C3, C2
+AGG_MATRIX_MAX = 1 << 22
+"""Largest fine x coarse one-hot matrix (entries, 16 MB) that Eq. 2 uses as a matrix product;
+a larger tree sums children with ``index_add`` instead, so a legal 30,000-class tree never
+allocates a 30,000 x 30,000 matrix (3.6 GB). The finest level needs none: P_G there is the
+global softmax itself."""
 
 
 class ResNetTrunk(nn.Module):
@@ -245,8 +250,11 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
             [tax.ancestor_indices(k) for k in range(tax.num_classes[-1])], device=device
         )  # [fine, levels]
         for depth in range(tax.num_levels):
-            agg = F.one_hot(paths[:, depth], tax.num_classes[depth]).float()  # Eq. 2
-            self.register_buffer(f"_agg{depth}", agg, persistent=False)
+            small = depth < tax.num_levels - 1 and paths.shape[0] * tax.num_classes[depth] <= (
+                AGG_MATRIX_MAX
+            )
+            agg = F.one_hot(paths[:, depth], tax.num_classes[depth]).float() if small else None
+            self.register_buffer(f"_agg{depth}", agg, persistent=False)  # Eq. 2 as a matrix
             self.register_buffer(f"_fine_to{depth}", paths[:, depth].clone(), persistent=False)
             parent = torch.tensor(tax.parents[depth] or [0] * tax.num_classes[0], device=device)
             self.register_buffer(f"_parent{depth}", parent, persistent=False)
@@ -324,6 +332,17 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         """Backbone maps ``c2``..``c5`` (strides 4, 8, 16, 32)."""
         return self.backbone(x)
 
+    def _sum_children(self, p_fine: Tensor, depth: int) -> Tensor:
+        """Eq. 2: P_G at ``depth`` is the sum of the fine probabilities below each class."""
+        if depth == self.taxonomy.num_levels - 1:
+            return p_fine
+        agg: Tensor | None = getattr(self, f"_agg{depth}")
+        if agg is not None:
+            return p_fine @ _wide(agg)
+        index: Tensor = getattr(self, f"_fine_to{depth}")
+        out = p_fine.new_zeros(p_fine.shape[0], self.taxonomy.num_classes[depth])
+        return out.index_add_(1, index, p_fine)
+
     def forward_head(self, features: dict[str, Tensor], *, return_cams: bool = False) -> MDANOutput:
         """Both branches on backbone ``features``; ``return_cams`` adds the attention maps.
 
@@ -338,9 +357,7 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         global_logits = self.global_head(c5.mean(dim=(2, 3)))
         with _float32(c5):
             p_g_fine = torch.softmax(_wide(global_logits), dim=1)
-            global_probs = [
-                p_g_fine @ _wide(getattr(self, f"_agg{d}")) for d in range(tax.num_levels)
-            ]
+            global_probs = [self._sum_children(p_g_fine, d) for d in range(tax.num_levels)]
 
         # Top-down branch (Sec. 3.1 mapping (e), Sec. 4).
         levels: list[LevelOutput] = []

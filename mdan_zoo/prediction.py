@@ -416,8 +416,16 @@ class PredictMixin:
         )
 
     def attention_maps(
-        self, inputs: Any, *, batch_size: int = 8, device: str | torch.device | None = None
+        self,
+        inputs: Any,
+        *,
+        top_k: int = 3,
+        batch_size: int = 8,
+        device: str | torch.device | None = None,
+        workers: int | None = None,
     ) -> list[AttentionMaps]:
         """Per-level L-CAM / CAM maps (Fig. 8), one :class:`AttentionMaps` per image; see
         :func:`mdan_zoo.attention_maps`."""
-        return attention_maps(self, inputs, batch_size=batch_size, device=device)
+        return attention_maps(
+            self, inputs, top_k=top_k, batch_size=batch_size, device=device, workers=workers
+        )

@@ -63,6 +63,36 @@ def test_probabilities_per_level(tax: Taxonomy) -> None:
     assert out.probs[0] is out[0].probs and len(out.local_probs) == len(out.global_probs)
 
 
+def test_eq2_on_a_large_tree_sums_children_without_a_dense_matrix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Eq. 2 through ``index_add`` (the path of trees too large for a one-hot matrix) gives
+    the matrix product's probabilities; a legal 30,000 x 30,000-class tree then builds with
+    index buffers of a few hundred KB instead of 3.6 GB matrices."""
+    import mdan_zoo.model as model_module
+
+    with torch.inference_mode():
+        dense = _model(TREE3)(_images(3))
+        monkeypatch.setattr(model_module, "AGG_MATRIX_MAX", 0)
+        torch.manual_seed(0)
+        sparse_model = MDAN(TREE3, SMALL).eval()
+        assert all(getattr(sparse_model, f"_agg{d}") is None for d in range(3))
+        sparse = sparse_model(_images(3))
+    for a, b in zip(dense, sparse, strict=True):
+        torch.testing.assert_close(a.global_probs, b.global_probs)
+        torch.testing.assert_close(a.probs, b.probs)
+    monkeypatch.undo()
+    n = 30_000
+    wide = Taxonomy.from_levels(
+        [[f"c{i}" for i in range(n)], [f"f{i}" for i in range(n)]],
+        parents=[{f"f{i}": f"c{i}" for i in range(n)}],
+    )
+    with torch.device("meta"):
+        big = MDAN(wide, MDANConfig.lite(backbone="resnet18"))
+    held = sum(b.numel() * b.element_size() for b in big.buffers() if b.device.type == "cpu")
+    assert held < 1_000_000  # was 2 x 3.6 GB of one-hot matrices
+
+
 def test_global_branch_reads_gap_of_c5() -> None:
     model = _model()
     x = _images()

@@ -98,7 +98,9 @@ def test_workers_keep_input_order_and_report_bad_files(model, photos: Path) -> N
     assert sum(r.ok for r in pooled) == 9
     maps0 = attention_maps(model, photos / "b", batch_size=2, workers=0)
     maps2 = attention_maps(model, photos / "b", batch_size=2, workers=2)
-    for a, b in zip(maps0, maps2, strict=True):
+    maps1 = model.attention_maps(photos / "b", batch_size=2, workers=1, top_k=1)  # the method
+    assert all(len(m.prediction.levels[0].top_k) == 1 for m in maps1)
+    for a, b in [*zip(maps0, maps2, strict=True), *zip(maps0, maps1, strict=True)]:
         assert a.image is not None and b.image is not None and a.image.size == b.image.size
         for la, lb in zip(a.levels, b.levels, strict=True):
             np.testing.assert_array_equal(la.map, lb.map)
