@@ -322,15 +322,23 @@ def _train_configs(args: argparse.Namespace) -> int:
 def _train_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .checkpoint import WeightsError
     from .evaluation import evaluate
     from .run_checkpoints import load_checkpoint
+    from .run_folder import is_run_folder
     from .train_setup import build_datasets
 
     try:
         cfg = _load_config(args)
         source = Path(args.checkpoint or cfg.resolved_output_dir())
-        if (source / "checkpoints").is_dir() or (source / "state.json").is_file():
+        if is_run_folder(source):
             model = load_checkpoint(source).model
+        elif args.checkpoint is None:
+            raise FileNotFoundError(
+                f"{source} holds no training run of {cfg.name!r} (the config's output_dir): "
+                f"train it first (`mdan-zoo train {args.config}`), or name the weights with "
+                "--checkpoint PATH (a run folder, a Hub-layout folder or a Hub repo)"
+            )
         else:
             from .hub import load_pretrained
 
@@ -352,6 +360,8 @@ def _train_eval(args: argparse.Namespace) -> int:
             progress=cfg.progress,
         )
     except _train_errors() as err:
+        return _fail(err)
+    except WeightsError as err:  # --checkpoint that cannot be loaded: the message says the fix
         return _fail(err)
     print(said)
     print(report.table(f"{cfg.name}: {args.split} split ({report.num_samples} images)"))

@@ -275,6 +275,21 @@ def test_eval_uses_the_checkpoints_preprocessing_and_says_which(
     assert said in (out / "report.txt").read_text()
 
 
+def test_eval_without_a_run_or_with_bad_weights_names_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mdan_zoo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "fashion_mnist_demo", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "runs/fashion_mnist_demo holds no training run of 'fashion_mnist_demo'" in err
+    assert "`mdan-zoo train fashion_mnist_demo`" in err and "Traceback" not in err
+    assert main(["eval", "fashion_mnist_demo", "--checkpoint", "nowhere"]) == 1
+    assert "checkpoint 'nowhere' not found" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made
+
+
 # ------------------------------------------------------------------ item 6: untrained weights
 def test_random_weights_warn_once_and_trained_or_loaded_ones_do_not(
     run: tuple[Path, MDAN], tmp_path: Path
