@@ -169,6 +169,7 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("out_dir", help="where to write model.safetensors, config.json, README.md")
     p.add_argument("--which", default="best", choices=("best", "last"), help="default: best")
+    p.add_argument("--overwrite", action="store_true", help="replace an export already in out_dir")
     p.set_defaults(func=_train_export)
 
     p = sub.add_parser("push", help="upload a run's selected checkpoint to a Hub repo")
@@ -405,7 +406,7 @@ def _train_export(args: argparse.Namespace) -> int:
     from .export import export_run
 
     try:
-        out = export_run(args.run_dir, args.out_dir, which=args.which)
+        out = export_run(args.run_dir, args.out_dir, which=args.which, overwrite=args.overwrite)
     except _train_errors() as err:
         return _fail(err)
     print(out)

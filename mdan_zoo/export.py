@@ -17,6 +17,7 @@ from typing import Any
 
 from .model import MDAN
 from .run_checkpoints import load_checkpoint
+from .run_folder import RunFolderError, is_run_folder
 from .runs import is_protocol_dir, report_runs
 from .trainer import saved_state
 
@@ -86,15 +87,40 @@ def _training_card(ckpt_state: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def _check_out_dir(out: Path, *, overwrite: bool) -> None:
+    """Refuse, before any work, a target that would overwrite what the user made."""
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out} is a file, not a folder: export to a new or empty folder")
+    if is_run_folder(out):
+        raise RunFolderError(
+            f"{out} is a training run's folder; exporting there would overwrite its config.json. "
+            "Nothing was changed: export to another folder"
+        )
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held and not overwrite:
+        what = "an export" if "config.json" in held else "files"
+        raise RunFolderError(
+            f"{out} already holds {what} ({', '.join(held[:5])}{', ...' if len(held) > 5 else ''})."
+            " Nothing was changed: export to a new or empty folder, or replace what is there "
+            "with --overwrite (Python: overwrite=True)"
+        )
+
+
 def export_run(
     run_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
     which: str = "best",
+    overwrite: bool = False,
 ) -> Path:
     """Write the run's ``best`` (validation-selected) or ``last`` checkpoint to ``out_dir`` in
     the Hub layout (``mdan_zoo.hub.save_pretrained``); a folder of runs exports one of them
-    and records all (:func:`select_run`). Returns the folder."""
+    and records all (:func:`select_run`). Returns the folder.
+
+    ``out_dir`` must be new or empty unless ``overwrite=True`` (then model.safetensors,
+    config.json and README.md there are replaced); a training run's folder is always refused.
+    """
+    _check_out_dir(Path(out_dir), overwrite=overwrite)
     run, runs = select_run(run_dir)
     ckpt = load_checkpoint(run, which=which)
     out = ckpt.model.save_pretrained(

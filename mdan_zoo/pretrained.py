@@ -25,6 +25,7 @@ from .config import MDANConfig, Preprocessing
 from .hub_errors import hub_error, network_errors
 from .hub_refs import check_repo_id, check_revision
 from .model_card import model_card
+from .run_folder import is_run_folder
 from .taxonomy import Taxonomy, as_taxonomy
 from .transfer import TransferReport, transfer_state
 from .transport import endpoint, offline_mode, resolve
@@ -77,6 +78,12 @@ class PretrainedMixin:
         data, seed) go into config.json and the model card. Returns the folder.
         """
         model: Any = self
+        if is_run_folder(save_directory):
+            raise WeightsError(
+                f"{save_directory} is a training run's folder; saving there would overwrite its "
+                "config.json. Nothing was changed: save to another folder (`mdan-zoo export "
+                "RUN_DIR OUT_DIR` writes a run's selected epoch)"
+            )
         description = self.describe_checkpoint()
         description["metrics"] = jsonable(metrics, "metrics")
         description["training"] = jsonable(training, "training")

@@ -23,6 +23,7 @@ from mdan_zoo import (
     Taxonomy,
     TrainConfig,
     UntrainedWeightsWarning,
+    WeightsError,
     create_model,
     export_run,
     get_taxonomy,
@@ -193,8 +194,6 @@ def test_a_training_run_folder_loads_its_selected_epoch_everywhere(
 def test_a_damaged_or_empty_run_folder_is_refused_with_the_file_and_the_fix(
     run: tuple[Path, MDAN], tmp_path: Path
 ) -> None:
-    from mdan_zoo import WeightsError
-
     run_dir = shutil.copytree(run[0], tmp_path / "run")
     weights = run_dir / "checkpoints" / "epoch-0001" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated
@@ -222,6 +221,38 @@ def test_the_unpublished_message_names_what_now_works() -> None:
         mdan_fi(pretrained=True)
     text = str(info.value)
     assert "mdan_fi(weights='path/to/run')" in text and "mdan-zoo export" in text
+
+
+def test_export_never_overwrites_a_run_or_an_earlier_export_unasked(
+    run: tuple[Path, MDAN], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exporting into the run folder itself overwrote its config.json (the training config);
+    a second export into the same folder replaced the first without a word."""
+    from mdan_zoo.cli import main
+
+    run_dir = shutil.copytree(run[0], tmp_path / "run")
+
+    def snapshot(folder: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*.json*")}
+
+    before = snapshot(run_dir)
+    assert main(["export", str(run_dir), str(run_dir)]) == 1
+    assert "is a training run's folder; exporting there would overwrite" in capsys.readouterr().err
+    assert snapshot(run_dir) == before and not (run_dir / "model.safetensors").exists()
+    with pytest.raises(WeightsError, match="training run's folder; saving there"):
+        run[1].save_pretrained(run_dir)
+    assert snapshot(run_dir) == before
+    out = tmp_path / "exported"
+    assert main(["export", str(run_dir), str(out)]) == 0
+    first = snapshot(out)
+    (out / "notes.txt").write_text("mine")
+    assert main(["export", str(run_dir), str(out), "--which", "last"]) == 1
+    err = capsys.readouterr().err
+    assert "already holds an export (README.md, config.json, model.safetensors, notes.txt)" in err
+    assert "--overwrite" in err and snapshot(out) == first
+    assert main(["export", str(run_dir), str(out), "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"  # only the export's own files replaced
+    assert MDAN.from_pretrained(out).checkpoint_source == str(out)
 
 
 # ------------------------------------------------------------------ item 2: eval preprocessing
