@@ -158,6 +158,7 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
         "/ resize_size (the default when --set gives either)",
     )
     p.add_argument("--out", help="folder for report.json/.txt and confusion CSV/PNG")
+    p.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train_eval)
 
@@ -216,6 +217,7 @@ def _train_errors() -> tuple[type[BaseException], ...]:
         TaxonomyError,
         NonFiniteLossError,
         FileNotFoundError,
+        FileExistsError,
         RunsError,
     )
 
@@ -331,6 +333,11 @@ def _train_eval(args: argparse.Namespace) -> int:
 
     try:
         cfg = _load_config(args)
+        if args.out and (Path(args.out) / "report.json").exists() and not args.overwrite:
+            raise FileExistsError(
+                f"{args.out} already holds a report (report.json). Nothing was changed: pass "
+                "another --out, or --overwrite to replace it"
+            )
         source = Path(args.checkpoint or cfg.resolved_output_dir())
         if is_run_folder(source):
             model = load_checkpoint(source).model

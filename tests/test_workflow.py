@@ -304,6 +304,12 @@ def test_eval_uses_the_checkpoints_preprocessing_and_says_which(
     said = capsys.readouterr().out.split("\n", 1)[0]
     assert said.startswith("preprocessing: the config's (input_size 64, resize_size 512)")
     assert said in (out / "report.txt").read_text()
+    report = (out / "report.json").read_bytes()
+    assert main(args) == 1  # the same --out again: refused before any work, nothing replaced
+    assert "already holds a report (report.json)" in capsys.readouterr().err
+    assert (out / "report.json").read_bytes() == report
+    assert main([*args, "--overwrite"]) == 0
+    assert "the checkpoint's" in (out / "report.txt").read_text()
 
 
 def test_eval_without_a_run_or_with_bad_weights_names_the_fix(
