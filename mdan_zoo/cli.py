@@ -34,9 +34,7 @@ def _add_zoo_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="Hub cache folder (default: HF_HUB_CACHE / HF_HOME)")
     p.add_argument("--force", action="store_true", help="download again even if cached")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--token", help="Hub token for private repos (default: HF_TOKEN or `hf auth login`)"
-    )
+    _add_token(p)
     p.set_defaults(func=_zoo_download)
 
 
@@ -160,6 +158,7 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="folder for report.json/.txt and confusion CSV/PNG")
     p.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_token(p)
     p.set_defaults(func=_train_eval)
 
     p = sub.add_parser("export", help="a run's selected checkpoint into the Hub layout")
@@ -184,9 +183,7 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
         "--create-pr", action="store_true", help="open a pull request instead of committing"
     )
     p.add_argument("--message", help="commit message")
-    p.add_argument(
-        "--token", help="Hub token for private repos (default: HF_TOKEN or `hf auth login`)"
-    )
+    _add_token(p)
     p.set_defaults(func=_train_push)
 
     p = sub.add_parser(
@@ -197,6 +194,12 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train_demo)
+
+
+def _add_token(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--token", help="Hub token for private repos (default: HF_TOKEN or `hf auth login`)"
+    )
 
 
 def _fail(err: BaseException | str) -> int:
@@ -350,7 +353,7 @@ def _train_eval(args: argparse.Namespace) -> int:
         else:
             from .hub import load_pretrained
 
-            model = load_pretrained(args.checkpoint)
+            model = load_pretrained(args.checkpoint, token=args.token)
         pre, said = _eval_preprocessing(args, cfg, model)
         datasets = build_datasets(cfg, taxonomy=model.taxonomy, preprocessing=pre)
         if args.split not in datasets:
@@ -538,9 +541,7 @@ def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
         help="carry on an --output file a stopped run left: skip the images it holds",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument(
-        "--token", help="Hub token for private repos (default: HF_TOKEN or `hf auth login`)"
-    )
+    _add_token(p)
     p.set_defaults(func=_cmd_predict)
 
 

@@ -103,7 +103,9 @@ class TrainConfig:
             images per class, and N // 4 per class for validation and test (quick runs).
         backbone: torchvision ResNet (paper: ``resnet101``).
         model: MDANConfig fields to change (``alpha``, ``heads``, ``lcam``...).
-        input_size / resize_size: crop and resize sizes (paper: 448 crops).
+        input_size / resize_size: crop and resize sizes (paper: 448 crops). ``resize_size``
+            null (``--set resize_size=null``) is the paper's literal reading: random crops
+            from the original image, no resize first (:class:`~mdan_zoo.Preprocessing`).
         pretrained: backbone start: ``imagenet`` (torchvision's download), ``none``, or a local
             torchvision state-dict file (``.pth`` / ``.safetensors``).
         init_from: an MDAN checkpoint to start from instead (Hub repo id, Hub folder or a run's
@@ -145,7 +147,7 @@ class TrainConfig:
     backbone: str = "resnet101"
     model: dict[str, Any] = field(default_factory=dict)
     input_size: int = 448
-    resize_size: int = 512
+    resize_size: int | None = 512
     pretrained: str = "imagenet"
     init_from: str | None = None
     epochs: int = 30
@@ -202,7 +204,7 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.fold is not None and not 0 <= self.fold < 5:
             raise ConfigError(f"fold must be 0-4 (5-fold cross-validation), got {self.fold}")
-        if self.resize_size < self.input_size:
+        if self.resize_size is not None and self.resize_size < self.input_size:
             raise ConfigError(
                 f"resize_size ({self.resize_size}) must be >= input_size ({self.input_size})"
             )

@@ -324,7 +324,35 @@ def test_eval_without_a_run_or_with_bad_weights_names_the_fix(
     assert "`mdan-zoo train fashion_mnist_demo`" in err and "Traceback" not in err
     assert main(["eval", "fashion_mnist_demo", "--checkpoint", "nowhere"]) == 1
     assert "checkpoint 'nowhere' not found" in capsys.readouterr().err
+    import mdan_zoo.hub
+
+    seen = {}
+
+    def refused(source: str, **kwargs: object) -> MDAN:
+        seen.update(kwargs, source=source)
+        raise WeightsError("the Hub refused the token (401)")
+
+    monkeypatch.setattr(mdan_zoo.hub, "load_pretrained", refused)
+    args = ["eval", "fashion_mnist_demo", "--checkpoint", "org/private", "--token", "hf_x"]
+    assert main(args) == 1  # --token reaches the Hub load, as in predict and download
+    assert seen == {"source": "org/private", "token": "hf_x"}
+    assert "refused the token" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made
+
+
+def test_the_paper_literal_crop_trains_and_travels_with_the_weights(tmp_path: Path) -> None:
+    """Issue 8: ``--set resize_size=null`` (Sec. 5.2's crop from the original image) is a
+    trainer config too, and the run's weights carry it."""
+    from mdan_zoo.config import ConfigError
+    from mdan_zoo.trainer import Trainer
+
+    cfg = _tiny_run(tmp_path).with_overrides(["resize_size=null"])
+    assert cfg.resize_size is None and cfg.preprocessing().resize_size is None
+    Trainer(cfg).fit()
+    model = MDAN.from_pretrained(tmp_path / "run")
+    assert model.preprocessing.resize_size is None and model.preprocessing.input_size == 32
+    with pytest.raises(ConfigError, match="resize_size .* must be >= input_size"):
+        _tiny_run(tmp_path).with_overrides(["resize_size=16"])
 
 
 # ------------------------------------------------------------------ item 6: untrained weights
