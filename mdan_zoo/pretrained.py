@@ -173,7 +173,7 @@ class PretrainedMixin:
     @classmethod
     def from_pretrained(
         cls: type[T],
-        repo_or_dir: str | os.PathLike[str],
+        pretrained_model_name_or_path: str | os.PathLike[str] | None = None,
         *,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -185,8 +185,12 @@ class PretrainedMixin:
         config: MDANConfig | None = None,
         expected_sha256: str | None = None,
         dtype: torch.dtype | str | None = None,
+        repo_or_dir: str | os.PathLike[str] | None = None,
     ) -> T:
         """The exact saved model from a folder, a ``.safetensors`` file or a Hub repo, in eval mode.
+
+        The first argument is named as in huggingface_hub's ``PyTorchModelHubMixin``
+        (``pretrained_model_name_or_path``); ``repo_or_dir=`` is its 0.1.0 name and still works.
 
         A training run's output_dir loads its validation-selected epoch (an epoch folder of
         the run loads that epoch), with the taxonomy, config and preprocessing it was trained
@@ -202,9 +206,16 @@ class PretrainedMixin:
         by default whatever the file holds (fp16 / bf16 checkpoints too); ``"auto"`` keeps the
         checkpoint's, a torch floating dtype casts to it.
         """
+        if (pretrained_model_name_or_path is None) == (repo_or_dir is None):
+            raise TypeError(
+                "from_pretrained() takes the checkpoint once: pass pretrained_model_name_or_path "
+                "(a folder, a .safetensors file or a Hub repo), or its 0.1.0 name repo_or_dir"
+            )
+        source = pretrained_model_name_or_path if repo_or_dir is None else repo_or_dir
+        assert source is not None
         target = as_dtype(dtype)
         ckpt = resolve(
-            repo_or_dir,
+            source,
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,

@@ -528,6 +528,33 @@ def test_push_to_hub_uploads_a_loadable_checkpoint(tmp_path: Path) -> None:
         model.push_to_hub("me/my-mdan", branch="a", revision="b", api=api)
 
 
+def test_from_pretrained_and_push_to_hub_take_the_mixins_arguments(tmp_path: Path) -> None:
+    """Issue 12: the arguments huggingface_hub's PyTorchModelHubMixin names (the first one of
+    from_pretrained included) exist with its defaults; 0.1.0's ``repo_or_dir=`` still works."""
+    import inspect
+
+    from huggingface_hub import PyTorchModelHubMixin
+
+    for ours, theirs in (
+        (MDAN.from_pretrained, PyTorchModelHubMixin.from_pretrained),
+        (MDAN.push_to_hub, PyTorchModelHubMixin.push_to_hub),
+    ):
+        mine = inspect.signature(ours).parameters
+        for name, param in inspect.signature(theirs).parameters.items():
+            if name in ("self", "model_kwargs", "config", "model_card_kwargs", "commit_message"):
+                continue  # config / card: mdan_zoo writes its own; the message names MDAN
+            assert name in mine, name
+            assert mine[name].kind == param.kind, name
+            if name != "pretrained_model_name_or_path":  # ours defaults to None: 0.1.0's alias
+                assert mine[name].default == param.default, name
+    model = tiny_mdan(seed=3)
+    folder = model.save_pretrained(tmp_path / "m")
+    assert same_state(MDAN.from_pretrained(pretrained_model_name_or_path=folder), model)
+    assert same_state(MDAN.from_pretrained(repo_or_dir=folder), model)
+    with pytest.raises(TypeError, match="takes the checkpoint once"):
+        MDAN.from_pretrained(folder, repo_or_dir=folder)
+
+
 def test_the_push_command_passes_branch_and_pull_request_to_the_hub(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
