@@ -42,6 +42,7 @@ __all__ = [
     "find_checkpoints",
     "inspect_checkpoint",
     "is_run_folder",
+    "protocol_runs",
     "run_traces",
     "selected_checkpoint",
 ]
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "mdan_zoo.train/1"
 _EPOCH_RE = re.compile(r"^epoch-(\d{4,})$")
+RUN_DIR = re.compile(r"^(seed|fold)-(\d+)$")
+"""Names of the run folders the protocol makes: ``seed-<s>``, ``fold-<k>``."""
 _HIDDEN_RE = re.compile(r"^\.(epoch-\d{4,})\.(tmp|old|del)-(\d+)$")
 _TENSOR_FILES = ("model.safetensors", "training.safetensors")
 _RESUME_FIX = (
@@ -273,6 +276,19 @@ def find_checkpoints(run_dir: str | os.PathLike[str]) -> RunCheckpoints | None:
 
 def describe_skipped(skipped: tuple[tuple[str, str], ...]) -> str:
     return "; ".join(f"{what} ({why})" for what, why in skipped)
+
+
+def run_key(path: Path) -> tuple[Any, ...]:
+    """Sort key of a run's path: ``seed-2`` before ``seed-10``."""
+    return tuple(
+        (m.group(1), int(m.group(2))) if (m := RUN_DIR.match(p)) else (p, -1) for p in path.parts
+    )
+
+
+def protocol_runs(path: Path) -> list[Path]:
+    """The ``seed-<s>`` / ``fold-<k>`` run folders directly in ``path`` (the protocol's), in
+    order; empty for a single run's folder."""
+    return sorted((p for p in path.iterdir() if p.is_dir() and RUN_DIR.match(p.name)), key=run_key)
 
 
 def is_run_folder(path: str | os.PathLike[str]) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from .run_folder import RUN_DIR, protocol_runs
+
 __all__ = ["BRANCH_TAGS", "RunsError", "RunsReport", "find_runs", "is_protocol_dir", "report_runs"]
 
 BRANCH_TAGS = {"local": "P_L", "global": "P_G", "overall": "P_O"}
 """Report branch -> the paper's name of the prediction (Table 3's columns)."""
-
-RUN_DIR = re.compile(r"^(seed|fold)-(\d+)$")
-"""Names of the run folders the protocol makes: ``seed-<s>``, ``fold-<k>``."""
 
 
 class RunsError(ValueError):
@@ -33,19 +31,9 @@ class RunsError(ValueError):
 
 
 # ---------------------------------------------------------------------------- finding runs
-def _run_key(path: Path) -> tuple[Any, ...]:
-    return tuple(
-        (m.group(1), int(m.group(2))) if (m := RUN_DIR.match(p)) else (p, -1) for p in path.parts
-    )
-
-
-def _protocol_children(path: Path) -> list[Path]:
-    return sorted((p for p in path.iterdir() if p.is_dir() and RUN_DIR.match(p.name)), key=_run_key)
-
-
 def is_protocol_dir(path: str | os.PathLike[str]) -> bool:
     """True for a folder that holds ``seed-*`` / ``fold-*`` run folders."""
-    return Path(path).is_dir() and bool(_protocol_children(Path(path)))
+    return Path(path).is_dir() and bool(protocol_runs(Path(path)))
 
 
 def find_runs(dirs: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[str]]:
@@ -57,7 +45,7 @@ def find_runs(dirs: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[
     seen: set[Path] = set()
 
     def visit(path: Path) -> None:
-        children = _protocol_children(path)
+        children = protocol_runs(path)
         if children:
             for child in children:
                 visit(child)

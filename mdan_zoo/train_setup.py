@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from .config import ConfigError, Preprocessing
 from .model import MDAN
 from .run_checkpoints import load_checkpoint
+from .run_folder import is_run_folder, protocol_runs
 from .taxonomy import Taxonomy
 from .train_config import TrainConfig
 
@@ -168,13 +169,13 @@ def build_model(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
 def _init_from(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
     """Start from another MDAN (Sec. 5.2: small sets start from the FI model)."""
     src = Path(config.init_from or "")
-    runs = sorted(p.name for p in src.glob("*") if p.is_dir() and p.name[:5] in ("seed-", "fold-"))
+    runs = [p.name for p in protocol_runs(src)] if src.is_dir() else []
     if runs and not (src / "checkpoints").is_dir():
         raise ConfigError(
             f"init_from {src} holds {len(runs)} runs ({', '.join(runs)}), not one: start from "
             f"one of them, e.g. --set init_from={src / runs[0]}"
         )
-    if (src / "checkpoints").is_dir() or (src / "state.json").is_file():
+    if is_run_folder(src):
         model = load_checkpoint(src).model
     else:
         model = MDAN.from_pretrained(str(config.init_from))

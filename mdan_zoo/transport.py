@@ -29,7 +29,7 @@ from .hub_errors import Token, endpoint, hub_error, network_errors, offline_mode
 from .hub_refs import check_revision, is_hub_ref, parse_hub_ref, shown
 from .integrity import verify
 from .registry import WeightsEntry
-from .run_folder import RunFolderError, is_run_folder, selected_checkpoint
+from .run_folder import RunFolderError, is_run_folder, protocol_runs, selected_checkpoint
 
 __all__ = [
     "default_cache_dir",
@@ -138,11 +138,7 @@ def _resolve_local(path: Path) -> Checkpoint:
             pickles = sorted(p.name for p in path.iterdir() if p.name.endswith(PICKLE_SUFFIXES))
             if pickles:
                 refuse_pickle(pickles[0])
-            runs = sorted(
-                p.name
-                for p in path.iterdir()
-                if p.name[:5] in ("seed-", "fold-") and p.is_dir() and is_run_folder(p)
-            )
+            runs = [p.name for p in protocol_runs(path)]
             if runs:
                 raise WeightsError(
                     f"{path} holds training runs ({', '.join(runs)}), not one run: load "
