@@ -150,12 +150,7 @@ def build_mdan(
                 "folder or 'hf-hub:org/name@revision'), or use a named factory such as mdan_fi"
             )
         assert entry is not None
-        entry.require_published()
-        source = f"hf-hub:{entry.hub_repo}"
-        # The registry's sha256 belongs to its pinned commit; another revision is checked
-        # against the sha256 its own config.json records.
-        expected_sha = entry.sha256 if revision in (None, entry.revision) else None
-        revision = revision or entry.revision
+        source, revision, expected_sha = entry.download_source(revision)
 
     if source is None:
         if revision is not None or local_files_only or cache_dir is not None:

@@ -167,6 +167,15 @@ class WeightsEntry:
                 f"{self.reproduce_hint()}."
             )
 
+    def download_source(self, revision: str | None = None) -> tuple[str, str | None, str | None]:
+        """``(hf-hub ref, revision, expected sha256)`` to fetch the published checkpoint, at
+        ``revision`` (default: the pinned commit); raises :class:`UnpublishedWeightsError`
+        first. The registry's sha256 belongs to its pinned commit: another revision is checked
+        against the sha256 its own config.json records."""
+        self.require_published()
+        expected = self.sha256 if revision in (None, self.revision) else None
+        return f"hf-hub:{self.hub_repo}", revision or self.revision, expected
+
     def describe(self) -> str:
         """Human-readable entry: checkpoint, taxonomy tree, paper and reproduced metrics."""
         tax = self.get_taxonomy()

@@ -342,12 +342,7 @@ def download(
     """
     expected = None
     if isinstance(source, WeightsEntry):
-        source.require_published()
-        # The registry's sha256 belongs to its pinned commit; another revision is checked
-        # against the sha256 its own config.json records.
-        expected = source.sha256 if revision in (None, source.revision) else None
-        revision = revision or source.revision
-        source = f"hf-hub:{source.hub_repo}"
+        source, revision, expected = source.download_source(revision)
     return resolve(
         source,
         revision=revision,
