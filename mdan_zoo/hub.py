@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -25,9 +23,7 @@ from .checkpoint import (
     WeightsError,
     read_state_dict,
 )
-from .config import MDANConfig
 from .model import MDAN
-from .taxonomy import Taxonomy
 from .transfer import TransferReport
 from .transport import download, parse_hub_ref, read_checkpoint_config, resolve
 
@@ -61,37 +57,9 @@ def save_pretrained(
     return model.save_pretrained(save_directory, metrics=metrics, training=training)
 
 
-def load_pretrained(
-    repo_or_dir: str | os.PathLike[str],
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    force_download: bool = False,
-    token: str | bool | None = None,
-    taxonomy: Taxonomy | str | None = None,
-    config: MDANConfig | None = None,
-    expected_sha256: str | None = None,
-    dtype: torch.dtype | str | None = None,
-) -> MDAN:
-    """Rebuild the exact saved model from a checkpoint folder, file or Hub repo, in eval mode;
-    see :meth:`MDAN.from_pretrained`."""
-    return MDAN.from_pretrained(
-        repo_or_dir,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        progress=progress,
-        force_download=force_download,
-        token=token,
-        taxonomy=taxonomy,
-        config=config,
-        expected_sha256=expected_sha256,
-        dtype=dtype,
-    )
-
-
+load_pretrained = MDAN.from_pretrained
+"""Rebuild the exact saved model from a checkpoint folder, file, training run or Hub repo, in
+eval mode: :meth:`MDAN.from_pretrained` itself, as a function (same arguments, same checks)."""
 from_pretrained = load_pretrained
 
 
