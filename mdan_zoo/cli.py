@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["build_parser", "main"]
@@ -458,23 +458,19 @@ def _train_demo(args: argparse.Namespace) -> int:
 def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
     """`predict`."""
 
-    def positive(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-        return value
+    def at_least(low: int, what: str) -> Callable[[str], int]:
+        def parse(text: str) -> int:
+            try:
+                value = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+            if value < low:
+                raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+            return value
 
-    def natural(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-        return value
+        return parse
+
+    positive, natural = at_least(1, "a positive integer"), at_least(0, "0 or more")
 
     p = sub.add_parser(
         "predict",
