@@ -14,8 +14,6 @@ import json
 import logging
 import os
 import tomllib
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,6 +21,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from ._checks import typed_fields
 from ._io import atomic_write_text
 from .config import BACKBONES, ConfigError, MDANConfig, Preprocessing
 from .taxonomy import Taxonomy, get_taxonomy, list_taxonomies
@@ -363,23 +362,8 @@ class TrainConfig:
 
 
 def _check_types(cfg: TrainConfig) -> None:
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        hint = hints[f.name]
-        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        allowed = tuple(
-            typing.get_origin(a) or a for a in (typing.get_args(hint) if union else (hint,))
-        )
-        ok = any(
-            (a is type(None) and value is None)
-            or (a is float and isinstance(value, int | float) and not isinstance(value, bool))
-            or (a is int and isinstance(value, int) and not isinstance(value, bool))
-            or (a not in (int, float, type(None)) and isinstance(value, a))
-            for a in allowed
-        )
-        if not ok:
-            names = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
-            raise ConfigError(f"config key {f.name!r} must be {names}, got {value!r}")
-        if isinstance(value, int) and not isinstance(value, bool) and float in allowed:
-            setattr(cfg, f.name, float(value))
+    """Every field of the type its annotation names (the same checker as MDANConfig's: ints
+    are not bools, NaN is not a number); ints given for float fields become floats."""
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    for name, value in typed_fields(TrainConfig, fields, error=ConfigError).items():
+        setattr(cfg, name, value)
