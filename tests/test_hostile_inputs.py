@@ -420,11 +420,9 @@ def test_running_out_of_memory_is_never_blamed_on_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A MemoryError while rotating a photo or reading weights is the machine's, not the
-    file's: it propagates as itself, never as "unreadable EXIF" or "corrupted, delete it"."""
-    import safetensors.torch
-
+    file's: it propagates as itself, never as "unreadable EXIF" or "corrupted, delete it".
+    The weights are read for real in a process whose address space cannot hold them."""
     import mdan_zoo.imageio as imageio
-    from mdan_zoo.checkpoint import read_state_dict
 
     def no_memory(*args: Any, **kwargs: Any) -> Any:
         raise MemoryError
@@ -435,8 +433,34 @@ def test_running_out_of_memory_is_never_blamed_on_the_file(
     monkeypatch.setattr(imageio.ImageOps, "exif_transpose", no_memory)
     with pytest.raises(MemoryError):
         read_image(photo)
-    weights = tiny_model("fi").save_pretrained(tmp_path / "ckpt") / "model.safetensors"
-    assert read_state_dict(weights)  # fine with memory
-    monkeypatch.setattr(safetensors.torch, "load_file", no_memory)
-    with pytest.raises(MemoryError):
-        read_state_dict(weights)
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "big.safetensors"
+    save_file({"w": torch.zeros(32_000_000)}, str(weights))  # 128 MB, a healthy file
+    script = textwrap.dedent(
+        """
+        import resource, sys
+        from mdan_zoo.checkpoint import WeightsError, read_state_dict
+        vm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
+        if sys.argv[2] == "tight":  # 64 MB more address space than now: the tensor cannot fit
+            resource.setrlimit(resource.RLIMIT_AS, (vm + (64 << 20), resource.RLIM_INFINITY))
+        try:
+            read_state_dict(sys.argv[1])
+            print("read")
+        except MemoryError:
+            print("MemoryError")
+        except WeightsError as err:
+            print("WeightsError", err)
+        """
+    )
+    outcomes = {}
+    for room in ("ample", "tight"):
+        run = subprocess.run(
+            [sys.executable, "-c", script, str(weights), room],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        outcomes[room] = run.stdout.strip()
+    assert outcomes == {"ample": "read", "tight": "MemoryError"}
