@@ -187,7 +187,7 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train_push)
 
     p = sub.add_parser(
-        "demo", help="train, evaluate, save, reload and explain MDAN on Fashion-MNIST (CPU, ~3 min)"
+        "demo", help="train, evaluate, save, reload and explain MDAN on Fashion-MNIST (CPU, ~1 min)"
     )
     p.add_argument("--out", default="mdan-demo", help="output folder (default ./mdan-demo)")
     p.add_argument("--quick", action="store_true", help="a few seconds of training (tests)")

@@ -1,4 +1,4 @@
-"""``mdan-zoo demo``: the whole loop on real images, on a laptop CPU, in about three minutes.
+"""``mdan-zoo demo``: the whole loop on real images, on a laptop CPU, in under a minute.
 
 Fine-tunes MDAN (ResNet-18 backbone, small input) on a balanced, seeded subset of the real
 Fashion-MNIST images under the three-level ``fashion_mnist`` taxonomy (2 -> 4 -> 10), selects the
@@ -46,7 +46,7 @@ FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
 
 @dataclass(frozen=True)
 class DemoSize:
-    """How much the demo trains; ``full`` is sized for ~3 minutes on 2 idle CPU cores."""
+    """How much the demo trains; ``full`` takes about 40 s on 2 idle CPU cores."""
 
     input_size: int
     train_per_class: int
