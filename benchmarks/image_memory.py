@@ -47,6 +47,10 @@ CHILD = textwrap.dedent(
         outcome = "refused"
     except MemoryError:
         outcome = f"MemoryError at the {cap:g} GB cap"
+    except RuntimeError as err:  # torch's allocator says the same in its own words
+        if "can't allocate memory" not in str(err):
+            raise
+        outcome = f"out of memory at the {cap:g} GB cap"
     print(outcome, (status("VmHWM:") - rest) / 2**20)
     """
 )
