@@ -398,17 +398,16 @@ def _eval_preprocessing(args: argparse.Namespace, cfg: Any, model: Any) -> tuple
         resize = "none (crop from the original)" if p.resize_size is None else p.resize_size
         return f"input_size {p.input_size}, resize_size {resize}"
 
+    differ = shown(mine) != shown(theirs)
     if which == "config":  # the config's sizes; normalisation stays the checkpoint's
         said = f"preprocessing: the config's ({shown(theirs)})"
-        if (theirs.input_size, theirs.resize_size) != (mine.input_size, mine.resize_size):
-            said += f"; the checkpoint was trained with {shown(mine)}"
+        said += f"; the checkpoint was trained with {shown(mine)}" if differ else ""
         pre = dataclasses.replace(
             mine, input_size=theirs.input_size, resize_size=theirs.resize_size
         )
         return pre, said
     said = f"preprocessing: the checkpoint's ({shown(mine)})"
-    if (theirs.input_size, theirs.resize_size) != (mine.input_size, mine.resize_size):
-        said += f"; the config says {shown(theirs)}: --preprocessing config uses it"
+    said += f"; the config says {shown(theirs)}: --preprocessing config uses it" if differ else ""
     return mine, said
 
 
