@@ -46,7 +46,7 @@ def main() -> None:
 
     import mdan_zoo
     from mdan_zoo import MDAN, get_taxonomy, mdan_webemo
-    from mdan_zoo.integrity import records_dir
+    from mdan_zoo.hub._integrity import records_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "hub"

@@ -51,7 +51,7 @@ from PIL import Image
 
 from mdan_zoo import MDAN, MDANConfig, Preprocessing, get_taxonomy, predict
 from mdan_zoo.imageio import read_image
-from mdan_zoo.prediction import iter_batches
+from mdan_zoo.prediction._pipeline import iter_batches
 
 
 def _package_dir(name: str, *parts: str) -> Path:
@@ -256,8 +256,8 @@ def memory_section(args: argparse.Namespace, workdir: Path) -> None:
 _LOADER_DRIVER = """
 import resource, sys, torch
 from mdan_zoo import Preprocessing
-from mdan_zoo.inputs import iter_inputs
-from mdan_zoo.predict_loader import batch_loader
+from mdan_zoo.prediction._inputs import iter_inputs
+from mdan_zoo.prediction._loader import batch_loader
 size, resize, batch = (int(v) for v in sys.argv[2:5])
 transform = Preprocessing(input_size=size, resize_size=resize).eval_transform()
 stream = ((i, name, item) for i, (name, item) in enumerate(iter_inputs(sys.argv[1])))

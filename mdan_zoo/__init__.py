@@ -27,13 +27,13 @@ _EXPORTS: dict[str, str] = {
     "get_taxonomy": "taxonomy",
     "list_taxonomies": "taxonomy",
     # checkpoints, the Hub, the zoo
-    "ChecksumError": "checkpoint",
-    "WeightsError": "checkpoint",
-    "TransferReport": "transfer",
+    "ChecksumError": "hub",
+    "WeightsError": "hub",
+    "TransferReport": "hub",
     "UntrainedWeightsWarning": "untrained",
-    "load_pretrained": "hub",
-    "push_to_hub": "hub",
-    "save_pretrained": "hub",
+    "load_pretrained": "zoo",
+    "push_to_hub": "zoo",
+    "save_pretrained": "zoo",
     "UnpublishedWeightsError": "registry",
     "WeightsEntry": "registry",
     "get_weights": "registry",
@@ -69,14 +69,14 @@ _EXPORTS: dict[str, str] = {
     "EvalReport": "evaluation",
     "compute_report": "evaluation",
     "evaluate": "evaluation",
-    "export_run": "export",
-    "push_run": "export",
-    "run_demo": "demo",
-    "TrainConfig": "train_config",
-    "NonFiniteLossError": "trainer",
-    "TrainResult": "trainer",
-    "Trainer": "trainer",
-    "train": "trainer",
+    "export_run": "training",
+    "push_run": "training",
+    "run_demo": "training",
+    "TrainConfig": "training",
+    "NonFiniteLossError": "training",
+    "TrainResult": "training",
+    "Trainer": "training",
+    "train": "training",
 }
 
 __all__ = [  # the same names as _EXPORTS (a test checks)
@@ -161,9 +161,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
-    from .checkpoint import ChecksumError, WeightsError
     from .config import BACKBONES, ConfigError, MDANConfig, Preprocessing
-    from .demo import run_demo
     from .deploy import (
         OnnxRuntimeModel,
         ProbabilityModel,
@@ -172,8 +170,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         save_program,
     )
     from .evaluation import EvalReport, compute_report, evaluate
-    from .export import export_run, push_run
-    from .hub import load_pretrained, push_to_hub, save_pretrained
+    from .hub import ChecksumError, TransferReport, WeightsError
     from .imageio import ImageReadError, read_image
     from .model import MDAN, LevelOutput, MDANOutput, mdan_loss
     from .prediction import (
@@ -187,14 +184,22 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from .registry import UnpublishedWeightsError, WeightsEntry, get_weights, list_weights
     from .taxonomy import Taxonomy, TaxonomyError, get_taxonomy, list_taxonomies
-    from .train_config import TrainConfig
-    from .trainer import NonFiniteLossError, Trainer, TrainResult, train
-    from .transfer import TransferReport
+    from .training import (
+        NonFiniteLossError,
+        TrainConfig,
+        Trainer,
+        TrainResult,
+        export_run,
+        push_run,
+        run_demo,
+        train,
+    )
     from .untrained import UntrainedWeightsWarning
     from .zoo import (
         create_model,
         list_models,
         list_pretrained,
+        load_pretrained,
         mdan,
         mdan_abstract,
         mdan_artphoto,
@@ -204,4 +209,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         mdan_findingemo,
         mdan_iaps,
         mdan_webemo,
+        push_to_hub,
+        save_pretrained,
     )

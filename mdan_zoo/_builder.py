@@ -16,12 +16,11 @@ from typing import TypeVar
 
 import torch
 
-from .checkpoint import WeightsError, read_state_dict
 from .config import MDANConfig, Preprocessing
+from .hub import WeightsError, read_state_dict, resolve
 from .model import MDAN
 from .registry import WeightsEntry, get_weights
 from .taxonomy import Taxonomy, as_taxonomy
-from .transport import resolve
 from .untrained import untrained_from_config
 
 logger = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._io import atomic_path, atomic_write_text
-from .overlay import font as overlay_font
+from .prediction.overlay import font as overlay_font
 from .taxonomy import Taxonomy
 
 __all__ = [

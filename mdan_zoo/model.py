@@ -24,9 +24,9 @@ import torchvision
 from torch import Tensor, nn
 
 from .config import MDANConfig, Preprocessing
+from .hub import PretrainedMixin
 from .layers import MHCCA, class_activation_maps, lcam_map, upsample_to
 from .prediction import PredictMixin
-from .pretrained import PretrainedMixin
 from .taxonomy import Taxonomy
 from .untrained import loaded_hook
 

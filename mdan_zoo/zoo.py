@@ -13,6 +13,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from ._builder import build_mdan, entrypoints, register_model
 from .config import MDANConfig
@@ -22,6 +25,10 @@ from .taxonomy import Taxonomy
 
 __all__ = [
     "create_model",
+    "from_pretrained",
+    "load_pretrained",
+    "push_to_hub",
+    "save_pretrained",
     "list_models",
     "list_pretrained",
     "mdan",
@@ -288,4 +295,59 @@ def create_model(
         config=config,
         backbone=backbone,
         backbone_weights=backbone_weights,
+    )
+
+
+# Checkpoints as plain functions (the mixin's methods, for code that prefers functions).
+
+
+def save_pretrained(
+    model: MDAN,
+    save_directory: str | os.PathLike[str],
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` as a Hub-layout folder; see :meth:`MDAN.save_pretrained`."""
+    return model.save_pretrained(save_directory, metrics=metrics, training=training)
+
+
+load_pretrained = MDAN.from_pretrained
+"""Rebuild the exact saved model from a checkpoint folder, file, training run or Hub repo, in
+eval mode: :meth:`MDAN.from_pretrained` itself, as a function (same arguments, same checks)."""
+from_pretrained = load_pretrained
+
+
+def push_to_hub(
+    model: MDAN,
+    repo_id: str,
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+    commit_message: str = "Upload MDAN checkpoint (mdan_zoo)",
+    private: bool | None = None,
+    token: str | None = None,
+    branch: str | None = None,
+    create_pr: bool | None = None,
+    allow_patterns: list[str] | str | None = None,
+    ignore_patterns: list[str] | str | None = None,
+    delete_patterns: list[str] | str | None = None,
+    revision: str | None = None,
+    api: Any = None,
+) -> str:
+    """Save ``model`` and upload it to ``repo_id``; see :meth:`MDAN.push_to_hub`."""
+    return model.push_to_hub(
+        repo_id,
+        metrics=metrics,
+        training=training,
+        commit_message=commit_message,
+        private=private,
+        token=token,
+        branch=branch,
+        create_pr=create_pr,
+        allow_patterns=allow_patterns,
+        ignore_patterns=ignore_patterns,
+        delete_patterns=delete_patterns,
+        revision=revision,
+        api=api,
     )

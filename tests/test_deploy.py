@@ -25,7 +25,7 @@ from mdan_zoo.deploy import (
     save_program,
 )
 from mdan_zoo.imageio import read_image
-from mdan_zoo.prediction import predict
+from mdan_zoo.prediction._pipeline import predict
 
 ATOL = 1e-5
 

@@ -200,7 +200,7 @@ def _fi_run(tmp: Path) -> None:
     optimizer step on 5 real photos (foolbox's ImageNet and CIFAR-10 samples) per emotion --
     and ``exported/mdan_fi``, what ``mdan-zoo export`` writes from it."""
     from mdan_zoo import TrainConfig, export_run, get_taxonomy
-    from mdan_zoo.trainer import Trainer
+    from mdan_zoo.training._trainer import Trainer
 
     if not _FI_RUN:
         cache = Path(tempfile.mkdtemp(prefix="docs-fi-run-"))

@@ -137,7 +137,7 @@ def test_cli_verbose_shows_our_debug_lines(
     photos()[0].save(images / "astronaut.jpg")
     (images / "broken.jpg").write_bytes(b"not a jpeg")
     argv = ["predict", "--weights", str(folder / "model"), str(images), "--no-progress"]
-    debug = "DEBUG mdan_zoo.predict_loader: skipping"
+    debug = "DEBUG mdan_zoo.prediction._loader: skipping"
     for flags, shown in (([], False), (["-v"], True), (["-q"], False)):
         assert cli_main([*flags, *argv]) == 1  # one file failed, the other was predicted
         out = capsys.readouterr()

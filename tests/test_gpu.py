@@ -17,9 +17,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from mdan_zoo import MDAN, MDANConfig, get_taxonomy
-from mdan_zoo.prediction import predict
-from mdan_zoo.train_config import TrainConfig
-from mdan_zoo.trainer import Trainer
+from mdan_zoo.prediction._pipeline import predict
+from mdan_zoo.training._config import TrainConfig
+from mdan_zoo.training._trainer import Trainer
 
 pytestmark = [
     pytest.mark.gpu,

@@ -25,7 +25,7 @@ from PIL import Image
 
 from mdan_zoo.config import MAX_IMAGE_SIDE, ConfigError, MDANConfig, Preprocessing
 from mdan_zoo.imageio import MAX_ASPECT_RATIO, ImageReadError, read_image, to_pil_image
-from mdan_zoo.taxonomy import (
+from mdan_zoo.taxonomy._tree import (
     MAX_ALIASES,
     MAX_CLASSES_PER_LEVEL,
     MAX_LABELS,
@@ -350,7 +350,7 @@ def test_panoramas_and_the_exact_limit_are_admitted(tmp_path: Path) -> None:
 
 def test_predict_refuses_the_strip_not_the_batch(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    from mdan_zoo.prediction import predict
+    from mdan_zoo.prediction._pipeline import predict
 
     strip, photo = _strip(tmp_path, 8000, 1), feat_photo("single_face.jpg")
     results = predict(tiny_model("emotion6"), [strip, photo], batch_size=2)
@@ -440,7 +440,7 @@ def test_running_out_of_memory_is_never_blamed_on_the_file(
     script = textwrap.dedent(
         """
         import resource, sys
-        from mdan_zoo.checkpoint import WeightsError, read_state_dict
+        from mdan_zoo.hub._checkpoint import WeightsError, read_state_dict
         vm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
         if sys.argv[2] == "tight":  # 64 MB more address space than now: the tensor cannot fit
             resource.setrlimit(resource.RLIMIT_AS, (vm + (64 << 20), resource.RLIM_INFINITY))

@@ -38,7 +38,8 @@ from mdan_zoo import (
     mdan_fi,
 )
 from mdan_zoo.cli import main as cli_main
-from mdan_zoo.hub import download, push_to_hub
+from mdan_zoo.hub import download
+from mdan_zoo.zoo import push_to_hub
 
 GIT = ["git", "-c", "user.name=mdan-zoo tests", "-c", "user.email=tests@mdan-zoo.invalid"]
 GIT += [
@@ -333,7 +334,7 @@ def test_verified_shortcut_is_not_fooled_by_a_write_that_keeps_size_and_mtime(
 ) -> None:
     """Issue 9, case 8: a file verified once is not hashed again while unchanged, but an
     in-place write that puts size and mtime back is still caught (st_ctime_ns moves)."""
-    from mdan_zoo import integrity
+    from mdan_zoo.hub import _integrity as integrity
 
     hashed: list[Path] = []
     real_hash = integrity.sha256_file
@@ -420,7 +421,7 @@ def test_taxonomy_mismatch_over_the_hub(warm: Hub) -> None:
 def test_fine_tuning_transfer_from_the_hub(
     warm: Hub, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="mdan_zoo.pretrained"):
+    with caplog.at_level(logging.INFO, logger="mdan_zoo.hub._mixin"):
         model = mdan_emotion6(weights="hf-hub:org/fi-tiny", taxonomy="emotion6", progress=False)
     report = model.transfer_report
     assert report.source_taxonomy == "fi" and report.target_taxonomy == "emotion6"
@@ -563,7 +564,7 @@ def test_the_push_command_passes_branch_and_pull_request_to_the_hub(
     import huggingface_hub
 
     from mdan_zoo import TrainConfig
-    from mdan_zoo.trainer import Trainer
+    from mdan_zoo.training._trainer import Trainer
 
     run = tmp_path / "run"
     Trainer(

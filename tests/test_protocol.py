@@ -14,15 +14,15 @@ from data_trees import make_artphoto
 from torch.utils.data import DistributedSampler
 from train_helpers import load_weights, tiny_config
 
-from mdan_zoo.batching import plan_epoch
 from mdan_zoo.cli import main
 from mdan_zoo.config import ConfigError
 from mdan_zoo.evaluation import compute_report
-from mdan_zoo.protocol import protocol_configs, train_runs
-from mdan_zoo.runs import RunsError, report_runs
-from mdan_zoo.taxonomy import get_taxonomy
-from mdan_zoo.train_config import TrainConfig
-from mdan_zoo.trainer import train
+from mdan_zoo.taxonomy._tree import get_taxonomy
+from mdan_zoo.training._batching import plan_epoch
+from mdan_zoo.training._config import TrainConfig
+from mdan_zoo.training._protocol import protocol_configs, train_runs
+from mdan_zoo.training._runs import RunsError, report_runs
+from mdan_zoo.training._trainer import train
 
 BRANCHES = {"local": "P_L", "global": "P_G", "overall": "P_O"}
 
@@ -142,7 +142,7 @@ def test_seeds_protocol_skips_finished_runs_reports_and_exports(
     assert _snapshot(base) == before
 
     # a changed config is found before any weights are read (Python API, single run)
-    import mdan_zoo.train_setup as setup
+    import mdan_zoo.training._setup as setup
 
     def no_download(*a: object, **k: object) -> None:
         raise AssertionError("weights were read before the configs were compared")
@@ -171,7 +171,7 @@ def test_seeds_protocol_skips_finished_runs_reports_and_exports(
     }
     best = max(scores, key=lambda s: (scores[s], -s))
     assert runs["exported"] == f"seed-{best}"
-    from mdan_zoo.hub import load_pretrained
+    from mdan_zoo.zoo import load_pretrained
 
     exported = load_pretrained(tmp_path / "hub").state_dict()
     chosen = load_weights(base / f"seed-{best}", which="best")
@@ -301,7 +301,7 @@ def test_report_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_init_from_a_folder_of_runs_names_them(tmp_path: Path) -> None:
-    from mdan_zoo.train_setup import build_model
+    from mdan_zoo.training._setup import build_model
 
     (tmp_path / "fi" / "seed-0").mkdir(parents=True)
     (tmp_path / "fi" / "seed-1").mkdir()

@@ -16,61 +16,34 @@ import mdan_zoo
 
 PACKAGE = Path(mdan_zoo.__file__).parent
 
-# Layer of each module, bottom up: a module imports only modules of its own layer or below.
-# docs/architecture.md ("Layout") lists the same table with one line per module.
+# Layer of each top-level entry (a module, or a subpackage with the modules inside it), bottom
+# up: an entry imports only entries of its own layer or below, and no two entries import each
+# other in a circle. docs/architecture.md ("Layout") lists the same table, one row per entry.
 LAYERS: dict[str, int] = {
-    # 0: foundations -- label trees, the config, the paper's parts, images
+    # 0: foundations -- label trees, the config, the paper's parts, images, the error family
     "_io": 0,
     "_checks": 0,
     "_version": 0,
     "taxonomy": 0,
-    "taxonomy_rules": 0,
     "config": 0,
     "layers": 0,
     "imageio": 0,
-    "inputs": 0,
-    "overlay": 0,
     "untrained": 0,
-    # 1: data, weights as data, checkpoint format and Hub transport, and the mixins' machinery,
-    #    which receive the network instead of importing it
+    # 1: data, weights as data, the Hub, predictions: the mixins' machinery receives the network
+    #    instead of importing it
     "data": 1,
     "registry": 1,
-    "checkpoint": 1,
-    "model_card": 1,
-    "transfer": 1,
-    "hub_refs": 1,
-    "hub_errors": 1,
-    "integrity": 1,
-    "transport": 1,
-    "pretrained": 1,
-    "predict_loader": 1,
-    "predict_output": 1,
-    "predict_shard": 1,
-    "predict_results": 1,
+    "hub": 1,
     "prediction": 1,
-    "run_folder": 1,
     # 2: the network
     "model": 2,
-    # 3: checkpoints as functions, the zoo
-    "hub": 3,
+    # 3: the zoo's factories and checkpoints as functions
     "_builder": 3,
     "zoo": 3,
-    # 4: evaluation, training, export, deployment, the predict command
+    # 4: evaluation, training, export for deployment
     "evaluation": 4,
     "deploy": 4,
-    "train_config": 4,
-    "distributed": 4,
-    "train_state": 4,
-    "run_checkpoints": 4,
-    "run_writer": 4,
-    "train_setup": 4,
-    "trainer": 4,
-    "batching": 4,
-    "protocol": 4,
-    "runs": 4,
-    "export": 4,
-    "demo": 4,
-    "predict_cli": 4,
+    "training": 4,
     # 5: the command line
     "cli": 5,
     "__main__": 5,
@@ -208,11 +181,53 @@ def test_no_submodule_is_shadowed_by_a_public_name() -> None:
 
 
 def test_the_layout_table_in_the_docs_is_this_one() -> None:
-    """docs/architecture.md ("Layout") lists every module with the layer LAYERS gives it, and
-    nothing else, so a newcomer reading it finds the room a change belongs in."""
+    """docs/architecture.md ("Layout") lists every top-level entry with the layer LAYERS gives
+    it, and nothing else, so a newcomer reading it finds the room a change belongs in."""
     doc = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
     section = doc.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| (\d) \| `([\w.]+)/?` \| .+ \|$", section, flags=re.M)
     listed = {name: int(layer) for layer, name in rows}
     assert len(rows) == len(listed), "a module is listed twice"
     assert listed == LAYERS
+
+
+def _entry(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_no_import_cycles_between_packages() -> None:
+    """Collapsed to top-level entries (a subpackage counts as one), imports still run one way."""
+    graph: dict[str, set[str]] = {}
+    for mod, deps in _graph().items():
+        graph.setdefault(_entry(mod), set()).update(_entry(d) for d in deps if d)
+    for entry, deps in graph.items():
+        deps.discard(entry)
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def walk(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                pytest.fail("package cycle: " + " -> ".join([*stack[stack.index(dep) :], dep]))
+            if dep not in state:
+                walk(dep)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            walk(node)
+
+
+def test_machinery_stays_inside_its_package() -> None:
+    """A `_private` module of a subpackage is imported only from inside that subpackage: other
+    rooms use what the package's ``__init__`` (or a public module of it) exports."""
+    bad = [
+        f"{mod} imports {dep}"
+        for mod, deps in _graph().items()
+        for dep in deps
+        if "." in dep and dep.split(".")[1].startswith("_") and _entry(dep) != _entry(mod)
+    ]
+    assert not bad, "private modules used across packages:\n" + "\n".join(bad)

@@ -17,10 +17,10 @@ from train_helpers import fashion_sets, load_weights, tiny_config
 from mdan_zoo.cli import main
 from mdan_zoo.config import ConfigError
 from mdan_zoo.data.dataset import ImageDecodeError
-from mdan_zoo.run_checkpoints import load_checkpoint
-from mdan_zoo.train_config import TrainConfig, list_configs
-from mdan_zoo.train_setup import build_datasets
-from mdan_zoo.trainer import NonFiniteLossError, RunExistsError, Trainer, train
+from mdan_zoo.training._checkpoints import load_checkpoint
+from mdan_zoo.training._config import TrainConfig, list_configs
+from mdan_zoo.training._setup import build_datasets
+from mdan_zoo.training._trainer import NonFiniteLossError, RunExistsError, Trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -224,7 +224,7 @@ def test_workers_are_capped_at_the_cpus_once(caplog: pytest.LogCaptureFixture) -
 
     cpus = len(os.sched_getaffinity(0))
     cfg = TrainConfig(workers=cpus + 7)
-    with caplog.at_level(logging.INFO, logger="mdan_zoo.train_config"):
+    with caplog.at_level(logging.INFO, logger="mdan_zoo.training._config"):
         assert cfg.loader_workers() == cpus
         assert cfg.loader_workers() == cpus
     assert [r.getMessage() for r in caplog.records].count(
@@ -240,7 +240,7 @@ def test_workers_are_capped_at_the_cpus_once(caplog: pytest.LogCaptureFixture) -
 def test_the_demo_config_builds_its_data_and_a_short_subset_is_named(
     fashion_mnist_dir: Path,
 ) -> None:
-    from mdan_zoo.train_setup import build_datasets
+    from mdan_zoo.training._setup import build_datasets
 
     cfg = TrainConfig.from_file("fashion_mnist_demo")
     sizes = {k: len(v) for k, v in build_datasets(cfg, taxonomy=cfg.load_taxonomy()).items()}
@@ -251,7 +251,7 @@ def test_the_demo_config_builds_its_data_and_a_short_subset_is_named(
 
 
 def test_missing_data_root_says_how_to_set_it(tmp_path: Path) -> None:
-    from mdan_zoo.train_setup import build_datasets
+    from mdan_zoo.training._setup import build_datasets
 
     cfg = TrainConfig.from_file("fi").with_overrides([f"data_root={tmp_path / 'FI'}"])
     with pytest.raises(ConfigError, match=r"FI does not exist .*--set data_root="):
@@ -263,7 +263,7 @@ def test_cli_train_export_and_bad_override(
 ) -> None:
     """The CLI path reads the images through the dataset transforms, trains, exports to the Hub
     layout with metrics in the card, and rejects an unknown key with a clear message."""
-    from mdan_zoo.hub import load_pretrained
+    from mdan_zoo.zoo import load_pretrained
 
     cfg = tiny_config(tmp_path, epochs=1, subset_per_class=4, val_fraction=0.01)
     cfg_file = tmp_path / "cfg.json"

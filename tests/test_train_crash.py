@@ -34,15 +34,15 @@ from train_helpers import write_backbone_file
 
 from mdan_zoo import cli
 from mdan_zoo.data.fashion_mnist import FashionMNIST
-from mdan_zoo.export import run_metrics
-from mdan_zoo.run_checkpoints import (
+from mdan_zoo.training._checkpoints import (
     RunFolderError,
     checkpoint_name,
     find_checkpoints,
     load_checkpoint,
 )
-from mdan_zoo.run_writer import FAULT_ENV, run_lock
-from mdan_zoo.train_config import TrainConfig
+from mdan_zoo.training._config import TrainConfig
+from mdan_zoo.training._publish import run_metrics
+from mdan_zoo.training._run_writer import FAULT_ENV, run_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3
@@ -131,7 +131,7 @@ def _child(cfg: str, fault: str, resume: bool) -> None:
 # Children fork from a server process that imported everything once and never ran autograd
 # (a plain fork of this process is refused by autograd once the process has trained here).
 _SERVER = multiprocessing.get_context("forkserver")
-_SERVER.set_forkserver_preload([__name__, "mdan_zoo.trainer", "mdan_zoo.evaluation"])
+_SERVER.set_forkserver_preload([__name__, "mdan_zoo.training._trainer", "mdan_zoo.evaluation"])
 
 
 def _killed(cfg: Path, fault: str, *, resume: bool = False) -> None:

@@ -21,7 +21,7 @@ import torch
 import torch.multiprocessing as mp
 from train_helpers import fashion_sets, load_weights, tiny_config
 
-from mdan_zoo.trainer import train
+from mdan_zoo.training._trainer import train
 
 TOLERANCE = 1e-5
 # 2 epochs of 2 steps each: crosses an epoch boundary (set_epoch, validation, checkpoint).

@@ -11,8 +11,8 @@ import torch
 from zoo_helpers import tiny_mdan
 
 from mdan_zoo import MDAN, Taxonomy, TrainConfig, TransferReport, get_taxonomy, mdan, mdan_fi
-from mdan_zoo.train_setup import build_model
-from mdan_zoo.transfer import ClassifierTransfer
+from mdan_zoo.hub._transfer import ClassifierTransfer
+from mdan_zoo.training._setup import build_model
 
 FI, EMOTION6 = get_taxonomy("fi"), get_taxonomy("emotion6")
 

@@ -30,10 +30,10 @@ from mdan_zoo import (
     load_pretrained,
 )
 from mdan_zoo.cli import build_parser
-from mdan_zoo.demo import epoch_lines
-from mdan_zoo.overlay import render_overlay
-from mdan_zoo.predict_cli import run_cli
-from mdan_zoo.train_setup import build_model
+from mdan_zoo.cli._predict import run_cli
+from mdan_zoo.prediction.overlay import render_overlay
+from mdan_zoo.training._demo import epoch_lines
+from mdan_zoo.training._setup import build_model
 
 FASHION = get_taxonomy("fashion_mnist")
 
@@ -66,7 +66,7 @@ def _tiny_run(tmp: Path, **changes: object) -> TrainConfig:
 def run(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_dir: Path) -> tuple[Path, MDAN]:
     """One real (tiny) training run on Fashion-MNIST images: its folder and trained model."""
     tmp = tmp_path_factory.mktemp("workflow")
-    from mdan_zoo.trainer import Trainer
+    from mdan_zoo.training._trainer import Trainer
 
     trainer = Trainer(_tiny_run(tmp))
     result = trainer.fit()
@@ -84,19 +84,19 @@ def test_init_from_a_run_folder_keeps_heads_and_carries_labels_by_name(
     nested = FASHION.to_nested()
     nested["footwear_and_bags"]["shoes"] = ["Sandal", "trainers", "Ankle boot"]
     mine = Taxonomy.from_nested(nested, name="fashion_renamed", level_names=FASHION.level_names)
-    with caplog.at_level(logging.INFO, logger="mdan_zoo.train_setup"):
+    with caplog.at_level(logging.INFO, logger="mdan_zoo.training._setup"):
         model = build_model(
             _tiny_run(tmp_path, taxonomy="fashion_renamed", init_from=str(run_dir)), taxonomy=mine
         )
     rep = model.transfer_report
     assert rep is not None and rep.source == str(run_dir)
-    logged = [r.getMessage() for r in caplog.records if r.name == "mdan_zoo.train_setup"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "mdan_zoo.training._setup"]
     assert logged == [f"init_from {run_dir}:\n{rep}"]  # the people's report, in the run's log
     family, group, item, glob = rep.classifiers
     assert family.kept and group.kept and not item.kept and not glob.kept
     assert item.fresh == glob.fresh == ("trainers",)
     assert len(item.carried) == 9 and "Sneaker" not in item.carried
-    from mdan_zoo.run_checkpoints import load_checkpoint
+    from mdan_zoo.training._checkpoints import load_checkpoint
 
     src = load_checkpoint(run_dir).model.state_dict()
     dst = model.state_dict()
@@ -164,7 +164,7 @@ def test_a_training_run_folder_loads_its_selected_epoch_everywhere(
     the validation-selected epoch with its taxonomy, config and preprocessing, not the newest."""
     run_dir = _with_a_later_epoch(run[0], tmp_path / "run")
     selected = run_dir / "checkpoints" / "epoch-0001"
-    from mdan_zoo.run_checkpoints import load_checkpoint
+    from mdan_zoo.training._checkpoints import load_checkpoint
 
     want = load_checkpoint(run_dir, which="best").model.state_dict()
     newest = load_checkpoint(run_dir, which="last").model.state_dict()
@@ -266,8 +266,8 @@ def test_eval_uses_the_checkpoints_preprocessing_and_says_which(
 
     from mdan_zoo.cli import main
     from mdan_zoo.evaluation import evaluate
-    from mdan_zoo.run_checkpoints import load_checkpoint
-    from mdan_zoo.train_setup import build_datasets
+    from mdan_zoo.training._checkpoints import load_checkpoint
+    from mdan_zoo.training._setup import build_datasets
 
     run_dir, _ = run
     data = json.loads((run_dir / "config.json").read_text())
@@ -324,7 +324,7 @@ def test_eval_without_a_run_or_with_bad_weights_names_the_fix(
     assert "`mdan-zoo train fashion_mnist_demo`" in err and "Traceback" not in err
     assert main(["eval", "fashion_mnist_demo", "--checkpoint", "nowhere"]) == 1
     assert "checkpoint 'nowhere' not found" in capsys.readouterr().err
-    import mdan_zoo.hub
+    import mdan_zoo.zoo
 
     seen = {}
 
@@ -332,7 +332,7 @@ def test_eval_without_a_run_or_with_bad_weights_names_the_fix(
         seen.update(kwargs, source=source)
         raise WeightsError("the Hub refused the token (401)")
 
-    monkeypatch.setattr(mdan_zoo.hub, "load_pretrained", refused)
+    monkeypatch.setattr(mdan_zoo.zoo, "load_pretrained", refused)
     args = ["eval", "fashion_mnist_demo", "--checkpoint", "org/private", "--token", "hf_x"]
     assert main(args) == 1  # --token reaches the Hub load, as in predict and download
     assert seen == {"source": "org/private", "token": "hf_x"}
@@ -344,7 +344,7 @@ def test_the_paper_literal_crop_trains_and_travels_with_the_weights(tmp_path: Pa
     """Issue 8: ``--set resize_size=null`` (Sec. 5.2's crop from the original image) is a
     trainer config too, and the run's weights carry it."""
     from mdan_zoo.config import ConfigError
-    from mdan_zoo.trainer import Trainer
+    from mdan_zoo.training._trainer import Trainer
 
     cfg = _tiny_run(tmp_path).with_overrides(["resize_size=null"])
     assert cfg.resize_size is None and cfg.preprocessing().resize_size is None

@@ -248,7 +248,7 @@ def test_transfer_keeps_shared_parts_and_copies_matching_rows(
     parent 'negative'); joy and surprise are new."""
     source = tiny_mdan("fi", seed=3)
     source.save_pretrained(tmp_path / "fi")
-    with caplog.at_level(logging.INFO, logger="mdan_zoo.pretrained"):
+    with caplog.at_level(logging.INFO, logger="mdan_zoo.hub._mixin"):
         model = mdan_fi(weights=tmp_path / "fi", taxonomy="emotion6")
     report = model.transfer_report
     assert report.transferred == ("backbone", "f5", "laterals.0", "laterals.1", "local_heads.0")

@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 
 from mdan_zoo._io import atomic_path
 from mdan_zoo.data.fashion_mnist import FashionMNIST
-from mdan_zoo.train_config import TrainConfig
+from mdan_zoo.training._config import TrainConfig
 
 
 def fashion_sets(
@@ -85,6 +85,6 @@ def tiny_config(tmp: Path, **changes: Any) -> TrainConfig:
 
 
 def load_weights(run_dir: Path, which: str = "last") -> dict[str, torch.Tensor]:
-    from mdan_zoo.run_checkpoints import load_checkpoint
+    from mdan_zoo.training._checkpoints import load_checkpoint
 
     return load_checkpoint(run_dir, which=which).model.state_dict()

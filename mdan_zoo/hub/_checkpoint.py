@@ -1,0 +1,385 @@
+"""The checkpoint format: what a saved MDAN is on disk, and reading it back without trusting it.
+
+A checkpoint is a folder in Hub layout::
+
+    model.safetensors   the weights (safetensors only: nothing is ever unpickled)
+    config.json         architecture (MDANConfig), taxonomy, preprocessing, metrics, training,
+                        the sha256 of model.safetensors, the mdan_zoo version
+    README.md           the model card
+
+``config.json`` alone rebuilds the exact model, and ``model.safetensors`` carries the same
+description in its header, so a lone ``.safetensors`` file written here loads too. This module
+knows files, not networks: :mod:`mdan_zoo.transport` finds them, :mod:`mdan_zoo.integrity`
+checks their sha256, :mod:`mdan_zoo.pretrained` builds models from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from .._io import atomic_path, atomic_write_text
+from ..config import ConfigError, MDANConfig, Preprocessing
+from ..taxonomy import Taxonomy, TaxonomyError
+
+__all__ = [
+    "CARD_NAME",
+    "CONFIG_NAME",
+    "FORMAT_VERSION",
+    "MAX_CONFIG_BYTES",
+    "WEIGHTS_NAME",
+    "Checkpoint",
+    "ChecksumError",
+    "WeightsError",
+    "check_config",
+    "parse_config",
+    "read_json",
+    "read_state_dict",
+    "refuse_pickle",
+    "sha256_file",
+    "stat_key",
+    "write_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+CONFIG_NAME = "config.json"
+
+
+CARD_NAME = "README.md"
+
+
+FORMAT_VERSION = 1
+
+
+META_KEY = "mdan_zoo"  # safetensors header key holding the config (without the file hash)
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".tar")
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint cannot be found, read or matched to the model; the message says why and
+    what to do."""
+
+
+class ChecksumError(WeightsError):
+    """A weights file does not have the sha256 it should; the message names the file."""
+
+
+def refuse_pickle(name: str) -> None:
+    if name.lower().endswith(PICKLE_SUFFIXES):
+        raise WeightsError(
+            f"refusing to load {name!r}: {Path(name).suffix} files are pickles, and unpickling "
+            "can run arbitrary code. mdan_zoo loads .safetensors only. Convert a file you trust "
+            "once, in a separate step: `sd = torch.load(path, weights_only=True); "
+            "safetensors.torch.save_file(sd, 'model.safetensors')`, or re-save the model with "
+            "`model.save_pretrained(dir)`."
+        )
+
+
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+"""Largest config.json (or safetensors header description) read: a valid one holds a taxonomy
+within the taxonomy module's limits and is far smaller; a larger one is refused unread."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint resolved to local files (downloaded when it came from the Hub).
+
+    Attributes:
+        weights_path: the ``.safetensors`` file.
+        config: the parsed ``config.json`` (or the safetensors header copy), its checkpoint-level
+            fields type-checked, or None when the file carries no description (then the caller
+            must know the architecture).
+        source: what the user asked for, for messages.
+        repo_id / revision: where it came from on the Hub (None for local files); ``revision``
+            is the resolved commit when known.
+        config_origin: the file the config was read from, for messages.
+        verified_stat: the :func:`stat_key` of the weights when their sha256 was checked (None:
+            nothing to check against); :meth:`state_dict` refuses a file changed since.
+    """
+
+    weights_path: Path
+    config: Mapping[str, Any] | None
+    source: str
+    repo_id: str | None = None
+    revision: str | None = None
+    config_origin: str | None = None
+    verified_stat: str | None = None
+
+    def describe(self) -> tuple[MDANConfig, Taxonomy, Preprocessing]:
+        """The architecture, taxonomy and preprocessing this checkpoint was saved with."""
+        if self.config is None:
+            raise WeightsError(
+                f"{self.source} carries no mdan_zoo config (no config.json beside it and none in "
+                "its safetensors header): load it through a factory that knows the architecture, "
+                "e.g. `mdan_fi(weights=...)` or `mdan(taxonomy=..., weights=...)`"
+            )
+        return parse_config(self.config, source=self.config_origin or self.source)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The weights, in memory the caller owns (see :func:`read_state_dict`), refused when
+        the file changed after its sha256 was checked."""
+        return read_state_dict(self.weights_path, unchanged_since=self.verified_stat)
+
+
+def _kind(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_SECTIONS = ("architecture", "taxonomy")
+_OPTIONAL_OBJECTS = ("preprocessing", "metrics", "training")
+_SHA256_CHARS = frozenset("0123456789abcdef")
+
+
+def check_config(data: Any, *, source: str) -> dict[str, Any]:
+    """``data`` if its checkpoint-level fields have the types mdan_zoo writes, else
+    :class:`WeightsError` naming ``source`` and the field (the sections themselves are checked
+    by :func:`parse_config`)."""
+
+    def bad(field: str, want: str, value: Any) -> WeightsError:
+        return WeightsError(
+            f"{source}: field {field!r} must be {want}, got {_kind(value)}; the file is damaged "
+            "or was not written by mdan_zoo: save or download the checkpoint again"
+        )
+
+    if not isinstance(data, dict):
+        raise WeightsError(f"{source} is not a JSON object (got {type(data).__name__})")
+    version = data.get("format_version")
+    if not _is_int(version):
+        raise bad("format_version", f"the integer {FORMAT_VERSION}", version)
+    if version != FORMAT_VERSION:
+        raise WeightsError(
+            f"{source}: format_version {version!r} is not one this mdan_zoo reads "
+            f"({FORMAT_VERSION}); upgrade mdan_zoo (`pip install -U mdan-zoo`) or re-save the model"
+        )
+    for name in _SECTIONS:
+        if name not in data:
+            raise WeightsError(
+                f"{source}: missing field {name!r}; the file is not an mdan_zoo config"
+            )
+        if not isinstance(data[name], dict):
+            raise bad(name, "an object", data[name])
+    for name in _OPTIONAL_OBJECTS:
+        if data.get(name) is not None and not isinstance(data[name], dict):
+            raise bad(name, "an object or null", data[name])
+    for name in ("library", "mdan_zoo_version"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise bad(name, "a string", data[name])
+    if data.get("num_params") is not None and not _is_int(data["num_params"]):
+        raise bad("num_params", "an integer", data["num_params"])
+    counts = data.get("num_classes")
+    if counts is not None and not (isinstance(counts, list) and all(map(_is_int, counts))):
+        raise bad("num_classes", "a list of integers", counts)
+    weights = data.get("weights")
+    if weights is not None:
+        if not isinstance(weights, dict):
+            raise bad("weights", "an object {file, sha256, size}", weights)
+        digest = weights.get("sha256")
+        if digest is not None and not (
+            isinstance(digest, str) and len(digest) == 64 and set(digest) <= _SHA256_CHARS
+        ):
+            raise bad("weights.sha256", "64 lower-case hex digits", digest)
+        if weights.get("file") is not None and not isinstance(weights["file"], str):
+            raise bad("weights.file", "a file name", weights["file"])
+        size = weights.get("size")
+        if size is not None and not (_is_int(size) and size >= 0):
+            raise bad("weights.size", "a non-negative integer", size)
+    return data
+
+
+def parse_config(
+    data: Mapping[str, Any], *, source: str = "config.json"
+) -> tuple[MDANConfig, Taxonomy, Preprocessing]:
+    """(architecture, taxonomy, preprocessing) from a checkpoint config dict.
+
+    The taxonomy is parsed first (its size limits hold before anything is built from it); any
+    problem is a :class:`WeightsError` naming ``source`` and the field.
+    """
+    check_config(data, source=source)
+    parsed: dict[str, Any] = {}
+    readers = (
+        ("taxonomy", Taxonomy.from_dict),
+        ("architecture", MDANConfig.from_dict),
+        ("preprocessing", Preprocessing.from_dict),
+    )
+    for name, read in readers:
+        try:
+            parsed[name] = read(data.get(name) or {})
+        except (
+            ConfigError,
+            TaxonomyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            KeyError,
+            RecursionError,
+        ) as err:
+            raise WeightsError(
+                f"{source}: field {name!r}: {err}; the file is damaged or was not written by "
+                "mdan_zoo: save or download the checkpoint again"
+            ) from None
+    return parsed["architecture"], parsed["taxonomy"], parsed["preprocessing"]
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def stat_key(path: str | os.PathLike[str]) -> str:
+    """What identifies one state of a file: device, inode, size, mtime and ctime (ns).
+
+    ``st_ctime_ns`` changes on every write and on every ``utime``, so even a write that puts
+    the old size and mtime back is seen (the mtime alone can be restored by anyone).
+    """
+    st = os.stat(path)
+    return (
+        f"{os.path.realpath(path)}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|"
+        f"{st.st_ctime_ns}"
+    )
+
+
+def jsonable(value: Mapping[str, Any] | None, what: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        return json.loads(json.dumps(dict(value)))
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"{what} must be JSON-serialisable (numbers, strings, lists, dicts): {err}"
+        ) from None
+
+
+def _parse_json(raw: bytes | str, origin: str) -> Any:
+    fix = "delete it and download or save the checkpoint again"
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise WeightsError(
+            f"{origin} is larger than {MAX_CONFIG_BYTES:,} bytes, far more than any checkpoint "
+            f"description; it is not an mdan_zoo config: {fix}"
+        )
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as err:
+        raise WeightsError(
+            f"{origin} is not UTF-8 text (byte {err.start}: {err.reason}): {fix}"
+        ) from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise WeightsError(
+            f"{origin} is nested too deeply to be an mdan_zoo config: {fix}"
+        ) from None
+    except ValueError as err:
+        raise WeightsError(f"{origin} is not valid JSON ({err}): {fix}") from None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A checkpoint's config.json, bounded in size, its checkpoint-level fields type-checked."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise WeightsError(
+            f"cannot read {path}: {err.strerror or err}; delete it and download or save again"
+        ) from None
+    return check_config(_parse_json(raw, str(path)), source=str(path))
+
+
+def header_config(weights: Path) -> dict[str, Any] | None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types
+        raise unreadable(weights, err) from None
+    if META_KEY not in meta:
+        return None
+    origin = f"the {META_KEY!r} header entry of {weights}"
+    return check_config(_parse_json(meta[META_KEY], origin), source=origin)
+
+
+def unreadable(path: Path, err: BaseException) -> WeightsError:
+    return WeightsError(
+        f"{path} is not a readable safetensors file ({err}); it is probably truncated or "
+        f"corrupted (an interrupted download or copy). Delete it (`rm '{path}'`) and download or "
+        "save it again"
+    )
+
+
+def read_state_dict(
+    path: str | os.PathLike[str], *, unchanged_since: str | None = None
+) -> dict[str, Tensor]:
+    """All tensors of a safetensors file, on the CPU, in memory the caller owns.
+
+    Nothing stays memory-mapped: overwriting or truncating the file later never changes (or
+    crashes, SIGBUS) a model built from it. ``unchanged_since`` (a :func:`stat_key`) refuses a
+    file that changed since its sha256 was checked. A damaged file raises :class:`WeightsError`.
+    """
+    import inspect
+
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        if "backend" in inspect.signature(load_file).parameters:  # safetensors >= 0.8
+            state = load_file(path, backend="pread")  # read(2) into owned buffers, no mmap
+        else:  # older safetensors maps the file: copy each tensor out of the mapping
+            state = {k: v.clone() for k, v in load_file(path).items()}
+    except MemoryError:  # too big for this machine: the file is fine, never say delete it
+        raise
+    except Exception as err:
+        raise unreadable(path, err) from None
+    if unchanged_since is not None and stat_key(path) != unchanged_since:
+        raise ChecksumError(
+            f"{path} changed after its sha256 was checked (something wrote to it while it was "
+            "being loaded); load it again, and if it keeps changing find what writes to it"
+        )
+    return state
+
+
+def write_checkpoint(
+    out: Path,
+    state: Mapping[str, Tensor],
+    description: Mapping[str, Any],
+    *,
+    card: Any,
+) -> Path:
+    """Write ``state`` and ``description`` as a Hub-layout folder; ``card(config) -> str``.
+
+    Each file is written atomically, weights first; config.json records the weights' sha256,
+    so a folder left half-rewritten by a crash fails loudly on load instead of pairing an old
+    config with new weights.
+    """
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    header = {"format": "pt", META_KEY: json.dumps(description, sort_keys=True)}
+    with atomic_path(out / WEIGHTS_NAME) as tmp:
+        save_file(dict(state), str(tmp), metadata=header)
+        digest = sha256_file(tmp)
+        size = tmp.stat().st_size
+    config = dict(description)
+    config["weights"] = {"file": WEIGHTS_NAME, "sha256": digest, "size": size}
+    atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(out / CARD_NAME, card(config))
+    return out

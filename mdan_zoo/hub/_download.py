@@ -1,0 +1,360 @@
+"""Hub transport: turn a reference (file, folder, ``hf-hub:org/name@rev``) into verified local files.
+
+The download, cache layout and revision pinning are huggingface_hub's. ``HF_ENDPOINT``,
+``HF_HUB_CACHE``/``HF_HOME`` and ``HF_HUB_OFFLINE`` are read at call time (huggingface_hub
+reads them once at import), so a process can switch them, as tests and notebooks do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ..registry import WeightsEntry
+from ._checkpoint import (
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    PICKLE_SUFFIXES,
+    WEIGHTS_NAME,
+    Checkpoint,
+    WeightsError,
+    check_config,
+    header_config,
+    read_json,
+    refuse_pickle,
+)
+from ._integrity import verify
+from ._network import Token, endpoint, hub_error, network_errors, offline_mode
+from ._refs import check_revision, is_hub_ref, parse_hub_ref, shown
+from .run_folder import RunFolderError, is_run_folder, protocol_runs, selected_checkpoint
+
+__all__ = [
+    "default_cache_dir",
+    "download",
+    "endpoint",
+    "is_hub_ref",
+    "offline_mode",
+    "parse_hub_ref",
+    "read_checkpoint_config",
+    "resolve",
+]
+
+logger = logging.getLogger(__name__)
+
+
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+
+
+def default_cache_dir() -> Path:
+    """The Hub cache huggingface_hub would use, read from the environment now."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _tqdm_class(progress: bool) -> Any:
+    """A tqdm class for huggingface_hub: the normal bar, or one that never draws.
+
+    Passed per call, so turning the bar off here never touches anyone else's bars.
+    """
+    from tqdm.auto import tqdm
+
+    if progress:
+        return None
+
+    class _Silent(tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return _Silent
+
+
+def resolve(
+    source: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    progress: bool = True,
+    force_download: bool = False,
+    token: Token = None,
+    expected_sha256: str | None = None,
+    filename: str = WEIGHTS_NAME,
+) -> Checkpoint:
+    """Find (and download if needed) the checkpoint ``source`` and verify it.
+
+    ``source``: a ``.safetensors`` file, a folder in Hub layout, a training run's output_dir
+    or one of its epoch folders (:mod:`mdan_zoo.run_folder`), or ``hf-hub:org/name[@rev]``
+    (``org/name`` works too). A Hub ref and ``revision`` are checked before any request or file
+    write. ``token``: as huggingface_hub (default: ``HF_TOKEN`` or the stored ``hf auth
+    login``). ``expected_sha256`` (from the registry) overrides the hash config.json records.
+    """
+    if revision is not None:
+        check_revision(revision)
+    if is_hub_ref(source):
+        ckpt = _resolve_hub(
+            str(source),
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            progress=progress,
+            force_download=force_download,
+            token=token,
+            filename=filename,
+        )
+    else:
+        if revision is not None:
+            raise WeightsError(
+                f"revision={revision!r} only applies to Hub repositories, but {source!r} is a local "
+                "path: pin a local checkpoint by its path"
+            )
+        try:
+            ckpt = _resolve_local(Path(source).expanduser())
+        except (OSError, ValueError) as err:  # a name too long, a NUL, no permission
+            raise WeightsError(
+                f"cannot read the checkpoint path {shown(str(source))}: {err}; pass an existing "
+                ".safetensors file, a folder written by save_pretrained, or "
+                "'hf-hub:org/name@revision'"
+            ) from None
+    return verify(ckpt, expected_sha256)
+
+
+def _resolve_local(path: Path) -> Checkpoint:
+    refuse_pickle(path.name)
+    hub_layout = (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file()
+    if path.is_dir() and not hub_layout and is_run_folder(path):
+        return _resolve_run(path)
+    if path.is_dir():
+        weights = path / WEIGHTS_NAME
+        if not weights.is_file():
+            pickles = sorted(p.name for p in path.iterdir() if p.name.endswith(PICKLE_SUFFIXES))
+            if pickles:
+                refuse_pickle(pickles[0])
+            runs = [p.name for p in protocol_runs(path)]
+            if runs:
+                raise WeightsError(
+                    f"{path} holds training runs ({', '.join(runs)}), not one run: load "
+                    f"one of them (e.g. {path / runs[0]}), or export the one with the best "
+                    f"validation score with `mdan-zoo export {path} OUT_DIR` and load OUT_DIR"
+                )
+            raise WeightsError(
+                f"{path} has no {WEIGHTS_NAME}: a checkpoint folder holds model.safetensors and "
+                "config.json, as written by `model.save_pretrained(dir)` or `mdan-zoo export "
+                "RUN_DIR OUT_DIR`; a training run's output_dir (with checkpoints/) loads as it is"
+            )
+        cfg_path: Path | None = path / CONFIG_NAME
+    elif path.is_file():
+        if path.suffix != ".safetensors":
+            raise WeightsError(
+                f"{path} is not a .safetensors file; pass a .safetensors file, a checkpoint folder "
+                "or 'hf-hub:org/name@revision'"
+            )
+        weights = path
+        # config.json describes the model.safetensors beside it, not any other file there.
+        cfg_path = path.with_name(CONFIG_NAME) if path.name == WEIGHTS_NAME else None
+    else:
+        raise WeightsError(
+            f"checkpoint {str(path)!r} not found: pass an existing .safetensors file, a folder "
+            "written by save_pretrained, or 'hf-hub:org/name@revision'"
+        )
+    config: dict[str, Any] | None
+    if cfg_path is not None and cfg_path.is_file():
+        config, origin = read_json(cfg_path), str(cfg_path)
+    else:
+        config, origin = header_config(weights), str(weights)
+    return Checkpoint(weights_path=weights, config=config, source=str(path), config_origin=origin)
+
+
+def _resolve_run(path: Path) -> Checkpoint:
+    """A training run's validation-selected checkpoint (or a checkpoint folder of a run), as
+    the trainer wrote it: weights verified against the SHA-256 its state.json records, and the
+    taxonomy, architecture and preprocessing it was trained with."""
+    try:
+        folder, state = selected_checkpoint(path)
+    except (RunFolderError, FileNotFoundError) as err:
+        raise WeightsError(str(err)) from None
+    if folder != path:
+        logger.info(
+            "%s: loading its validation-selected checkpoint %s (epoch %d)",
+            path,
+            folder.name,
+            state["epoch"],
+        )
+    files = state.get("files") or {}
+    config: dict[str, Any] = {
+        "library": "mdan_zoo",
+        "format_version": FORMAT_VERSION,
+        "architecture": state["model_config"],
+        "taxonomy": state["taxonomy"],
+        "preprocessing": state["preprocessing"],
+        "training": {"run": str(path), "checkpoint": str(folder), "epoch": state["epoch"]},
+    }
+    digest = (files.get(WEIGHTS_NAME) or {}).get("sha256")
+    if digest is not None:
+        config["weights"] = {"file": WEIGHTS_NAME, "sha256": digest}
+    origin = str(folder / "state.json")
+    return Checkpoint(
+        weights_path=folder / WEIGHTS_NAME,
+        config=check_config(config, source=origin),
+        source=str(folder),
+        config_origin=origin,
+    )
+
+
+def _resolve_hub(
+    ref: str,
+    *,
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    local_files_only: bool,
+    progress: bool,
+    force_download: bool,
+    token: Token,
+    filename: str,
+) -> Checkpoint:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    refuse_pickle(filename)
+    repo_id, ref_rev = parse_hub_ref(ref)  # raises before any request or write
+    if ref_rev and revision and ref_rev != revision:
+        raise WeightsError(
+            f"two revisions given: {ref_rev!r} in {ref!r} and revision={revision!r}; give one"
+        )
+    revision = revision or ref_rev
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    offline = local_files_only or offline_mode()
+    paths: dict[str, Path] = {}
+    local = (  # "runs/fi" may be a mistyped local folder rather than a repo id
+        ""
+        if ref.startswith("hf-hub:")
+        else f"; if you meant a local folder, {Path(ref).resolve()} does not exist"
+    )
+    for name in (CONFIG_NAME, filename):
+        # huggingface_hub returns a pinned commit already in the cache without a network call.
+        try:
+            paths[name] = Path(
+                hf_hub_download(
+                    repo_id,
+                    name,
+                    revision=revision,
+                    cache_dir=cache,
+                    local_files_only=offline,
+                    force_download=force_download,
+                    token=token,
+                    endpoint=endpoint(),
+                    tqdm_class=_tqdm_class(progress),
+                    library_name="mdan_zoo",
+                )
+            )
+        except RepositoryNotFoundError as err:
+            if paths:  # config.json came from this repo, so the repo exists: the file is missing
+                # (some mirrors, olah among them, answer a missing file as a missing repo)
+                raise WeightsError(_missing_entry(name, repo_id, revision)) from None
+            raise hub_error(
+                err, repo_id=repo_id, what=f"{repo_id}/{name}", token=token, hint=local
+            ) from None
+        # LocalEntryNotFoundError subclasses EntryNotFoundError: it must come first.
+        except LocalEntryNotFoundError:
+            if offline:
+                why = (
+                    "local_files_only=True"
+                    if local_files_only
+                    else "offline mode is on (HF_HUB_OFFLINE=1)"
+                )
+                raise WeightsError(
+                    f"{repo_id}/{name} (revision {revision or 'main'}) is not in the Hub cache "
+                    f"{cache} and {why} forbids downloading it. On a connected machine run "
+                    f"`mdan-zoo download hf-hub:{repo_id}{'@' + revision if revision else ''} "
+                    f"--cache-dir DIR` and copy DIR here (pass cache_dir= or set HF_HUB_CACHE)"
+                ) from None
+            raise WeightsError(
+                f"cannot reach the Hub at {endpoint() or 'huggingface.co'} for {repo_id}/{name} "
+                f"(revision {revision or 'main'}) and it is not in the cache {cache}; check the "
+                f"connection, or pin a full commit revision that is already cached{local}"
+            ) from None
+        except EntryNotFoundError:
+            raise WeightsError(_missing_entry(name, repo_id, revision)) from None
+        except network_errors() as err:
+            raise hub_error(
+                err, repo_id=repo_id, what=f"{repo_id}/{name}", token=token, revision=revision
+            ) from None
+        if name == CONFIG_NAME:  # checked before the (large) weights are fetched
+            commit = _commit_of(paths[name])
+            origin = f"{CONFIG_NAME} of hf-hub:{repo_id}@{commit or revision or 'main'}"
+            config = _read_cached_json(paths[name], origin)
+    return Checkpoint(
+        weights_path=paths[filename],
+        config=config,
+        source=f"hf-hub:{repo_id}@{revision or 'main'}",
+        repo_id=repo_id,
+        revision=_commit_of(paths[filename]),
+        config_origin=origin,
+    )
+
+
+def _commit_of(path: Path) -> str | None:
+    return path.parent.name if _HEX40.match(path.parent.name) else None
+
+
+def _read_cached_json(path: Path, origin: str) -> dict[str, Any]:
+    """read_json, its messages naming the repo file and the cached copy."""
+    try:
+        return read_json(path)
+    except WeightsError as err:
+        raise WeightsError(f"{origin}: {err}") from None
+
+
+def _missing_entry(name: str, repo_id: str, revision: str | None) -> str:
+    return (
+        f"{name} not found in Hub repository {repo_id!r} at revision {revision or 'main'}: an "
+        "mdan_zoo checkpoint holds model.safetensors and config.json (pickled .bin/.pt/.pth "
+        "weights are never unpickled: convert them once with safetensors, see docs/hub.md)"
+    )
+
+
+def download(
+    source: str | WeightsEntry,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    progress: bool = True,
+    force_download: bool = False,
+    token: Token = None,
+) -> Checkpoint:
+    """Fetch and verify a checkpoint into the Hub cache without building a model.
+
+    ``source``: a registry entry or ``hf-hub:org/name[@rev]``. For air-gapped machines: run it
+    with ``cache_dir=DIR`` where the Hub is reachable, copy DIR, load with ``cache_dir=DIR``.
+    """
+    expected = None
+    if isinstance(source, WeightsEntry):
+        source, revision, expected = source.download_source(revision)
+    return resolve(
+        source,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        progress=progress,
+        force_download=force_download,
+        token=token,
+        expected_sha256=expected,
+    )
+
+
+def read_checkpoint_config(source: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The config a local checkpoint carries (config.json or safetensors header), or None."""
+    return dict(resolve(source).config or {}) or None

@@ -1,0 +1,431 @@
+"""Predictions people can use: named labels per level, a hierarchy-consistent answer, attention maps.
+
+:func:`predict` takes file paths, folders, PIL images, numpy arrays, tensors or lists of them,
+applies the model's own eval transform (``model.eval_transform()``), runs batches under
+``torch.inference_mode`` and returns one :class:`Prediction` per image: for every affective
+level the top-k labels by name with their overall probability P_O (Sec. 3.2:
+``P_O = alpha P_L + (1 - alpha) P_G``), the plain per-level argmax, and the
+**hierarchy-consistent** answer: the fine label whose path (the label and its ancestors)
+maximises the joint probability ``prod_levels P_O[level][path[level]]``. The per-level argmax
+can break the hierarchy (``positive`` above ``sadness``); the consistent answer never does.
+
+A file that cannot be read (or runs out of memory while decoded, or comes out of the model as
+NaN) gives a :class:`Prediction` with ``error`` set and no levels; the other images of the batch
+are unaffected. Images are read by DataLoader worker processes while the model runs
+(:mod:`mdan_zoo.predict_loader`); inputs and results stream, so a million files cost no more
+memory than a hundred. The result types live in :mod:`mdan_zoo.predict_results`.
+
+:func:`attention_maps` returns the per-level spatial attention of Sec. 4.2 (the L-CAM map M
+where the level applies L-CAM, otherwise the CAM of the predicted class) upsampled onto the part
+of the photo the model saw, and draws Fig. 8-style overlays (the photo, then one map per level).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..untrained import warn_if_untrained
+from ._inputs import iter_inputs
+from ._loader import LoadedBatch, batch_loader, default_workers
+from ._results import AttentionMaps, LabelProb, LevelAttention, LevelPrediction, Prediction
+
+__all__ = [
+    "AttentionMaps",
+    "LabelProb",
+    "LevelAttention",
+    "LevelPrediction",
+    "PredictMixin",
+    "Prediction",
+    "attention_maps",
+    "consistent_paths",
+    "crop_box",
+    "default_workers",
+    "iter_batches",
+    "iter_results",
+    "predict",
+]
+
+# Typed loosely on purpose: this module works on any MDAN (or a ``torch.compile`` of one, or an
+# ONNX runtime wrapper) without importing the network, which imports this module for its mixin.
+Model = Any
+ModelOutput = Any
+
+
+log = logging.getLogger(__name__)
+
+NON_FINITE = (
+    "the model's probabilities for this image are NaN or infinite: its weights or its "
+    "preprocessing (config.json mean / std) hold NaN or inf; check or re-download the checkpoint"
+)
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _unwrap(model: Any) -> Model:
+    """The MDAN behind a ``torch.compile`` wrapper (it carries taxonomy and preprocessing)."""
+    return getattr(model, "_orig_mod", model)
+
+
+def consistent_paths(
+    model: Model, probs: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For P_O of every level (coarse to fine), the fine class whose ancestor path maximises
+    the joint probability, and that joint probability: ``([B], [B])``.
+
+    Computed in log space as ``sum_level log P_O[level][ancestor(fine, level)]`` over every fine
+    class (each fine class has exactly one path, so this searches every consistent answer).
+    """
+    n_fine = probs[-1].shape[1]
+    fine = torch.arange(n_fine, device=probs[-1].device)
+    log_joint = torch.zeros(probs[-1].shape[0], n_fine, device=probs[-1].device)
+    for depth, p in enumerate(probs):
+        anc = model.fine_to_level(fine, depth)
+        log_joint = log_joint + torch.log(p.float().clamp_min(1e-30))[:, anc]
+    best = log_joint.argmax(dim=1)
+    return best, log_joint.gather(1, best[:, None])[:, 0].exp()
+
+
+def _predictions_from_output(
+    model: Model, out: ModelOutput, sources: Sequence[str], top_k: int
+) -> list[Prediction]:
+    tax = model.taxonomy
+    probs = [lv.probs.float().cpu() for lv in out]
+    best, joint = consistent_paths(model, probs)
+    argmax = [p.argmax(dim=1) for p in probs]
+    finite = torch.stack([torch.isfinite(p).all(dim=1) for p in probs]).all(dim=0)
+    results = []
+    for i, source in enumerate(sources):
+        if not finite[i]:
+            results.append(Prediction(source=source, error=NON_FINITE))
+            continue
+        levels = []
+        for depth, (lv, p) in enumerate(zip(out, probs, strict=True)):
+            k = min(top_k, p.shape[1])
+            values, indices = p[i].topk(k)
+            top = tuple(
+                LabelProb(lv.labels[j], float(v))
+                for v, j in zip(values.tolist(), indices.tolist(), strict=True)
+            )
+            j = int(argmax[depth][i])
+            levels.append(LevelPrediction(lv.name, lv.labels[j], float(p[i, j]), top))
+        path = tax.ancestor_indices(int(best[i]))
+        consistent = tuple(
+            LabelProb(tax.labels[d][c], float(probs[d][i, c])) for d, c in enumerate(path)
+        )
+        argmax_path = [int(a[i]) for a in argmax]
+        results.append(
+            Prediction(
+                source=source,
+                levels=tuple(levels),
+                consistent=consistent,
+                joint_prob=float(joint[i]),
+                argmax_consistent=tax.is_consistent(argmax_path),
+            )
+        )
+    return results
+
+
+def _check_args(top_k: int, batch_size: int, workers: int | None) -> None:
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 0):
+        raise ValueError(f"workers must be None or an integer >= 0, got {workers!r}")
+
+
+def iter_batches(
+    model: Any,
+    inputs: Any,
+    *,
+    top_k: int = 3,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    with_maps: bool = False,
+    allow_truncated: bool = False,
+    max_pixels: int | None = None,
+    channels_last: bool = False,
+    bf16: bool = False,
+    progress: bool = False,
+    workers: int | None = None,
+) -> Iterator[list[AttentionMaps]]:
+    """The engine behind :func:`predict`, :func:`attention_maps` and ``mdan-zoo predict``: one
+    list of results per batch, in input order, as the batches finish.
+
+    ``inputs`` may be a generator: it is consumed as the loader needs it, so neither the inputs
+    nor the results pile up in memory. ``workers`` processes read and transform the next
+    batches while the model runs (see :func:`predict`). Without ``with_maps`` each result
+    carries only its ``prediction``."""
+    _check_args(top_k, batch_size, workers)
+    mdan = _unwrap(model)
+    warn_if_untrained(mdan)  # random weights, confident labels: say so once per model
+    if device is not None:
+        model.to(device)
+    dev = _model_device(mdan)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    stream = ((i, name, item) for i, (name, item) in enumerate(iter_inputs(inputs)))
+    head = list(itertools.islice(stream, batch_size + 1))
+    single = len(head) <= batch_size  # nothing to overlap, no bar worth drawing
+    if workers is None:
+        workers = 0 if single else default_workers(dev)
+    loader = batch_loader(
+        itertools.chain(head, stream),
+        transform=mdan.eval_transform(),
+        batch_size=batch_size,
+        workers=workers,
+        pin_memory=dev.type == "cuda",
+        keep_photos=with_maps,
+        allow_truncated=allow_truncated,
+        max_pixels=max_pixels,
+    )
+    was_training = mdan.training
+    model.eval()
+    bar = None
+    if progress and not single:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(unit="img", desc="predict", leave=False)
+    try:
+        for batch in loader:
+            yield _run_batch(model, mdan, batch, dev, top_k, with_maps, channels_last, bf16)
+            if bar is not None:
+                bar.update(len(batch.entries))
+    finally:
+        if bar is not None:
+            bar.close()
+        if was_training:
+            model.train()
+
+
+def _run_batch(
+    model: Any,
+    mdan: Model,
+    batch: LoadedBatch,
+    dev: torch.device,
+    top_k: int,
+    with_maps: bool,
+    channels_last: bool,
+    bf16: bool,
+) -> list[AttentionMaps]:
+    """Forward one loaded batch; results for every entry, failed ones included, in order."""
+    kept = [(i, n) for i, n, why in batch.entries if why is None]
+    done: dict[int, AttentionMaps] = {}
+    if batch.x is not None:
+        x = batch.x.to(dev, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with (
+            torch.inference_mode(),
+            torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16),
+        ):
+            out = model(x, return_cams=with_maps)
+        preds = _predictions_from_output(mdan, out, [n for _, n in kept], top_k)
+        for row, ((index, name), pred) in enumerate(zip(kept, preds, strict=True)):
+            if with_maps and pred.ok:
+                crop, maps = _maps_for(mdan, out, row, batch.photos[row])
+                done[index] = AttentionMaps(name, crop, maps, pred)
+            else:
+                done[index] = AttentionMaps(name, None, (), pred, error=pred.error)
+    results = []
+    for index, name, why in batch.entries:
+        if why is not None:
+            failed = Prediction(source=name, error=why)
+            results.append(AttentionMaps(name, None, (), failed, error=why))
+        else:
+            results.append(done[index])
+    return results
+
+
+def iter_results(model: Any, inputs: Any, **options: Any) -> Iterator[AttentionMaps]:
+    """:func:`iter_batches` one result at a time (same arguments): results come out in input
+    order as their batch finishes; only a few batches of images are ever in memory."""
+    for batch in iter_batches(model, inputs, **options):
+        yield from batch
+
+
+def predict(
+    model: Model,
+    inputs: Any,
+    *,
+    top_k: int = 3,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    allow_truncated: bool = False,
+    max_pixels: int | None = None,
+    channels_last: bool = False,
+    bf16: bool = False,
+    progress: bool = False,
+    workers: int | None = None,
+) -> list[Prediction]:
+    """Predict every image in ``inputs``; one :class:`Prediction` per image, in input order.
+
+    Args:
+        model: an :class:`~mdan_zoo.model.MDAN` (or ``torch.compile`` of one).
+        inputs: a file path, a folder (its image files, recursively, sorted), a glob, a PIL
+            image, a numpy array ``[H, W(, C)]``, a tensor ``[C, H, W]`` or ``[B, C, H, W]``
+            (un-normalised: uint8 0..255 or float 0..1), or a list (or generator) of these.
+        top_k: labels listed per level.
+        batch_size: images per forward pass.
+        device: where to run; the model is moved there. Default: where the model is.
+        allow_truncated: decode truncated files instead of refusing them.
+        max_pixels: decompression-bomb limit per image (default Pillow's).
+        channels_last: run in channels-last memory format (see docs/benchmarks.md); the
+            model's weights are converted in place and stay so.
+        bf16: autocast to bfloat16 (faster on CPUs with AMX/AVX512-BF16 and on GPUs).
+        progress: show a tqdm bar on stderr (when there is more than one batch).
+        workers: processes that read and transform the next batches while the model runs
+            (a ``torch.utils.data.DataLoader``; pinned memory on GPU); 0 reads in this
+            process. None: 0 when everything fits in one batch, else :func:`default_workers`.
+
+    Unreadable inputs (and images whose probabilities come out NaN or infinite) give a
+    :class:`Prediction` with ``error`` set; the rest are predicted. The model is put in eval
+    mode for the call and restored afterwards.
+    """
+    runs = iter_results(
+        model,
+        inputs,
+        top_k=top_k,
+        batch_size=batch_size,
+        device=device,
+        with_maps=False,
+        allow_truncated=allow_truncated,
+        max_pixels=max_pixels,
+        channels_last=channels_last,
+        bf16=bf16,
+        progress=progress,
+        workers=workers,
+    )
+    return [r.prediction for r in runs]
+
+
+def attention_maps(
+    model: Model,
+    inputs: Any,
+    *,
+    top_k: int = 3,
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    allow_truncated: bool = False,
+    max_pixels: int | None = None,
+    progress: bool = False,
+    workers: int | None = None,
+) -> list[AttentionMaps]:
+    """Per-level attention maps (Sec. 4.2, Fig. 8) and the prediction of each image.
+
+    Inputs and arguments as :func:`predict`. Each map is the L-CAM map M that the level
+    applied (levels with L-CAM) or the CAM of the level's predicted class (levels without it),
+    min-max scaled to [0, 1] and upsampled (bilinear) onto the centre crop of the photo that
+    the eval transform fed to the network. ``.save(path)`` writes the Fig. 8-style PNG.
+    """
+    return list(
+        iter_results(
+            model,
+            inputs,
+            top_k=top_k,
+            batch_size=batch_size,
+            device=device,
+            with_maps=True,
+            allow_truncated=allow_truncated,
+            max_pixels=max_pixels,
+            channels_last=False,
+            bf16=False,
+            progress=progress,
+            workers=workers,
+        )
+    )
+
+
+def crop_box(model: Model, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The box ``(left, top, right, bottom)`` of a ``size = (W, H)`` photo that the eval
+    transform (resize the shorter side to ``resize_size``, centre-crop ``input_size``) keeps."""
+    pre = model.preprocessing
+    w, h = size
+    scale = pre.eval_scale(w, h)
+    side_w = min(w, pre.input_size / scale)
+    side_h = min(h, pre.input_size / scale)
+    left = (w - side_w) / 2
+    top = (h - side_h) / 2
+    return (
+        round(left),
+        round(top),
+        round(left) + max(1, round(side_w)),
+        round(top) + max(1, round(side_h)),
+    )
+
+
+def _minmax(m: torch.Tensor) -> torch.Tensor:
+    lo, hi = m.min(), m.max()
+    return (m - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def _maps_for(
+    model: Model, out: ModelOutput, row: int, photo: Image.Image
+) -> tuple[Image.Image, tuple[LevelAttention, ...]]:
+    crop = photo.crop(crop_box(model, photo.size))
+    w, h = crop.size
+    maps = []
+    for lv in out:
+        p = lv.probs[row].float()
+        k = int(p.argmax())
+        if lv.lcam is not None:
+            raw, kind = lv.lcam[row], "L-CAM"
+        elif lv.cams is not None:
+            raw, kind = lv.cams[row, k], "CAM"
+        else:  # pragma: no cover - return_cams=True always fills cams
+            raise RuntimeError("the model returned no CAMs; was it called with return_cams=True?")
+        up = F.interpolate(
+            raw.float()[None, None], size=(h, w), mode="bilinear", align_corners=False
+        )
+        heat = _minmax(up[0, 0]).cpu().numpy().astype(np.float32)
+        maps.append(LevelAttention(lv.name, lv.labels[k], float(p[k]), kind, heat))
+    return crop, tuple(maps)
+
+
+class PredictMixin:
+    """``model.predict`` and ``model.attention_maps`` for :class:`~mdan_zoo.model.MDAN`.
+
+    A mixin, so the network module imports prediction and never the other way round.
+    """
+
+    def predict(
+        self,
+        inputs: Any,
+        *,
+        top_k: int = 3,
+        batch_size: int = 16,
+        device: str | torch.device | None = None,
+        workers: int | None = None,
+    ) -> list[Prediction]:
+        """Per-level top-k labels + the hierarchy-consistent answer, one :class:`Prediction`
+        per image; see :func:`mdan_zoo.predict`."""
+        return predict(
+            self, inputs, top_k=top_k, batch_size=batch_size, device=device, workers=workers
+        )
+
+    def attention_maps(
+        self,
+        inputs: Any,
+        *,
+        top_k: int = 3,
+        batch_size: int = 8,
+        device: str | torch.device | None = None,
+        workers: int | None = None,
+    ) -> list[AttentionMaps]:
+        """Per-level L-CAM / CAM maps (Fig. 8), one :class:`AttentionMaps` per image; see
+        :func:`mdan_zoo.attention_maps`."""
+        return attention_maps(
+            self, inputs, top_k=top_k, batch_size=batch_size, device=device, workers=workers
+        )

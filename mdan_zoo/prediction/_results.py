@@ -1,0 +1,188 @@
+"""What a prediction says: named labels per level, the hierarchy-consistent answer, attention maps.
+
+Plain dataclasses with ``to_dict()`` for JSON; :mod:`mdan_zoo.prediction` fills them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .._io import atomic_path
+from .overlay import render_overlay
+
+__all__ = ["AttentionMaps", "LabelProb", "LevelAttention", "LevelPrediction", "Prediction"]
+
+
+@dataclass(frozen=True)
+class LabelProb:
+    """A label name with its probability (P_O at its level)."""
+
+    label: str
+    prob: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "prob": self.prob}
+
+
+@dataclass(frozen=True)
+class LevelPrediction:
+    """One affective level of one image.
+
+    Attributes:
+        level: the level's name in the taxonomy (``"polarity"``, ``"emotion"``, ...).
+        label: the plain argmax of P_O at this level.
+        prob: its P_O.
+        top_k: the ``top_k`` most probable labels, most probable first.
+    """
+
+    level: str
+    label: str
+    prob: float
+    top_k: tuple[LabelProb, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "label": self.label,
+            "prob": self.prob,
+            "top_k": [t.to_dict() for t in self.top_k],
+        }
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model says about one image (or why it could not say anything).
+
+    Attributes:
+        source: the file path, or ``<image N>`` / ``<array N>`` / ``<tensor N>`` for in-memory
+            inputs (N counts the inputs from 0).
+        levels: one :class:`LevelPrediction` per level, coarse to fine (plain argmax + top-k).
+        consistent: the hierarchy-consistent answer, coarse to fine: a fine label and its
+            ancestors, chosen to maximise the product of their P_O; each with its own P_O.
+        joint_prob: that product.
+        argmax_consistent: whether the plain per-level argmax already follows the hierarchy
+            (then ``consistent`` and the argmax labels agree).
+        error: why the image could not be read (then ``levels`` and ``consistent`` are empty).
+    """
+
+    source: str
+    levels: tuple[LevelPrediction, ...] = ()
+    consistent: tuple[LabelProb, ...] = ()
+    joint_prob: float | None = None
+    argmax_consistent: bool | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the image was read and predicted."""
+        return self.error is None
+
+    @property
+    def label(self) -> str | None:
+        """The finest label of the hierarchy-consistent answer (None on error)."""
+        return self.consistent[-1].label if self.consistent else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (the CLI's ``--json`` line)."""
+        if self.error is not None:
+            return {"source": self.source, "ok": False, "error": self.error}
+        return {
+            "source": self.source,
+            "ok": True,
+            "label": self.label,
+            "consistent": [c.to_dict() for c in self.consistent],
+            "joint_prob": self.joint_prob,
+            "argmax_consistent": self.argmax_consistent,
+            "levels": [lv.to_dict() for lv in self.levels],
+        }
+
+
+@dataclass
+class LevelAttention:
+    """The spatial attention of one level (Sec. 4.2).
+
+    Attributes:
+        level: the level's name.
+        label: the predicted label at this level (argmax of P_O) the map is about.
+        prob: its P_O.
+        kind: ``"L-CAM"`` (the fused map M the level applied, Sec. 4.2.2) or ``"CAM"`` (the
+            class activation map of ``label``, Sec. 4.2.1, where the level has no L-CAM).
+        map: ``float32 [H, W]`` in [0, 1] (min-max scaled per image), the size of
+            :attr:`AttentionMaps.image`.
+    """
+
+    level: str
+    label: str
+    prob: float
+    kind: str
+    map: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "label": self.label,
+            "prob": self.prob,
+            "kind": self.kind,
+            "size": [int(self.map.shape[1]), int(self.map.shape[0])],
+        }
+
+
+@dataclass
+class AttentionMaps:
+    """Attention maps of one image, with its prediction.
+
+    Attributes:
+        source: as in :class:`Prediction`.
+        image: the part of the photo the model saw (the eval transform's centre crop), upright
+            RGB at the photo's own resolution; every map has its size.
+        levels: one :class:`LevelAttention` per level, coarse to fine.
+        prediction: the :class:`Prediction` of the same forward pass.
+        error: why the image could not be read (then ``image`` is None and ``levels`` empty).
+    """
+
+    source: str
+    image: Image.Image | None
+    levels: tuple[LevelAttention, ...]
+    prediction: Prediction
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def overlay(self, *, panel_size: int = 256, alpha: float = 0.5) -> Image.Image:
+        """Fig. 8 as one picture: the photo, then one heat-map overlay per level, captioned
+        with the level name, the map kind, and the hierarchy-consistent answer's label at that
+        level with its P_O (the answer the text output gives)."""
+        if self.image is None:
+            raise ValueError(f"no attention maps for {self.source}: {self.error}")
+        if panel_size < 32:
+            raise ValueError(f"panel_size must be at least 32 pixels, got {panel_size}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        answer = [(c.label, c.prob) for c in self.prediction.consistent] or None
+        return render_overlay(
+            self.image, self.levels, panel_size=panel_size, alpha=alpha, labels=answer
+        )
+
+    def save(self, path: str | os.PathLike[str], *, panel_size: int = 256) -> Path:
+        """Write :meth:`overlay` as a PNG (atomically) and return its path."""
+        path = Path(path)
+        picture = self.overlay(panel_size=panel_size)
+        with atomic_path(path) as tmp:
+            picture.save(tmp, format="PNG")
+        return path
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"source": self.source, "ok": self.ok}
+        if self.error is not None:
+            data["error"] = self.error
+        else:
+            data["levels"] = [lv.to_dict() for lv in self.levels]
+        return data

@@ -1,0 +1,369 @@
+"""The training configuration: the paper's recipe (Sec. 5.2) as the defaults of one dataclass.
+
+Read from a JSON or TOML file, or by name from the configs that ship inside the package
+(``mdan_zoo/configs/*.json``: the paper's six datasets, EmoSet, FindingEmo and the demo), and
+overridden with ``key=value`` strings; every field is type-checked, so a typo in a config file
+fails before any data or weights are touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+from .._checks import typed_fields
+from .._io import atomic_write_text
+from ..config import BACKBONES, ConfigError, MDANConfig, Preprocessing
+from ..taxonomy import Taxonomy, get_taxonomy, list_taxonomies
+
+__all__ = [
+    "AMP_MODES",
+    "BN_MODES",
+    "RESUME_FREE",
+    "TrainConfig",
+    "config_diff",
+    "config_text",
+    "list_configs",
+]
+
+logger = logging.getLogger(__name__)
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+BN_MODES = ("train", "frozen", "sync")
+RESUME_FREE = {"epochs", "progress", "workers", "output_dir", "eval_test", "paper", "description"}
+CONFIG_SUFFIXES = (".json", ".toml")
+_WORKER_NOTES: set[tuple[int, int]] = set()
+
+
+def _shipped() -> dict[str, Traversable]:
+    """The configs inside the package (``mdan_zoo/configs``), by name (file name sans suffix)."""
+    folder = resources.files("mdan_zoo").joinpath("configs")
+    if not folder.is_dir():
+        return {}
+    return {
+        f.name.rsplit(".", 1)[0]: f
+        for f in sorted(folder.iterdir(), key=lambda f: f.name)
+        if f.is_file() and f.name.endswith(CONFIG_SUFFIXES)
+    }
+
+
+def list_configs() -> list[str]:
+    """Names of the configs that ship with the package, for ``mdan-zoo train NAME`` and
+    ``TrainConfig.from_file(NAME)`` (``mdan-zoo configs`` prints them with their dataset)."""
+    return list(_shipped())
+
+
+def config_text(name: str) -> str:
+    """The text of the shipped config ``name`` (to copy and edit)."""
+    shipped = _shipped()
+    if name not in shipped:
+        TrainConfig.from_file(name)  # a file of that name, or the error that lists the names
+        raise ConfigError(f"{name!r} is a file, not a shipped config: {list(shipped)}")
+    return shipped[name].read_text(encoding="utf-8")
+
+
+def config_diff(saved: Mapping[str, Any], config: TrainConfig) -> list[str]:
+    """Keys (outside :data:`RESUME_FREE`) whose value in ``config`` differs from ``saved`` (a
+    run's recorded config): a run may only be continued with the config it started with."""
+    now = config.to_dict()
+    return sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; defaults are the paper's recipe (Sec. 5.2).
+
+    Attributes:
+        name: run name (used in ``output_dir`` and the model card).
+        description: free text for the model card.
+        taxonomy: a built-in taxonomy name (``fi``, ``webemo``...) or a path to a taxonomy JSON.
+        dataset: the adapter that reads the images (``fashion_mnist``, ``fi``, ``webemo``,
+            ``emotion6``, ``artphoto``, ``abstract``, ``iaps``, ``folder``, ``csv``).
+        data_root: where the dataset lives (its public layout, see docs/datasets.md).
+        split_dir: where the split file is written and reused (default: the dataset adapter's
+            ``<data_root>/mdan_splits/``).
+        on_missing: ``error`` stops on missing/unreadable images with a list; ``skip`` leaves
+            them out and counts them.
+        fold: for 5-fold cross-validation sets, the fold to train (0-4); ``None`` otherwise.
+        val_fraction: for ``fashion_mnist``, the part of the training images held out for model
+            selection (the paper datasets take their validation part from the dataset's split
+            file, see docs/datasets.md).
+        subset_per_class: ``fashion_mnist`` only: a seeded, balanced subset of N training
+            images per class, and N // 4 per class for validation and test (quick runs).
+        backbone: torchvision ResNet (paper: ``resnet101``).
+        model: MDANConfig fields to change (``alpha``, ``heads``, ``lcam``...).
+        input_size / resize_size: crop and resize sizes (paper: 448 crops). ``resize_size``
+            null (``--set resize_size=null``) is the paper's literal reading: random crops
+            from the original image, no resize first (:class:`~mdan_zoo.Preprocessing`).
+        pretrained: backbone start: ``imagenet`` (torchvision's download), ``none``, or a local
+            torchvision state-dict file (``.pth`` / ``.safetensors``).
+        init_from: an MDAN checkpoint to start from instead (Hub repo id, Hub folder or a run's
+            output folder), e.g. the FI model for the small sets; heads are kept when the tree
+            is the same and re-initialised otherwise.
+        epochs, batch_size, micro_batch_size, lr_backbone, lr_new, momentum, weight_decay,
+        lr_step_epochs, lr_gamma: the optimisation recipe; ``batch_size`` is global (all
+            processes together), ``micro_batch_size`` enables gradient accumulation.
+        batchnorm: ``train`` (per-process batch statistics), ``frozen`` (running statistics of
+            the start weights, affine parameters still learn) or ``sync`` (SyncBatchNorm, GPUs).
+        amp: mixed precision on GPU: ``auto`` (bf16 where supported, else fp16 + GradScaler),
+            ``bf16``, ``fp16`` or ``off``; CPUs always run in float32.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        workers: DataLoader worker processes per process.
+        seed: seeds the initialisation, the data order and the augmentations.
+        deterministic: ask torch for deterministic kernels (slower on GPU).
+        select_metric: the validation metric that picks the exported epoch (a key of
+            :meth:`mdan_zoo.evaluation.EvalReport.flat`, e.g. ``overall/mean``).
+        output_dir: where checkpoints, logs and reports go (``{name}`` and ``{fold}`` are
+            replaced).
+        keep_checkpoints: how many epoch checkpoints to keep (the best one is kept apart).
+        progress: tqdm progress bars (rank 0 only).
+        max_steps_per_epoch: cap on optimizer steps per epoch (smoke tests).
+        eval_batch_size: batch size for validation and test.
+        eval_test: evaluate the selected model on the test split at the end.
+        paper: informational: the paper's target numbers and the expected GPU time.
+    """
+
+    name: str = "mdan"
+    description: str = ""
+    taxonomy: str = "fi"
+    dataset: str = "fi"
+    data_root: str | None = None
+    split_dir: str | None = None
+    on_missing: str = "error"
+    fold: int | None = None
+    val_fraction: float = 0.05
+    subset_per_class: int | None = None
+    backbone: str = "resnet101"
+    model: dict[str, Any] = field(default_factory=dict)
+    input_size: int = 448
+    resize_size: int | None = 512
+    pretrained: str = "imagenet"
+    init_from: str | None = None
+    epochs: int = 30
+    batch_size: int = 64
+    micro_batch_size: int | None = None
+    lr_backbone: float = 1e-3
+    lr_new: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    lr_step_epochs: int = 10
+    lr_gamma: float = 0.1
+    batchnorm: str = "train"
+    amp: str = "auto"
+    device: str = "auto"
+    workers: int = 4
+    seed: int = 0
+    deterministic: bool = False
+    select_metric: str = "overall/mean"
+    output_dir: str = "runs/{name}"
+    keep_checkpoints: int = 1
+    progress: bool = True
+    max_steps_per_epoch: int | None = None
+    eval_batch_size: int = 64
+    eval_test: bool = True
+    paper: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad field and what it accepts."""
+        _check_types(self)
+        positive = ("epochs", "batch_size", "lr_step_epochs", "input_size", "eval_batch_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr_backbone", "lr_new", "lr_gamma"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise ConfigError("momentum must be in [0, 1) and weight_decay >= 0")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ConfigError(f"micro_batch_size must be >= 1, got {self.micro_batch_size}")
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"backbone {self.backbone!r} unknown; choose one of {BACKBONES}")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.batchnorm not in BN_MODES:
+            raise ConfigError(f"batchnorm must be one of {BN_MODES}, got {self.batchnorm!r}")
+        if self.on_missing not in ("error", "skip"):
+            raise ConfigError(f"on_missing must be error or skip, got {self.on_missing!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.fold is not None and not 0 <= self.fold < 5:
+            raise ConfigError(f"fold must be 0-4 (5-fold cross-validation), got {self.fold}")
+        if self.resize_size is not None and self.resize_size < self.input_size:
+            raise ConfigError(
+                f"resize_size ({self.resize_size}) must be >= input_size ({self.input_size})"
+            )
+        if self.keep_checkpoints < 1:
+            raise ConfigError("keep_checkpoints must be >= 1 (resume needs the last one)")
+        if not (
+            self.device in ("auto", "cpu", "cuda")
+            or (self.device.startswith("cuda:") and self.device[5:].isdigit())
+        ):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if "backbone" in self.model:
+            raise ConfigError(
+                "set the backbone with the top-level `backbone` key, not model.backbone"
+            )
+        self.model_config()  # unknown or invalid MDANConfig fields fail here
+        self.preprocessing()
+        if self.select_metric.split("/")[0] not in ("overall", "local", "global"):
+            raise ConfigError(
+                f"select_metric {self.select_metric!r} must start with overall/, local/ or "
+                "global/ (e.g. overall/mean or overall/acc/<level name>)"
+            )
+
+    # ------------------------------------------------------------------ derived objects
+    def model_config(self) -> MDANConfig:
+        """The :class:`MDANConfig` this run builds."""
+        return MDANConfig.from_dict({**self.model, "backbone": self.backbone})
+
+    def preprocessing(self) -> Preprocessing:
+        """The input the trained weights will expect (carried with them)."""
+        return Preprocessing(input_size=self.input_size, resize_size=self.resize_size)
+
+    def load_taxonomy(self) -> Taxonomy:
+        """The built-in taxonomy of that name, or the taxonomy JSON at that path."""
+        if self.taxonomy.lower() in list_taxonomies():
+            return get_taxonomy(self.taxonomy)
+        path = Path(self.taxonomy)
+        if path.is_file():
+            return Taxonomy.from_json(path)
+        raise ConfigError(
+            f"taxonomy {self.taxonomy!r} is neither a built-in ({list_taxonomies()}) nor a "
+            "taxonomy JSON file; write one with Taxonomy.to_json (docs/finetune.md)"
+        )
+
+    def loader_workers(self) -> int:
+        """``workers``, capped at the CPUs this process may use (torch warns for every loader
+        that asks for more); the cap is logged once."""
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cpus = os.cpu_count() or 1
+        if self.workers <= cpus:
+            return self.workers
+        if (self.workers, cpus) not in _WORKER_NOTES:
+            _WORKER_NOTES.add((self.workers, cpus))
+            logger.info(
+                "workers=%d but this process may use %d CPUs: using %d DataLoader workers",
+                self.workers,
+                cpus,
+                cpus,
+            )
+        return cpus
+
+    def resolved_output_dir(self) -> Path:
+        fold = "" if self.fold is None else str(self.fold)
+        return Path(self.output_dir.replace("{name}", self.name).replace("{fold}", fold))
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from a mapping; unknown keys are an error listing the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown TrainConfig key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**dict(data))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> TrainConfig:
+        """Read a ``.json`` or ``.toml`` config file, or a shipped config by name (``"fi"``:
+        a bare name that is not an existing file; see :func:`list_configs`)."""
+        path = Path(path)
+        if path.is_file():
+            return cls._parse(path.read_text(encoding="utf-8"), path.suffix, str(path))
+        shipped = _shipped()
+        bare = len(path.parts) == 1
+        name = path.stem if path.suffix in CONFIG_SUFFIXES else path.name
+        if bare and name in shipped:
+            entry = shipped[name]
+            return cls._parse(
+                entry.read_text(encoding="utf-8"),
+                "." + entry.name.rsplit(".")[-1],
+                f"shipped config {name!r}",
+            )
+        close = difflib.get_close_matches(name, list(shipped), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        what = "no config file and no shipped config" if bare else "config file"
+        raise ConfigError(
+            f"{what} {str(path)!r}{'' if bare else ' does not exist'}; {hint}the configs that "
+            f"ship with mdan_zoo are {', '.join(shipped) or '(none found)'} (`mdan-zoo configs` "
+            "describes them; use one by name, e.g. `mdan-zoo train fi --set data_root=/data/FI`), "
+            "or pass the path of your own .json/.toml file"
+        )
+
+    @classmethod
+    def _parse(cls, text: str, suffix: str, source: str) -> TrainConfig:
+        try:
+            if suffix == ".toml":
+                data = tomllib.loads(text)
+            elif suffix == ".json":
+                data = json.loads(text)
+            else:
+                raise ConfigError(f"config file {source} must end in .json or .toml")
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"cannot parse {source}: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source} must hold a JSON/TOML table of config keys")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from err
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def with_overrides(self, overrides: Sequence[str]) -> TrainConfig:
+        """A copy with ``key=value`` strings applied (``model.alpha=0.5`` reaches nested keys).
+
+        Values are read as JSON when they parse (numbers, true/false, null, lists), else taken
+        as strings; the result is type-checked like a config file.
+        """
+        data = self.to_dict()
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ConfigError(f"override {item!r} must look like key=value (e.g. epochs=5)")
+            try:
+                value: Any = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+            head, _, rest = key.partition(".")
+            if head not in data:
+                raise ConfigError(
+                    f"unknown config key {head!r} in --set {item!r}; known keys: {sorted(data)}"
+                )
+            if rest:
+                if not isinstance(data[head], dict):
+                    raise ConfigError(f"{head} is not a table; use --set {head}=VALUE")
+                data[head] = {**data[head], rest: value}
+            else:
+                data[head] = value
+        return TrainConfig.from_dict(data)
+
+
+def _check_types(cfg: TrainConfig) -> None:
+    """Every field of the type its annotation names (the same checker as MDANConfig's: ints
+    are not bools, NaN is not a number); ints given for float fields become floats."""
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    for name, value in typed_fields(TrainConfig, fields, error=ConfigError).items():
+        setattr(cfg, name, value)

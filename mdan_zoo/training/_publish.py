@@ -1,0 +1,166 @@
+"""From a training run to a published checkpoint: the selected epoch into the Hub layout, with
+its validation and test metrics and its training config in the model card; then to a Hub repo.
+
+The Hub layout and the upload belong to :mod:`mdan_zoo.hub`; this module only gathers what a run
+knows about itself (which epoch won on validation, its test report, its recipe). A folder of
+runs (``seed-*`` / ``fold-*``, :mod:`mdan_zoo.protocol`) exports its run with the best validation
+score and records the mean ± std of all its runs under ``metrics["runs"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ..hub.run_folder import RunFolderError, is_run_folder
+from ..model import MDAN
+from ._checkpoints import load_checkpoint
+from ._runs import is_protocol_dir, report_runs
+from ._trainer import saved_state
+
+__all__ = ["export_run", "push_run", "run_metrics", "select_run"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_metrics(run_dir: str | os.PathLike[str], *, which: str = "best") -> dict[str, Any]:
+    """The metrics of a run's selected checkpoint: validation scalars of that epoch, and the
+    test report (Table-3 accuracies in percent keyed by number of classes) when the run wrote
+    one."""
+    ckpt = load_checkpoint(run_dir, which=which)
+    tax = ckpt.model.taxonomy
+    metrics: dict[str, Any] = {
+        "selected_epoch": ckpt.epoch,
+        "select_metric": ckpt.state.get("select_metric"),
+        "validation": ckpt.state.get("metrics", {}),
+    }
+    report = Path(run_dir) / "test" / "report.json"
+    if report.is_file():
+        data = json.loads(report.read_text(encoding="utf-8"))
+        for branch, tag in (("local", "L"), ("global", "G"), ("overall", "O")):
+            metrics[f"accuracy_{tag}"] = {
+                str(k): round(100 * data["accuracy"][branch][name], 2)
+                for name, k in zip(tax.level_names, tax.num_classes, strict=True)
+            }
+        metrics["violation_rate"] = data["violation_rate"]
+        metrics["test_images"] = data["num_samples"]
+    return metrics
+
+
+def select_run(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any] | None]:
+    """The run to export and, for a folder of runs, the ``"runs"`` metrics: their mean ± std
+    (:meth:`mdan_zoo.runs.RunsReport.card_metrics`) and which run was exported and why (the
+    best validation ``select_metric``; the test split never chooses)."""
+    path = Path(run_dir)
+    if not is_protocol_dir(path):
+        return path, None
+    report = report_runs([path])
+    scored = []
+    for run in report.runs:
+        state = saved_state(run["dir"]) or {}
+        scored.append((float(state.get("best_metric", float("-inf"))), run, state))
+    score, best, state = max(scored, key=lambda t: t[0])  # first of equals: lowest seed/fold
+    runs = report.card_metrics()
+    runs["exported"] = best["name"]
+    runs["exported_because"] = (
+        f"best validation {state.get('select_metric', 'score')} ({score:.4f}) of the "
+        f"{report.n} runs"
+    )
+    logger.info("%s: exporting %s (%s)", path, best["dir"], runs["exported_because"])
+    return Path(best["dir"]), runs
+
+
+def _metrics(run: Path, runs: dict[str, Any] | None, which: str) -> dict[str, Any]:
+    metrics = run_metrics(run, which=which)
+    if runs is not None:
+        metrics["runs"] = runs
+    return metrics
+
+
+def _training_card(ckpt_state: dict[str, Any]) -> dict[str, Any]:
+    cfg = dict(ckpt_state["config"])
+    cfg.pop("output_dir", None)
+    cfg.pop("progress", None)
+    return cfg
+
+
+def _check_out_dir(out: Path, *, overwrite: bool) -> None:
+    """Refuse, before any work, a target that would overwrite what the user made."""
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out} is a file, not a folder: export to a new or empty folder")
+    if is_run_folder(out):
+        raise RunFolderError(
+            f"{out} is a training run's folder; exporting there would overwrite its config.json. "
+            "Nothing was changed: export to another folder"
+        )
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held and not overwrite:
+        what = "an export" if "config.json" in held else "files"
+        raise RunFolderError(
+            f"{out} already holds {what} ({', '.join(held[:5])}{', ...' if len(held) > 5 else ''})."
+            " Nothing was changed: export to a new or empty folder, or replace what is there "
+            "with --overwrite (Python: overwrite=True)"
+        )
+
+
+def export_run(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    which: str = "best",
+    overwrite: bool = False,
+) -> Path:
+    """Write the run's ``best`` (validation-selected) or ``last`` checkpoint to ``out_dir`` in
+    the Hub layout (``mdan_zoo.hub.save_pretrained``); a folder of runs exports one of them
+    and records all (:func:`select_run`). Returns the folder.
+
+    ``out_dir`` must be new or empty unless ``overwrite=True`` (then model.safetensors,
+    config.json and README.md there are replaced); a training run's folder is always refused.
+    """
+    _check_out_dir(Path(out_dir), overwrite=overwrite)
+    run, runs = select_run(run_dir)
+    ckpt = load_checkpoint(run, which=which)
+    out = ckpt.model.save_pretrained(
+        out_dir,
+        metrics=_metrics(run, runs, which),
+        training=_training_card(ckpt.state),
+    )
+    logger.info("exported %s (epoch %d) to %s", ckpt.path, ckpt.epoch, out)
+    return Path(out)
+
+
+def push_run(
+    run_dir: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    which: str = "best",
+    private: bool | None = None,
+    token: str | None = None,
+    branch: str | None = None,
+    create_pr: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    api: Any = None,
+) -> str:
+    """Upload the run's selected checkpoint to the Hub repo ``repo_id`` (created if needed);
+    returns the commit id to pin. ``branch`` / ``create_pr`` / ``token`` as
+    :meth:`MDAN.push_to_hub` (``revision`` is an older name for ``branch``). A folder of runs
+    pushes one of them (:func:`select_run`)."""
+    run, runs = select_run(run_dir)
+    ckpt = load_checkpoint(run, which=which)
+    model: MDAN = ckpt.model
+    return model.push_to_hub(
+        repo_id,
+        metrics=_metrics(run, runs, which),
+        training=_training_card(ckpt.state),
+        commit_message=commit_message or f"MDAN {model.taxonomy.name}, epoch {ckpt.epoch}",
+        private=private,
+        token=token,
+        branch=branch,
+        create_pr=create_pr,
+        revision=revision,
+        api=api,
+    )

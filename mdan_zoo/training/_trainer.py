@@ -1,0 +1,489 @@
+"""The trainer: the paper's recipe (Sec. 5.2) as defaults, on one CPU or many GPUs with torchrun.
+
+Recipe: SGD (momentum 0.9, weight decay 1e-3), batch 64, 30 epochs, learning rate 1e-3 for the
+ImageNet-pretrained backbone and 1e-2 for the new layers, divided by 10 every 10 epochs; the small
+sets start from an FI model with 1e-4 / 1e-3. Everything is a field of :class:`TrainConfig`, read
+from a JSON or TOML file and overridden with ``key=value`` strings.
+
+Scale-out is plain ``torch.distributed``: launched by ``torchrun`` the trainer reads ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment, wraps the model in
+``DistributedDataParallel`` and shards every epoch as ``DistributedSampler`` would, but without
+dropping the last partial batch (:mod:`mdan_zoo.batching`; nccl on GPUs, gloo on CPUs). The
+global batch stays ``batch_size`` whatever the number of processes; gradient accumulation splits
+each process's share into ``micro_batch_size`` pieces when memory is short.
+
+Every epoch ends with a checkpoint (weights and optimizer tensors as safetensors, everything else
+as JSON, written into a fresh folder that is renamed into place, then a pointer file replaced
+atomically). ``resume=True`` continues from the last one; since every epoch reseeds its random
+streams from ``(seed, epoch, rank)`` a resumed run ends with the same weights as an uninterrupted
+one. The model is selected on the validation set, never on the test set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .._io import atomic_write_text
+from ..config import ConfigError
+from ..model import MDAN
+from ._batching import EpochBatches, Step, plan_epoch
+from ._checkpoints import checkpoint_name, find_checkpoints, load_checkpoint, resume_checkpoint
+from ._config import RESUME_FREE, TrainConfig, config_diff
+from ._distributed import epoch_seed, seed_all, set_bn_frozen, setup_distributed
+from ._run_writer import (
+    fault_point,
+    prepare_run_dir,
+    run_lock,
+    save_training_checkpoint,
+    settle_run,
+)
+from ._setup import build_datasets, build_model
+from ._state import set_rng_state, unflatten_optimizer
+
+__all__ = ["NonFiniteLossError", "RunExistsError", "TrainResult", "Trainer", "saved_state", "train"]
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the epoch and step."""
+
+
+class RunExistsError(ConfigError):
+    """The output folder already holds a run that was not asked to be continued; ``paths``
+    names the run folders (nothing in them was touched), ``detail`` what they hold."""
+
+    def __init__(self, paths: list[Path], detail: str, fix: str) -> None:
+        super().__init__(f"{detail}: {fix}; nothing was changed")
+        self.paths = paths
+        self.detail = detail
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    output_dir: Path
+    best_epoch: int
+    best_metric: float
+    select_metric: str
+    history: list[dict[str, Any]]
+    best_checkpoint: Path
+    test_report: Any = None  # mdan_zoo.evaluation.EvalReport when the test split was evaluated
+
+
+class Trainer:
+    """One training run. Build it with a config (and optionally ready-made datasets), call
+    :meth:`fit`. Launch many processes with ``torchrun``; each runs the same code."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        datasets: Mapping[str, Dataset] | None = None,
+        model: MDAN | None = None,
+    ) -> None:
+        self.config = config
+        self.dist, self.device, self._started_pg = setup_distributed(config)
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.taxonomy = model.taxonomy if model is not None else config.load_taxonomy()
+        # the data first: a wrong folder should fail before a weights download
+        self.datasets = (
+            dict(datasets)
+            if datasets is not None
+            else build_datasets(config, taxonomy=self.taxonomy)
+        )
+        seed_all(config.seed)
+        self.model = model if model is not None else build_model(config, taxonomy=self.taxonomy)
+        self.model.to(self.device)
+        for need in ("train", "val"):
+            if need not in self.datasets or len(self.datasets[need]) == 0:  # type: ignore[arg-type]
+                raise ConfigError(
+                    f"the {need!r} split is missing or empty: training selects the model on a "
+                    "validation split (set val_fraction > 0 when the dataset has none)"
+                )
+        self.output_dir = config.resolved_output_dir()
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        groups = self.model.param_groups()
+        self.optimizer = torch.optim.SGD(
+            [
+                {"params": groups["backbone"], "lr": config.lr_backbone, "name": "backbone"},
+                {"params": groups["new"], "lr": config.lr_new, "name": "new"},
+            ],
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma
+        )
+        per_rank, rem = divmod(config.batch_size, self.dist.world)
+        if rem or per_rank < 1:
+            raise ConfigError(
+                f"batch_size {config.batch_size} must be a multiple of the number of processes "
+                f"({self.dist.world})"
+            )
+        self.micro = config.micro_batch_size or per_rank
+        if per_rank % self.micro:
+            raise ConfigError(
+                f"micro_batch_size {self.micro} must divide the per-process batch {per_rank} "
+                f"(batch_size {config.batch_size} / {self.dist.world} processes)"
+            )
+        self.accum = per_rank // self.micro
+        self.net: nn.Module = self.model
+        if self.dist.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.start_epoch = 1
+        self.best_metric = -math.inf
+        self.best_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self._unreadable: set[str] = set()
+
+    # ------------------------------------------------------------------ pieces
+    def _amp_dtype(self) -> torch.dtype | None:
+        mode = self.config.amp
+        if self.device.type != "cuda" or mode == "off":
+            return None
+        if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
+            return torch.bfloat16
+        return torch.float16
+
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _loader(self, epoch: int) -> DataLoader:
+        """This process's micro-batches of ``epoch``: every training image once, the last
+        partial batch included (:mod:`mdan_zoo.batching`); ``loader.batch_sampler.steps``
+        groups them into optimizer steps."""
+        steps = plan_epoch(
+            len(self.datasets["train"]),  # type: ignore[arg-type]
+            batch_size=self.config.batch_size,
+            world=self.dist.world,
+            rank=self.dist.rank,
+            micro_batch_size=self.micro,
+            seed=self.config.seed,
+            epoch=epoch,
+        )
+        gen = torch.Generator().manual_seed(epoch_seed(self.config.seed, epoch, self.dist.rank))
+        return DataLoader(
+            self.datasets["train"],
+            batch_sampler=EpochBatches(steps),
+            num_workers=self.config.loader_workers(),
+            pin_memory=self.device.type == "cuda",
+            generator=gen,
+            persistent_workers=False,
+        )
+
+    def _progress(self, iterable: Any, **kw: Any) -> Any:
+        if not (self.config.progress and self.dist.main):
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, **kw)
+
+    def _on_step(self, epoch: int, step: int) -> None:
+        """Hook after every optimizer step (tests use it to simulate a kill)."""
+
+    # ------------------------------------------------------------------ one epoch
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.config
+        seed_all(epoch_seed(cfg.seed, epoch, self.dist.rank))
+        loader = self._loader(epoch)
+        plan: list[Step] = loader.batch_sampler.steps  # type: ignore[union-attr]
+        steps = len(plan)
+        if cfg.max_steps_per_epoch:
+            steps = min(steps, cfg.max_steps_per_epoch)
+        self.net.train()
+        if cfg.batchnorm == "frozen":
+            set_bn_frozen(self.net)
+        it = iter(loader)
+        total_loss, seen, t0 = 0.0, 0, time.perf_counter()
+        bar = self._progress(range(1, steps + 1), desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
+        for step in bar:
+            self.optimizer.zero_grad(set_to_none=True)
+            step_loss = torch.zeros((), device=self.device, dtype=torch.float64)
+            plan_step = plan[step - 1]
+            for micro in range(len(plan_step.micro)):
+                images, targets = next(it)
+                images = images.to(self.device, non_blocking=True)
+                targets = torch.as_tensor(targets).to(self.device, non_blocking=True)
+                sync = micro == len(plan_step.micro) - 1 or not isinstance(
+                    self.net, nn.parallel.DistributedDataParallel
+                )
+                weight = plan_step.weight(len(targets), self.dist.world)
+                ctx = nullcontext() if sync else self.net.no_sync()  # type: ignore[operator]
+                with ctx:
+                    with self._autocast():
+                        out = self.net(images)
+                        loss = self.model.loss(out, targets) * weight
+                    self.scaler.scale(loss).backward()
+                step_loss += loss.detach().double()
+            if self.dist.world > 1:
+                dist.all_reduce(step_loss)
+                step_loss /= self.dist.world
+            value = float(step_loss)
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"training loss is {value} at epoch {epoch}, step {step} of {steps}: stopped "
+                    "before the weights were updated. Lower lr_new / lr_backbone, check the "
+                    "images for NaN/inf values, or use amp=bf16/off instead of fp16; the last "
+                    f"good checkpoint is in {self.output_dir / 'checkpoints'}"
+                )
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            total_loss += value
+            seen += plan_step.size
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{value:.4f}")
+            self._on_step(epoch, step)
+            fault_point("train-step", epoch)
+        elapsed = time.perf_counter() - t0
+        self._log_unreadable(epoch)
+        return {
+            "train_loss": total_loss / steps,
+            "train_steps": steps,
+            "train_images": seen,
+            "train_seconds": elapsed,
+            "train_images_per_s": seen / elapsed if elapsed > 0 else float("nan"),
+        }
+
+    def _log_unreadable(self, epoch: int) -> None:
+        """Name the training images that failed to decode and were left out (``skip``)."""
+        failures = getattr(self.datasets["train"], "decode_failures", None)
+        new = [(p, r) for p, r in failures() if p not in self._unreadable] if failures else []
+        if new and self.dist.main:
+            self._unreadable.update(p for p, _ in new)
+            logger.warning(
+                "epoch %d: %d training image(s) failed to decode and were left out (%d so far): %s",
+                epoch,
+                len(new),
+                len(self._unreadable),
+                "; ".join(f"{p}: {r}" for p, r in new[:10]) + ("; ..." if len(new) > 10 else ""),
+            )
+
+    def validate(self, split: str = "val") -> Any:
+        """Evaluate on ``split`` (sharded over processes, gathered everywhere)."""
+        from ..evaluation import evaluate
+
+        return evaluate(
+            self.model,
+            self.datasets[split],
+            batch_size=self.config.eval_batch_size,
+            device=self.device,
+            workers=self.config.loader_workers(),
+            amp_dtype=self.amp_dtype,
+            progress=self.config.progress and self.dist.main,
+            distributed=self.dist.world > 1,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, epoch: int, metrics: Mapping[str, Any], *, is_best: bool) -> Path:
+        """Rank 0 writes ``checkpoints/epoch-NNNN``, then commits it in ``last.json`` together
+        with the selected epoch, then removes epoch folders beyond ``keep_checkpoints``
+        (:func:`mdan_zoo.run_writer.save_training_checkpoint`: safe against ``kill -9``)."""
+        if is_best and self.best_epoch != epoch:
+            self.best_epoch = epoch
+            self.best_metric = float(metrics.get(f"val/{self.config.select_metric}", math.nan))
+        if not self.dist.main:
+            return self.output_dir / "checkpoints" / checkpoint_name(epoch)
+        return save_training_checkpoint(
+            self.output_dir,
+            epoch,
+            model=self.model,
+            optimizer=self.optimizer,
+            extra={
+                "config": self.config.to_dict(),
+                "metrics": dict(metrics),
+                "best_metric": self.best_metric,
+                "best_epoch": self.best_epoch,
+                "select_metric": self.config.select_metric,
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "world_size": self.dist.world,
+                "history": self.history,
+            },
+            keep=self.config.keep_checkpoints,
+        )
+
+    def resume(self) -> bool:
+        """Load the newest trusted checkpoint of ``output_dir``; False when the folder holds no
+        trace of a run. A damaged newest checkpoint is skipped with a warning; a folder with
+        traces of a run but no trusted checkpoint raises :class:`RunFolderError`."""
+        ckpt = resume_checkpoint(self.output_dir, self.config.to_dict(), free=RESUME_FREE)
+        if ckpt is None:
+            return False
+        if ckpt.state.get("world_size", 1) != self.dist.world:
+            logger.warning(
+                "resuming a %d-process run with %d processes: the data order changes",
+                ckpt.state.get("world_size", 1),
+                self.dist.world,
+            )
+        self.model.load_state_dict(ckpt.model.state_dict())
+        opt = unflatten_optimizer(
+            {k: v.to(self.device) for k, v in ckpt.tensors.items()}, ckpt.state["optimizer"]
+        )
+        self.optimizer.load_state_dict(opt)
+        self.scheduler.load_state_dict(ckpt.state["scheduler"])
+        self.scaler.load_state_dict(ckpt.state["scaler"])
+        set_rng_state(ckpt.tensors, ckpt.state["rng"])
+        self.start_epoch = ckpt.epoch + 1
+        self.best_metric = float(ckpt.state["best_metric"])
+        self.best_epoch = int(ckpt.state["best_epoch"])
+        self.history = [h for h in ckpt.state["history"] if h["epoch"] <= ckpt.epoch]
+        if self.dist.main:
+            keep = self.config.keep_checkpoints
+            settle_run(self.output_dir, ckpt.epoch, best_epoch=self.best_epoch, keep=keep)
+        logger.info("resumed from %s (epoch %d)", ckpt.path, ckpt.epoch)
+        return True
+
+    def _write_log(self) -> None:
+        if self.dist.main:
+            lines = "".join(json.dumps(h) + "\n" for h in self.history)
+            atomic_write_text(self.output_dir / "metrics.jsonl", lines)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, *, resume: bool = False) -> TrainResult:
+        """Train for ``config.epochs`` epochs (continuing the last checkpoint with ``resume``)."""
+        cfg = self.config
+        stack = ExitStack()
+        try:
+            if self.dist.main:
+                stack.enter_context(run_lock(self.output_dir))
+                for done in prepare_run_dir(self.output_dir, resume=resume):
+                    logger.info("%s: after an interrupted write, %s", self.output_dir, done)
+            if self.dist.world > 1:
+                dist.barrier()
+            if resume and not self.resume():
+                logger.info("no checkpoint in %s: starting from epoch 1", self.output_dir)
+            if self.dist.main:
+                cfg.to_json(self.output_dir / "config.json")
+                if self.history:  # the log of the epochs resumed (a kill may have cut it short)
+                    self._write_log()
+            for epoch in range(self.start_epoch, cfg.epochs + 1):
+                lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+                stats = self.train_epoch(epoch)
+                self.scheduler.step()
+                report = self.validate("val")
+                fault_point("validate", epoch)
+                flat = report.flat()
+                if cfg.select_metric not in flat:
+                    raise ConfigError(
+                        f"select_metric {cfg.select_metric!r} is not a validation metric; "
+                        f"choose one of {sorted(flat)}"
+                    )
+                score = flat[cfg.select_metric]
+                is_best = score > self.best_metric
+                if is_best:
+                    self.best_metric, self.best_epoch = score, epoch
+                row = {
+                    "epoch": epoch,
+                    "lr": lrs,
+                    **stats,
+                    **{f"val/{k}": v for k, v in flat.items()},
+                }
+                row["selected"] = is_best
+                self.history.append(row)
+                self.save_checkpoint(
+                    epoch, {f"val/{k}": v for k, v in flat.items()}, is_best=is_best
+                )
+                self._write_log()
+                fault_point("metrics", epoch)
+                if self.dist.main:
+                    logger.info(
+                        "epoch %d/%d: loss %.4f, val %s %.4f%s",
+                        epoch,
+                        cfg.epochs,
+                        stats["train_loss"],
+                        cfg.select_metric,
+                        score,
+                        " (best)" if is_best else "",
+                    )
+            self.model.weights_origin = "trained"  # predictions no longer warn (untrained.py)
+            if self.dist.world > 1:
+                dist.barrier()
+            best = self.output_dir / "checkpoints" / checkpoint_name(self.best_epoch)
+            test_report = None
+            if cfg.eval_test and "test" in self.datasets:
+                test_report = self._evaluate_best_on_test(best)
+            return TrainResult(
+                output_dir=self.output_dir,
+                best_epoch=self.best_epoch,
+                best_metric=self.best_metric,
+                select_metric=cfg.select_metric,
+                history=self.history,
+                best_checkpoint=best,
+                test_report=test_report,
+            )
+        finally:
+            stack.close()
+            if self._started_pg and dist.is_initialized():
+                dist.destroy_process_group()
+
+    def _evaluate_best_on_test(self, best: Path) -> Any:
+        if self.best_epoch != (self.history[-1]["epoch"] if self.history else 0):
+            self.model.load_state_dict(load_checkpoint(best).model.state_dict())
+        report = self.validate("test")
+        if self.dist.main:
+            report.write(self.output_dir / "test", title=f"{self.config.name}: test split")
+        return report
+
+
+def saved_state(output_dir: str | Path) -> dict[str, Any] | None:
+    """The ``state.json`` of a run's newest trusted checkpoint (epoch, config, ...), None when
+    the folder holds no run; a run without a trusted checkpoint raises
+    :class:`~mdan_zoo.run_checkpoints.RunFolderError`. Reads no weights."""
+    found = find_checkpoints(output_dir)
+    return None if found is None else found.state
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    datasets: Mapping[str, Dataset] | None = None,
+    model: MDAN | None = None,
+) -> TrainResult:
+    """Run the recipe of ``config`` (see :class:`Trainer`).
+
+    An ``output_dir`` with checkpoints is continued with ``resume=True`` and refused otherwise
+    (:class:`RunExistsError`); continuing with a changed config is refused too. Both are
+    checked before any data is read or weights are downloaded.
+    """
+    out = config.resolved_output_dir()
+    state = saved_state(out)
+    if state is not None and not resume:
+        done = int(state["epoch"]) >= config.epochs
+        raise RunExistsError(
+            [out],
+            f"{out} already holds a {'finished run' if done else 'run'} (checkpoints up to "
+            f"epoch {state['epoch']} of {config.epochs})",
+            "continue it with train(config, resume=True), or choose another output_dir",
+        )
+    if state is not None:
+        diff = config_diff(state["config"], config)
+        if diff:
+            raise ConfigError(
+                f"cannot resume {out}: the config differs in {diff} from the one the run was "
+                f"made with (recorded in {out / 'config.json'} and the checkpoints); resume "
+                "with that config, or start a new output_dir"
+            )
+    return Trainer(config, datasets=datasets, model=model).fit(resume=resume)
