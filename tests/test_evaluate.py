@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from mdan_zoo.evaluation import compute_report, confusion_matrix, save_confusion_png
-from mdan_zoo.taxonomy._tree import Taxonomy, get_taxonomy
+from mdan_zoo.taxonomy import Taxonomy, get_taxonomy
 
 TOY = Taxonomy.from_levels(
     [["a", "b"], ["a1", "a2", "b1", "b2"]],

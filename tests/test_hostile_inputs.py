@@ -25,7 +25,7 @@ from PIL import Image
 
 from mdan_zoo.config import MAX_IMAGE_SIDE, ConfigError, MDANConfig, Preprocessing
 from mdan_zoo.imageio import MAX_ASPECT_RATIO, ImageReadError, read_image, to_pil_image
-from mdan_zoo.taxonomy._tree import (
+from mdan_zoo.taxonomy import (
     MAX_ALIASES,
     MAX_CLASSES_PER_LEVEL,
     MAX_LABELS,

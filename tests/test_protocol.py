@@ -17,7 +17,7 @@ from train_helpers import load_weights, tiny_config
 from mdan_zoo.cli import main
 from mdan_zoo.config import ConfigError
 from mdan_zoo.evaluation import compute_report
-from mdan_zoo.taxonomy._tree import get_taxonomy
+from mdan_zoo.taxonomy import get_taxonomy
 from mdan_zoo.training._batching import plan_epoch
 from mdan_zoo.training._config import TrainConfig
 from mdan_zoo.training._protocol import protocol_configs, train_runs

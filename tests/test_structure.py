@@ -231,3 +231,15 @@ def test_machinery_stays_inside_its_package() -> None:
         if "." in dep and dep.split(".")[1].startswith("_") and _entry(dep) != _entry(mod)
     ]
     assert not bad, "private modules used across packages:\n" + "\n".join(bad)
+
+
+def test_the_house_is_small_enough_to_read() -> None:
+    """At most 20 modules directly in mdan_zoo/, none over 650 lines anywhere."""
+    top = [p for p in PACKAGE.glob("*.py")]
+    assert len(top) <= 20, sorted(p.name for p in top)
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 650
+    }
+    assert not long, f"modules over 650 lines: {long}"

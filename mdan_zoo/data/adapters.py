@@ -13,12 +13,25 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote
 
 from ..taxonomy import Taxonomy, get_taxonomy
+from ._listing import (
+    RENAME_FIX,
+    SHOW,
+    SPLIT_DIR_NAME,
+    Labels,
+    canonical_or_none,
+    dataset_root,
+    find_file,
+    finish_listing,
+    read_lines,
+    relative_name,
+    walk_images,
+    warn_empty_folders,
+)
 from .dataset import IMAGE_EXTENSIONS, Listing
 from .fashion_mnist import DatasetError
 
@@ -37,227 +50,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SPLIT_DIR_NAME = "mdan_splits"
-"""Folder under a dataset root where split files go by default; folder walkers skip it."""
-
-_SHOW = 10
-
-
-# ---------------------------------------------------------------------------- helpers
-def _root(root: str | os.PathLike[str], what: str) -> Path:
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise DatasetError(
-            f"{what}: dataset folder {path} does not exist or is not a folder; pass the folder "
-            f"that holds the dataset (see docs/datasets.md for the layout)"
-        )
-    return path
-
-
-def _walk_images(
-    top: Path, *, skip_dirs: Iterable[str] = (), empty: list[Path] | None = None
-) -> tuple[list[Path], int]:
-    """Image files under ``top`` (sorted, hidden entries and the split folder skipped) and the
-    number of other files ignored. ``empty``, if given, receives the folders under ``top``
-    with no image anywhere below them."""
-    skip = {SPLIT_DIR_NAME, *skip_dirs}
-    found: list[Path] = []
-    ignored = 0
-    folders: list[str] = []
-    with_images: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in skip)
-        folders.append(dirpath)
-        for fname in sorted(filenames):
-            if fname.startswith("."):
-                continue
-            if Path(fname).suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(Path(dirpath) / fname)
-                with_images.add(dirpath)
-            else:
-                ignored += 1
-    if empty is not None:
-        full = {str(p) for d in with_images for p in (Path(d), *Path(d).parents)}
-        empty += [Path(d) for d in folders if d != str(top) and d not in full]
-    return found, ignored
-
-
-def _warn_empty_folders(name: str, base: Path, folders: Sequence[Path], tax: Taxonomy) -> None:
-    """An empty class folder is usually a download or an unpacking cut short: say so."""
-    if not folders:
-        return
-    shown = []
-    for folder in folders[:_SHOW]:
-        known = _canonical_or_none(tax, folder.name)
-        note = "" if known else " (not a label)"
-        shown.append(f"{_rel(folder, base)}/{note}")
-    more = f" and {len(folders) - _SHOW} more" if len(folders) > _SHOW else ""
-    logger.warning(
-        "%s: %d folder(s) under %s hold no images: %s%s; a class whose folder is empty gets no "
-        "samples (check the download or the unpacking)",
-        name,
-        len(folders),
-        base,
-        ", ".join(shown),
-        more,
-    )
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-class _Labels:
-    """Resolves label names to fine indices and collects the unknown ones for one error."""
-
-    def __init__(self, taxonomy: Taxonomy, source: str) -> None:
-        self.taxonomy = taxonomy
-        self.source = source
-        self.unknown: dict[str, list[str]] = defaultdict(list)
-
-    def fine(self, label: str, where: str) -> int | None:
-        try:
-            return self.taxonomy.index(self.taxonomy.canonical(label), level=-1)
-        except KeyError:
-            self.unknown[label].append(where)
-            return None
-
-    def raise_if_unknown(self, fix: str) -> None:
-        if not self.unknown:
-            return
-        tax = self.taxonomy
-        items = sorted(self.unknown.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-        shown = ", ".join(
-            f"{label!r} ({len(where)} x, e.g. {where[0]})" for label, where in items[:_SHOW]
-        )
-        more = f" and {len(items) - _SHOW} more" if len(items) > _SHOW else ""
-        coarse = sorted({label for label in self.unknown if _is_coarse(tax, label)})
-        note = (
-            f" ({', '.join(map(repr, coarse))} name a coarser level: samples need a fine label)"
-            if coarse
-            else ""
-        )
-        raise DatasetError(
-            f"{self.source}: {len(items)} label(s) not among the fine labels of taxonomy "
-            f"{tax.name!r}: {shown}{more}{note}. Known fine labels: {list(tax.labels[-1])}; "
-            f"aliases: {dict(sorted(tax.aliases.items()))}. Fix: {fix}"
-        )
-
-
-def _is_coarse(tax: Taxonomy, label: str) -> bool:
-    try:
-        name = tax.canonical(label)
-    except KeyError:
-        return False
-    return name not in tax.labels[-1]
-
-
-_RENAME_FIX = (
-    "rename them to a known label (case is ignored), or pass a taxonomy that has them, e.g. "
-    "Taxonomy.from_nested(..., aliases={'<your name>': '<label>'})"
-)
-
-
-def _finish(
-    name: str,
-    root: Path,
-    taxonomy: Taxonomy,
-    pairs: Iterable[tuple[str, int]],
-    *,
-    official: Mapping[str, Sequence[str]] | None = None,
-    dropped: Mapping[str, int] | None = None,
-    annotations: Mapping[str, Mapping[str, Any]] | None = None,
-) -> Listing:
-    """Sort by path, drop exact duplicates (counted), refuse one path with two labels."""
-    labels: dict[str, int] = {}
-    conflicts: list[str] = []
-    dup = 0
-    for rel, idx in pairs:
-        if rel in labels:
-            if labels[rel] != idx:
-                conflicts.append(rel)
-            else:
-                dup += 1
-            continue
-        labels[rel] = idx
-    if conflicts:
-        raise DatasetError(
-            f"{name}: {len(conflicts)} file(s) are listed with two different labels, e.g. "
-            f"{conflicts[:_SHOW]}: give each file one label"
-        )
-    drops = dict(dropped or {})
-    if dup:
-        drops["duplicate entries"] = drops.get("duplicate entries", 0) + dup
-        logger.info("%s: %d duplicate entries ignored", name, dup)
-    entries = tuple(sorted(labels.items()))
-    if not entries:
-        raise DatasetError(
-            f"{name}: no images found under {root}; check the folder against the layout in "
-            f"docs/datasets.md"
-        )
-    present = set(labels.values())
-    absent = [c for i, c in enumerate(taxonomy.labels[-1]) if i not in present]
-    if absent:
-        logger.warning(
-            "%s: %d of %d classes of taxonomy %r have no samples under %s: %s; the model never "
-            "sees them in training",
-            name,
-            len(absent),
-            len(taxonomy.labels[-1]),
-            taxonomy.name,
-            root,
-            ", ".join(absent[:_SHOW]) + (", ..." if len(absent) > _SHOW else ""),
-        )
-    off = None
-    if official is not None:
-        pos = {rel: i for i, (rel, _) in enumerate(entries)}
-        off = {part: tuple(sorted({pos[r] for r in rels})) for part, rels in official.items()}
-    for reason, n in drops.items():
-        if n:
-            logger.info("%s: %d samples dropped (%s)", name, n, reason)
-    return Listing(
-        name=name,
-        root=root,
-        taxonomy=taxonomy,
-        entries=entries,
-        official=off,
-        dropped=drops,
-        annotations=dict(annotations or {}),
-    )
-
-
-def _find_file(root: Path, names: Sequence[str], what: str, fix: str) -> Path:
-    """A file in ``root`` whose name matches one of ``names`` (case ignored)."""
-    wanted = {n.lower() for n in names}
-    for child in sorted(root.iterdir()):
-        if child.is_file() and child.name.lower() in wanted:
-            return child
-    raise DatasetError(f"{what}: missing {' or '.join(names)} in {root}. {fix}")
-
-
-def _read_text(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8-sig", errors="strict").splitlines()
-    except UnicodeDecodeError:
-        return path.read_text(encoding="latin-1").splitlines()
-    except OSError as err:
-        raise DatasetError(f"cannot read {path}: {err}") from err
-
 
 # ---------------------------------------------------------------------------- FI
 def list_fi(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = None) -> Listing:
     """FI (You et al., AAAI 2016): ``root/<emotion>/<emotion>_<id>.jpg``; the folder names the
     label (capitalised folders accepted, ``sad`` -> ``sadness``)."""
     tax = taxonomy or get_taxonomy("fi")
-    base = _root(root, "FI")
+    base = dataset_root(root, "FI")
     return _by_top_folder("fi", base, tax)
 
 
 def _by_top_folder(name: str, base: Path, tax: Taxonomy) -> Listing:
-    labels = _Labels(tax, f"{name} ({base})")
+    labels = Labels(tax, f"{name} ({base})")
     pairs: list[tuple[str, int]] = []
     loose = []
     empty: list[Path] = []
@@ -269,20 +73,20 @@ def _by_top_folder(name: str, base: Path, tax: Taxonomy) -> Listing:
             if child.suffix.lower() in IMAGE_EXTENSIONS:
                 loose.append(child.name)
             continue
-        files, n_ignored = _walk_images(child)
+        files, n_ignored = walk_images(child)
         ignored += n_ignored
         if not files:
             empty.append(child)
             continue
         idx = labels.fine(child.name, f"{child.name}/ with {len(files)} images")
         if idx is not None:
-            pairs += [(_rel(f, base), idx) for f in files]
+            pairs += [(relative_name(f, base), idx) for f in files]
     deeper = _label_parents(base, tax) if labels.unknown else []
     hint = (
         f"the label folders seem to be in {deeper[0]}: pass that folder as root; " if deeper else ""
     )
     labels.raise_if_unknown(
-        f"{hint}each folder under {base} must be named by a label; {_RENAME_FIX}"
+        f"{hint}each folder under {base} must be named by a label; {RENAME_FIX}"
     )
     if loose:
         logger.warning(
@@ -294,8 +98,8 @@ def _by_top_folder(name: str, base: Path, tax: Taxonomy) -> Listing:
         )
     if ignored:
         logger.info("%s: %d non-image files ignored", name, ignored)
-    _warn_empty_folders(name, base, empty, tax)
-    return _finish(name, base, tax, pairs)
+    warn_empty_folders(name, base, empty, tax)
+    return finish_listing(name, base, tax, pairs)
 
 
 def _label_parents(base: Path, tax: Taxonomy) -> list[Path]:
@@ -305,17 +109,10 @@ def _label_parents(base: Path, tax: Taxonomy) -> list[Path]:
     out = []
     for child in sorted(p for p in base.iterdir() if p.is_dir()):
         subs = [p.name for p in child.iterdir() if p.is_dir()]
-        known = [n for n in subs if _canonical_or_none(tax, n).lower() in fine]
+        known = [n for n in subs if canonical_or_none(tax, n).lower() in fine]
         if len(known) >= 2 and len(known) * 2 > len(subs):
             out.append(child)
     return out
-
-
-def _canonical_or_none(tax: Taxonomy, label: str) -> str:
-    try:
-        return tax.canonical(label)
-    except KeyError:
-        return ""
 
 
 # ---------------------------------------------------------------------------- generic folder
@@ -329,17 +126,17 @@ def list_folder(root: str | os.PathLike[str], *, taxonomy: Taxonomy) -> Listing:
             "folder: a taxonomy is required (taxonomy=get_taxonomy(...) or Taxonomy.from_json)"
         )
     tax = taxonomy
-    base = _root(root, "folder")
+    base = dataset_root(root, "folder")
     empty: list[Path] = []
-    files, ignored = _walk_images(base, empty=empty)
-    _warn_empty_folders("folder", base, empty, tax)
+    files, ignored = walk_images(base, empty=empty)
+    warn_empty_folders("folder", base, empty, tax)
     fine_names = {n.lower() for n in tax.labels[-1]}
-    labels = _Labels(tax, f"folder ({base})")
+    labels = Labels(tax, f"folder ({base})")
     pairs: list[tuple[str, int]] = []
     misplaced: list[str] = []
     nolabel: dict[str, list[str]] = defaultdict(list)
     for f in files:
-        rel = _rel(f, base)
+        rel = relative_name(f, base)
         parts = PurePosixPath(rel).parts[:-1]
         canon: list[str | None] = []
         for part in parts:
@@ -377,17 +174,17 @@ def list_folder(root: str | os.PathLike[str], *, taxonomy: Taxonomy) -> Listing:
             labels.unknown[key.rsplit("/", 1)[-1]].append(f"{key}/ with {len(rels)} images")
         labels.raise_if_unknown(
             "put every image in a folder named by a fine label (case ignored, aliases allowed); "
-            + _RENAME_FIX
+            + RENAME_FIX
         )
     if misplaced:
         raise DatasetError(
             f"folder ({base}): {len(misplaced)} images sit under folders that contradict the "
-            f"taxonomy {tax.name!r}, e.g. {misplaced[:_SHOW]}. Fix: nest folders as the "
+            f"taxonomy {tax.name!r}, e.g. {misplaced[:SHOW]}. Fix: nest folders as the "
             f"taxonomy does (coarse/mid/fine) or keep only the fine-label folder"
         )
     if ignored:
         logger.info("folder: %d non-image files ignored", ignored)
-    return _finish("folder", base, tax, pairs)
+    return finish_listing("folder", base, tax, pairs)
 
 
 # ---------------------------------------------------------------------------- CSV
@@ -406,7 +203,7 @@ def list_csv(csv_file: str | os.PathLike[str], *, taxonomy: Taxonomy) -> Listing
             f"csv: missing label file {path}: pass the CSV file itself (rows `path,label`)"
         )
     base = path.parent
-    rows = list(csv.reader(_read_text(path)))
+    rows = list(csv.reader(read_lines(path)))
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if not rows:
         raise DatasetError(f"csv: {path} has no rows; expected `path,label` lines")
@@ -418,7 +215,7 @@ def list_csv(csv_file: str | os.PathLike[str], *, taxonomy: Taxonomy) -> Listing
         lcol = head.index("label") if "label" in head else -1
         if pcol < 0 or lcol < 0:
             raise DatasetError(f"csv: {path} header {rows[0]} needs a 'path' and a 'label' column")
-    labels = _Labels(taxonomy, f"csv ({path})")
+    labels = Labels(taxonomy, f"csv ({path})")
     pairs: list[tuple[str, int]] = []
     for lineno, row in enumerate(rows[start:], start=start + 1):
         if len(row) <= max(pcol, lcol):
@@ -428,9 +225,9 @@ def list_csv(csv_file: str | os.PathLike[str], *, taxonomy: Taxonomy) -> Listing
         rel, label = row[pcol].strip(), row[lcol].strip()
         idx = labels.fine(label, f"row {lineno}")
         if idx is not None:
-            pairs.append((_rel(base / rel, base), idx))
-    labels.raise_if_unknown(f"correct the label column of {path}; {_RENAME_FIX}")
-    return _finish("csv", base, taxonomy, pairs)
+            pairs.append((relative_name(base / rel, base), idx))
+    labels.raise_if_unknown(f"correct the label column of {path}; {RENAME_FIX}")
+    return finish_listing("csv", base, taxonomy, pairs)
 
 
 # ---------------------------------------------------------------------------- WEBEmo
@@ -443,7 +240,7 @@ _WEBEMO_FIX = (
 
 def _read_categories(path: Path) -> list[str]:
     names: list[str] = []
-    for lineno, line in enumerate(_read_text(path), start=1):
+    for lineno, line in enumerate(read_lines(path), start=1):
         tokens = line.split()
         if not tokens:
             continue
@@ -481,20 +278,20 @@ def list_webemo(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = Non
     index into category.txt, names matched to the taxonomy by name, typos included) and images
     stored as ``<split>/<label>/<basename>``. The official split is kept on the listing."""
     tax = taxonomy or get_taxonomy("webemo")
-    base = _root(root, "WEBEmo")
-    cat_file = _find_file(base, ["category.txt"], "WEBEmo", _WEBEMO_FIX)
+    base = dataset_root(root, "WEBEmo")
+    cat_file = find_file(base, ["category.txt"], "WEBEmo", _WEBEMO_FIX)
     categories = _read_categories(cat_file)
-    labels = _Labels(tax, f"WEBEmo {cat_file.name}")
+    labels = Labels(tax, f"WEBEmo {cat_file.name}")
     cat_idx = [labels.fine(c, f"{cat_file.name} index {i}") for i, c in enumerate(categories)]
     labels.raise_if_unknown(f"correct {cat_file} or pass the taxonomy it was made for")
     pairs: list[tuple[str, int]] = []
     official: dict[str, list[str]] = {}
     dir_cache: dict[tuple[str, int], str] = {}
     for split, fname in (("train", "train25.txt"), ("test", "test25.txt")):
-        list_file = _find_file(base, [fname], "WEBEmo", _WEBEMO_FIX)
+        list_file = find_file(base, [fname], "WEBEmo", _WEBEMO_FIX)
         rels: list[str] = []
         bad: list[str] = []
-        for lineno, line in enumerate(_read_text(list_file), start=1):
+        for lineno, line in enumerate(read_lines(list_file), start=1):
             tokens = line.split()
             if not tokens:
                 continue
@@ -514,7 +311,7 @@ def list_webemo(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = Non
             rels.append(rel)
             pairs.append((rel, fine))
         if bad:
-            shown = "; ".join(bad[:_SHOW])
+            shown = "; ".join(bad[:SHOW])
             raise DatasetError(
                 f"WEBEmo {list_file}: {len(bad)} malformed line(s): {shown}. {_WEBEMO_FIX}"
             )
@@ -525,7 +322,7 @@ def list_webemo(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = Non
             f"WEBEmo: {len(both)} files are in both train25.txt and test25.txt, e.g. "
             f"{sorted(both)[:3]}"
         )
-    return _finish("webemo", base, tax, pairs, official=official)
+    return finish_listing("webemo", base, tax, pairs, official=official)
 
 
 def _webemo_dir(base: Path, split: str, released: str, canonical: str) -> str:
@@ -548,7 +345,7 @@ def list_emotion6(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = N
     ``ground_truth.txt`` (tab-separated, header row) is present its valence, arousal and
     emotion probabilities are attached as ``annotations`` (keyed by relative path)."""
     tax = taxonomy or get_taxonomy("emotion6")
-    base = _root(root, "Emotion6")
+    base = dataset_root(root, "Emotion6")
     images = base / "images"
     if not images.is_dir():
         raise DatasetError(f"Emotion6: no images folder in {base}. {_E6_FIX}")
@@ -569,7 +366,7 @@ def list_emotion6(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = N
 
 
 def _emotion6_ground_truth(path: Path) -> dict[str, dict[str, Any]]:
-    lines = [ln for ln in _read_text(path) if ln.strip()]
+    lines = [ln for ln in read_lines(path) if ln.strip()]
     if not lines:
         raise DatasetError(f"Emotion6 {path} is empty. {_E6_FIX}")
     header = [
@@ -602,22 +399,22 @@ def list_artphoto(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = N
     """ArtPhoto (Machajdik & Hanbury 2010): flat files ``<emotion>_<...>.jpg``; the label is the
     prefix before the first ``_`` (``sad`` -> ``sadness``)."""
     tax = taxonomy or get_taxonomy("artphoto")
-    base = _root(root, "ArtPhoto")
-    files, ignored = _walk_images(base)
-    labels = _Labels(tax, f"ArtPhoto ({base})")
+    base = dataset_root(root, "ArtPhoto")
+    files, ignored = walk_images(base)
+    labels = Labels(tax, f"ArtPhoto ({base})")
     pairs: list[tuple[str, int]] = []
     for f in files:
         prefix = f.name.split("_", 1)[0] if "_" in f.name else f.stem
         idx = labels.fine(prefix, f.name)
         if idx is not None:
-            pairs.append((_rel(f, base), idx))
+            pairs.append((relative_name(f, base), idx))
     labels.raise_if_unknown(
         "ArtPhoto file names start with the emotion and an underscore (amusement_12.jpg); "
-        + _RENAME_FIX
+        + RENAME_FIX
     )
     if ignored:
         logger.info("ArtPhoto: %d non-image files ignored", ignored)
-    return _finish("artphoto", base, tax, pairs)
+    return finish_listing("artphoto", base, tax, pairs)
 
 
 # ---------------------------------------------------------------------------- Abstract
@@ -636,16 +433,16 @@ def list_abstract(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = N
     images with tied votes are dropped and counted (``dropped["tied votes"]``). Images are
     found by file name anywhere under the folder."""
     tax = taxonomy or get_taxonomy("abstract")
-    base = _root(root, "Abstract")
-    gt = _find_file(base, ["ABSTRACT_groundTruth.csv"], "Abstract", _ABSTRACT_FIX)
-    rows = [r for r in csv.reader(_read_text(gt)) if r and any(c.strip() for c in r)]
+    base = dataset_root(root, "Abstract")
+    gt = find_file(base, ["ABSTRACT_groundTruth.csv"], "Abstract", _ABSTRACT_FIX)
+    rows = [r for r in csv.reader(read_lines(gt)) if r and any(c.strip() for c in r)]
     if len(rows) < 2:
         raise DatasetError(f"Abstract {gt}: needs a header and one row per image")
     header = [_unquote(c) for c in rows[0]]
-    labels = _Labels(tax, f"Abstract {gt.name} header")
+    labels = Labels(tax, f"Abstract {gt.name} header")
     cols = [labels.fine(h, "header") for h in header[1:]]
-    labels.raise_if_unknown(f"the columns after the file name must be emotions; {_RENAME_FIX}")
-    files, _ = _walk_images(base)
+    labels.raise_if_unknown(f"the columns after the file name must be emotions; {RENAME_FIX}")
+    files, _ = walk_images(base)
     by_name: dict[str, Path] = {}
     for f in files:
         by_name.setdefault(f.name.lower(), f)
@@ -667,11 +464,11 @@ def list_abstract(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = N
             ties += 1
             continue
         found = by_name.get(name.lower())
-        rel = _rel(found, base) if found is not None else name
+        rel = relative_name(found, base) if found is not None else name
         fine = cols[winners[0]]
         assert fine is not None
         pairs.append((rel, fine))
-    return _finish("abstract", base, tax, pairs, dropped={"tied votes": ties})
+    return finish_listing("abstract", base, tax, pairs, dropped={"tied votes": ties})
 
 
 # ---------------------------------------------------------------------------- IAPS
@@ -688,16 +485,16 @@ def list_iaps(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = None)
     and categories; images supplied by the user, found by picture number (``1050.jpg``)
     anywhere under the folder. Pictures with several categories are dropped and counted."""
     tax = taxonomy or get_taxonomy("iaps")
-    base = _root(root, "IAPS")
-    list_file = _find_file(base, ["iaps_list.txt", "iaps_list.csv"], "IAPS", _IAPS_FIX)
-    files, _ = _walk_images(base)
+    base = dataset_root(root, "IAPS")
+    list_file = find_file(base, ["iaps_list.txt", "iaps_list.csv"], "IAPS", _IAPS_FIX)
+    files, _ = walk_images(base)
     by_stem: dict[str, Path] = {}
     for f in files:
         by_stem.setdefault(f.stem.lower(), f)
-    labels = _Labels(tax, f"IAPS {list_file.name}")
+    labels = Labels(tax, f"IAPS {list_file.name}")
     pairs: list[tuple[str, int]] = []
     several = 0
-    for lineno, line in enumerate(_read_text(list_file), start=1):
+    for lineno, line in enumerate(read_lines(list_file), start=1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
@@ -723,7 +520,7 @@ def list_iaps(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = None)
         (fine,) = cats
         assert fine is not None
         found = by_stem.get(tokens[0].lower())
-        rel = _rel(found, base) if found is not None else f"{tokens[0]}.jpg"
+        rel = relative_name(found, base) if found is not None else f"{tokens[0]}.jpg"
         pairs.append((rel, fine))
-    labels.raise_if_unknown(f"correct the categories in {list_file}; {_RENAME_FIX}")
-    return _finish("iaps", base, tax, pairs, dropped={"several categories": several})
+    labels.raise_if_unknown(f"correct the categories in {list_file}; {RENAME_FIX}")
+    return finish_listing("iaps", base, tax, pairs, dropped={"several categories": several})

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..taxonomy import Taxonomy, get_taxonomy
-from .adapters import _SHOW, _finish, _Labels, _root
+from ._listing import SHOW, Labels, dataset_root, finish_listing
 from .dataset import Listing
 from .fashion_mnist import DatasetError
 
@@ -204,7 +204,7 @@ def _clean_rel(raw: Any) -> str | None:
     return "/".join(parts)
 
 
-class _Folder:
+class Folder:
     """Which files exist, by listing each folder once (a stat per file is slow on 118k)."""
 
     def __init__(self, base: Path) -> None:
@@ -228,13 +228,13 @@ def list_emoset(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = Non
     ``[emotion, image path, annotation path]`` form is accepted too), labels matched by name,
     the official split kept on the listing and each sample's attributes in ``annotations``."""
     tax = taxonomy or get_taxonomy("emoset")
-    base = _root(root, "EmoSet")
+    base = dataset_root(root, "EmoSet")
     missing_files = [f"{p}.json" for p in EMOSET_SPLITS if not (base / f"{p}.json").is_file()]
     if missing_files:
         raise DatasetError(_layout_message(base, missing_files))
-    labels = _Labels(tax, f"EmoSet ({base})")
+    labels = Labels(tax, f"EmoSet ({base})")
     known: dict[str, int] = {}  # 8 names over 118k entries: look each up once
-    folder = _Folder(base)
+    folder = Folder(base)
     pairs: list[tuple[str, int]] = []
     official: dict[str, list[str]] = {}
     annotations: dict[str, EmoSetAttributes] = {}
@@ -278,7 +278,7 @@ def list_emoset(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = Non
     if bad:
         raise DatasetError(
             f"EmoSet: {len(bad)} malformed entr{'y' if len(bad) == 1 else 'ies'} in the split "
-            f"files: {'; '.join(bad[:_SHOW])}. Each entry is [emotion, image_id, "
+            f"files: {'; '.join(bad[:SHOW])}. Each entry is [emotion, image_id, "
             f'"image/<emotion>/<id>.jpg", "annotation/<emotion>/<id>.json"], each image listed '
             f"once. {_FIX}"
         )
@@ -287,8 +287,8 @@ def list_emoset(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = Non
         "restore the split files from the release, or pass the taxonomy they were made for"
     )
     if absent:
-        shown = "; ".join(absent[:_SHOW])
-        more = f" and {len(absent) - _SHOW} more" if len(absent) > _SHOW else ""
+        shown = "; ".join(absent[:SHOW])
+        more = f" and {len(absent) - SHOW} more" if len(absent) > SHOW else ""
         raise DatasetError(
             f"EmoSet: {len(absent)} file(s) named by the split files are not in {base}: "
             f"{shown}{more}. The release ships every image and annotation, so the download or "
@@ -300,7 +300,7 @@ def list_emoset(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = Non
         "EmoSet: %s",
         ", ".join(f"{p} {len(official[p])}" for p in EMOSET_SPLITS),
     )
-    return _finish("emoset", base, tax, pairs, official=official, annotations=annotations)
+    return finish_listing("emoset", base, tax, pairs, official=official, annotations=annotations)
 
 
 def _entry(item: Any) -> tuple[str, str, str, str] | None:

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from ..taxonomy import Taxonomy, get_taxonomy
-from .adapters import _finish, _Labels, _root
+from ._listing import Labels, dataset_root, finish_listing
 from .dataset import Listing
-from .emoset import _Folder
+from .emoset import Folder
 from .fashion_mnist import DatasetError
 
 __all__ = [
@@ -173,7 +173,7 @@ def list_findingemo(
     at ``root/<image_path>``; labels matched by name, the other columns in ``annotations``.
     Images not downloaded are counted and logged; the loader's ``on_missing`` decides."""
     tax = taxonomy or get_taxonomy("plutchik3")
-    base = _root(root, "FindingEmo")
+    base = dataset_root(root, "FindingEmo")
     if annotation_file is not None:
         ann = Path(annotation_file).expanduser()
         if not ann.is_file():
@@ -184,7 +184,7 @@ def list_findingemo(
         ann = findingemo_annotation_file()
     logger.info("FindingEmo: labels from %s", ann)
     records = read_findingemo_annotations(ann)
-    labels = _Labels(tax, f"FindingEmo {ann}")
+    labels = Labels(tax, f"FindingEmo {ann}")
     known: dict[str, int] = {}  # 24 names over 25k rows: look each up once
     pairs: list[tuple[str, int]] = []
     annotations: dict[str, dict[str, Any]] = {}
@@ -206,7 +206,7 @@ def list_findingemo(
         f"the emotion column holds Plutchik's 24 emotions ({', '.join(tax.labels[-1])}); "
         f"correct line(s) of {ann}, or pass the taxonomy the file was made for"
     )
-    folder = _Folder(base)
+    folder = Folder(base)
     missing = [rel for rel, _ in pairs if not folder.has(rel)]
     if pairs and len(missing) == len(pairs):
         raise DatasetError(_nothing_downloaded(base, ann, len(pairs)))
@@ -220,7 +220,7 @@ def list_findingemo(
             base,
             f"; {no_url} of them have no URL in findingemo-light" if no_url else "",
         )
-    return _finish("findingemo", base, tax, pairs, annotations=annotations)
+    return finish_listing("findingemo", base, tax, pairs, annotations=annotations)
 
 
 def _without_url(rels: Sequence[str]) -> int:
@@ -262,7 +262,7 @@ def valence_by_label(
     tax = taxonomy or get_taxonomy("plutchik3")
     path = Path(annotation_file) if annotation_file is not None else findingemo_annotation_file()
     values: dict[tuple[int, int], list[float]] = defaultdict(list)
-    labels = _Labels(tax, f"FindingEmo {path}")
+    labels = Labels(tax, f"FindingEmo {path}")
     for rec in read_findingemo_annotations(path):
         fine = labels.fine(rec["emotion"], f"line {rec['line']}")
         if fine is None:
