@@ -13,9 +13,11 @@ from ._version import __version__
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
+    # the error family
+    "MDANZooError": "errors",
     # taxonomies, config, network
     "BACKBONES": "config",
-    "ConfigError": "config",
+    "ConfigError": "errors",
     "MDANConfig": "config",
     "Preprocessing": "config",
     "MDAN": "model",
@@ -23,18 +25,18 @@ _EXPORTS: dict[str, str] = {
     "MDANOutput": "model",
     "mdan_loss": "model",
     "Taxonomy": "taxonomy",
-    "TaxonomyError": "taxonomy",
+    "TaxonomyError": "errors",
     "get_taxonomy": "taxonomy",
     "list_taxonomies": "taxonomy",
     # checkpoints, the Hub, the zoo
-    "ChecksumError": "hub",
-    "WeightsError": "hub",
+    "ChecksumError": "errors",
+    "WeightsError": "errors",
     "TransferReport": "hub",
-    "UntrainedWeightsWarning": "untrained",
+    "UntrainedWeightsWarning": "errors",
     "load_pretrained": "zoo",
     "push_to_hub": "zoo",
     "save_pretrained": "zoo",
-    "UnpublishedWeightsError": "registry",
+    "UnpublishedWeightsError": "errors",
     "WeightsEntry": "registry",
     "get_weights": "registry",
     "list_weights": "registry",
@@ -58,7 +60,7 @@ _EXPORTS: dict[str, str] = {
     "Prediction": "prediction",
     "attention_maps": "prediction",
     "predict": "prediction",
-    "ImageReadError": "imageio",
+    "ImageReadError": "errors",
     "read_image": "imageio",
     "OnnxRuntimeModel": "deploy",
     "ProbabilityModel": "deploy",
@@ -73,13 +75,14 @@ _EXPORTS: dict[str, str] = {
     "push_run": "training",
     "run_demo": "training",
     "TrainConfig": "training",
-    "NonFiniteLossError": "training",
+    "NonFiniteLossError": "errors",
     "TrainResult": "training",
     "Trainer": "training",
     "train": "training",
 }
 
 __all__ = [  # the same names as _EXPORTS (a test checks)
+    "MDANZooError",
     "BACKBONES",
     "MDAN",
     "ConfigError",
@@ -161,7 +164,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
-    from .config import BACKBONES, ConfigError, MDANConfig, Preprocessing
+    from .config import BACKBONES, MDANConfig, Preprocessing
     from .deploy import (
         OnnxRuntimeModel,
         ProbabilityModel,
@@ -169,9 +172,20 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         export_program,
         save_program,
     )
+    from .errors import (
+        ChecksumError,
+        ConfigError,
+        ImageReadError,
+        MDANZooError,
+        NonFiniteLossError,
+        TaxonomyError,
+        UnpublishedWeightsError,
+        UntrainedWeightsWarning,
+        WeightsError,
+    )
     from .evaluation import EvalReport, compute_report, evaluate
-    from .hub import ChecksumError, TransferReport, WeightsError
-    from .imageio import ImageReadError, read_image
+    from .hub import TransferReport
+    from .imageio import read_image
     from .model import MDAN, LevelOutput, MDANOutput, mdan_loss
     from .prediction import (
         AttentionMaps,
@@ -182,10 +196,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         attention_maps,
         predict,
     )
-    from .registry import UnpublishedWeightsError, WeightsEntry, get_weights, list_weights
-    from .taxonomy import Taxonomy, TaxonomyError, get_taxonomy, list_taxonomies
+    from .registry import WeightsEntry, get_weights, list_weights
+    from .taxonomy import Taxonomy, get_taxonomy, list_taxonomies
     from .training import (
-        NonFiniteLossError,
         TrainConfig,
         Trainer,
         TrainResult,
@@ -194,7 +207,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         run_demo,
         train,
     )
-    from .untrained import UntrainedWeightsWarning
     from .zoo import (
         create_model,
         list_models,

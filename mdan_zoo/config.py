@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 
 from ._checks import read_json_file, typed_fields
 from ._io import atomic_write_text
+from .errors import ConfigError
 
 __all__ = [
     "BACKBONES",
@@ -47,10 +48,6 @@ MAX_IMAGE_SIDE = 2048
 _CONFIG_FILE_BYTES = 1024 * 1024
 LITE_FPN_CHANNELS = 256
 """Top-down width of :meth:`MDANConfig.lite` (FPN [8]'s 256)."""
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the allowed values."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Export MDAN for deployment: ONNX (run with ONNX Runtime) and ``torch.export`` programs.
 
-(``mdan_zoo.export`` is the other kind of export: a training run into the Hub layout.)
+(``mdan_zoo.training._publish`` is the other kind of export: a training run into the Hub layout.)
 
 Both export :class:`ProbabilityModel`, a wrapper whose forward takes normalised images
 ``[B, 3, S, S]`` (``model.eval_transform()`` output; the batch dimension is dynamic, the image

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .errors import ImageReadError
+
 __all__ = ["IMAGE_EXTENSIONS", "MAX_ASPECT_RATIO", "ImageReadError", "read_image", "to_pil_image"]
 
 IMAGE_EXTENSIONS = (
@@ -64,15 +66,6 @@ most a 512 x 25,600 picture (39 MB), whatever the file."""
 
 _PILLOW_LOCK = threading.Lock()
 _WHITE = (255, 255, 255)
-
-
-class ImageReadError(OSError):
-    """An image could not be read; ``path`` and ``reason`` say which and why."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"cannot read image {self.path}: {reason}")
 
 
 @contextlib.contextmanager

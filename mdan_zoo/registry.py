@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .config import MDANConfig, Preprocessing
+from .errors import UnpublishedWeightsError
 from .taxonomy import Taxonomy, get_taxonomy
 
 __all__ = [
@@ -44,14 +45,6 @@ _PAPER_NUM_PARAMS = 48_790_000
 
 _PAPER_GFLOPS = 101.4
 """Table 1: MDAN on ResNet-101 at 448 x 448, 101.4 GFLOPs."""
-
-
-class UnpublishedWeightsError(LookupError):
-    """``pretrained=True`` asked for weights that nobody has published yet.
-
-    The message says how to train them (``mdan-zoo train <dataset>``, a config that ships with
-    the package; ``docs/reproduce.md``) or how to load a file you have.
-    """
 
 
 @dataclass(frozen=True)

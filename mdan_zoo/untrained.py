@@ -15,16 +15,14 @@ import sys
 import warnings
 from typing import Any
 
+from .errors import UntrainedWeightsWarning
+
 __all__ = ["UntrainedWeightsWarning", "untrained_message", "warn_if_untrained"]
 
 UNTRAINED_KEY = "untrained"
 """The checkpoint config key saved (as ``true``) when the weights were never trained."""
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-class UntrainedWeightsWarning(UserWarning):
-    """Predicting with weights that were never trained or loaded: the labels are random."""
 
 
 def is_untrained(model: Any) -> bool:

@@ -30,7 +30,7 @@ from mdan_zoo import (
     load_pretrained,
 )
 from mdan_zoo.cli import build_parser
-from mdan_zoo.cli._predict import run_cli
+from mdan_zoo.cli._predict_run import run_cli
 from mdan_zoo.prediction.overlay import render_overlay
 from mdan_zoo.training._demo import epoch_lines
 from mdan_zoo.training._setup import build_model

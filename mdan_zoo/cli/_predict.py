@@ -1,144 +1,119 @@
-"""``mdan-zoo predict``: load the model the user names, predict, print or stream to a file.
-
-Without ``--output`` each image is printed (a block, or a JSON line with ``--json``) as its
-batch finishes. With ``--output FILE.jsonl|.csv`` records are appended to the file, flushed per
-batch; ``--resume`` carries on a file a killed run left; under ``torchrun`` every rank writes
-a part and rank 0 merges them (:mod:`mdan_zoo.prediction`).
-
-Exit status: 0 when every image was predicted, 1 when some failed (each reported with its
-reason) or a run stopped (what was written stays, for ``--resume``), 2 on usage errors, before
-any work starts and with nothing overwritten. Under torchrun a finished run exits 0 even when
-some images failed (torchrun reports any other status as a crashed process); the summary and
-the error records say which.
-"""
+"""``mdan-zoo predict``: its arguments; the run (:mod:`._predict_run`) loads torch when called."""
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+import argparse
+from collections.abc import Callable
 
-import torch
+from ._common import add_token
 
-from ..hub import WeightsError
-from ..model import MDAN
-from ..prediction import UsageError, check_output, print_results, shard_from_env, stream_results
-from ..untrained import mark_warned, untrained_message
-from ..zoo import create_model, load_pretrained
-
-__all__ = ["UsageError", "load_model", "run_cli"]
-
-log = logging.getLogger(__name__)
+__all__ = ["add_commands"]
 
 
-def load_model(*, name: str | None, weights: str | None, token: str | bool | None = None) -> MDAN:
-    """The model the CLI asks for: a zoo name (``--model``, with its published weights) or a
-    checkpoint (``--weights``: a folder written by ``save_pretrained``, a training run's
-    output_dir, a ``.safetensors`` file or a Hub repo ``org/name[@revision]``); loading errors
-    become :class:`UsageError`."""
-    if (name is None) == (weights is None):
-        raise UsageError("give exactly one of --model NAME or --weights PATH")
-    try:
-        if weights is not None:
-            return load_pretrained(weights, token=token)
-        assert name is not None
-        return create_model(name, pretrained=True, token=token)
-    except (LookupError, ValueError, TypeError, WeightsError, OSError) as err:
-        what = f"--weights {weights}" if weights is not None else f"--model {name}"
-        reason = err.args[0] if isinstance(err, KeyError) and err.args else err
-        raise UsageError(f"cannot load {what}: {reason}") from None
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """`predict`."""
 
-
-def run_cli(
-    images: Sequence[str],
-    *,
-    model_name: str | None,
-    weights: str | None,
-    top_k: int = 3,
-    batch_size: int = 16,
-    device: str | None = None,
-    json_lines: bool = False,
-    save_attention: str | None = None,
-    allow_truncated: bool = False,
-    max_pixels: int | None = None,
-    progress: bool = True,
-    token: str | bool | None = None,
-    workers: int | None = None,
-    bf16: bool = False,
-    output: str | None = None,
-    resume: bool = False,
-    stdout: Any = None,
-    stderr: Any = None,
-) -> int:
-    """``mdan-zoo predict``: 0 when every image was predicted, 1 when some failed (each is
-    reported with its reason, the rest still run) or the run stopped, 2 on usage errors."""
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    shard = shard_from_env()
-    # a worker torchrun restarted (--max-restarts) carries on what its first attempt wrote
-    resume = resume or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
-    try:
-        if top_k < 1 or batch_size < 1:
-            raise UsageError("--top-k and --batch-size must be positive integers")
-        if max_pixels is not None and max_pixels < 1:
-            raise UsageError("--max-pixels must be a positive integer")
-        if workers is not None and workers < 0:
-            raise UsageError("--workers must be 0 (read in the main process) or more")
-        device = shard.device(device)
-        if device is not None:
+    def at_least(low: int, what: str) -> Callable[[str], int]:
+        def parse(text: str) -> int:
             try:
-                torch.empty(0, device=device)
-            except (RuntimeError, AssertionError) as exc:
-                raise UsageError(f"--device {device} is not usable here: {exc}") from None
-        if save_attention:
-            try:
-                Path(save_attention).mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UsageError(
-                    f"--save-attention {save_attention} is not a writable folder ({exc})"
-                ) from None
-        target = check_output(Path(output), resume=resume) if output is not None else None
-        if target is None and shard.sharded:
-            raise UsageError(
-                "under torchrun, give --output FILE.jsonl (or .csv): every process writes a "
-                "part of it and the first merges them"
-            )
-        if target is None and resume:
-            raise UsageError("--resume carries on an --output file: give --output FILE")
-        model = load_model(name=model_name, weights=weights, token=token)
-    except UsageError as exc:
-        if shard.rank == 0:
-            print(f"mdan-zoo predict: error: {exc}", file=err)
-        return 2
-    untrained = untrained_message(model)
-    if untrained is not None:  # the same warning as model.predict, on stderr, once
-        if shard.rank == 0:
-            print(f"mdan-zoo predict: UntrainedWeightsWarning: {untrained}", file=err)
-        mark_warned(model)
-    options = dict(
-        top_k=top_k,
-        batch_size=batch_size,
-        device=device,
-        with_maps=save_attention is not None,
-        allow_truncated=allow_truncated,
-        max_pixels=max_pixels,
-        progress=progress,
-        workers=workers,
-        bf16=bf16,
+                value = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+            if value < low:
+                raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+            return value
+
+        return parse
+
+    positive, natural = at_least(1, "a positive integer"), at_least(0, "0 or more")
+
+    p = sub.add_parser(
+        "predict",
+        help="predict emotions (every level + a hierarchy-consistent answer) for images",
+        description="Predict the emotion of images at every level of the model's hierarchy. "
+        "Exit status: 0 all images predicted, 1 some files failed (each is reported, the rest "
+        "still run), 2 usage error.",
     )
-    attention_dir = Path(save_attention) if save_attention else None
-    if shard.rank != 0:
-        options["progress"] = False  # one bar per job, not one per process
-    if target is None:
-        return print_results(model, images, options, attention_dir, json_lines, out, err)
-    try:
-        return stream_results(model, images, options, attention_dir, target, resume, shard, err)
-    except UsageError as exc:  # a damaged --output found while reading it back
-        where = f"rank {shard.rank} of {shard.world}: " if shard.sharded else ""
-        print(f"mdan-zoo predict: {where}error: {exc}", file=err)
-        return 2
-    finally:
-        shard.stop()
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders or globs")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", metavar="NAME", help="a zoo model name (see `mdan-zoo list`)")
+    which.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="a folder saved by save_pretrained or `mdan-zoo export`, a training run's "
+        "output_dir (its validation-selected epoch), a .safetensors file, "
+        "a Hub repo id org/name[@revision] or hf-hub:org/name[@revision]",
+    )
+    p.add_argument(
+        "--top-k", type=positive, default=3, metavar="K", help="labels listed per level (3)"
+    )
+    p.add_argument(
+        "--batch-size", type=positive, default=16, metavar="N", help="images per batch (16)"
+    )
+    p.add_argument(
+        "--device", default=None, metavar="DEV", help="cpu, cuda, cuda:1, mps (default: cpu)"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    p.add_argument(
+        "--save-attention", metavar="DIR", help="write a Fig. 8-style attention PNG per image"
+    )
+    p.add_argument(
+        "--allow-truncated", action="store_true", help="decode truncated files instead of failing"
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=positive,
+        default=None,
+        metavar="N",
+        help="decompression-bomb limit per image (default: Pillow's, about 89 megapixels)",
+    )
+    p.add_argument(
+        "--workers",
+        type=natural,
+        default=None,
+        metavar="N",
+        help="processes that read images while the model runs; 0: in the main process "
+        "(default: 0 for one batch, else 1 on CPU, up to 8 on GPU)",
+    )
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast (faster on GPUs and on CPUs with AMX / AVX512-BF16)",
+    )
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="append one record per image to FILE.jsonl or FILE.csv as batches finish "
+        "(instead of stdout); under torchrun every process writes a part, merged at the end",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="carry on an --output file a stopped run left: skip the images it holds",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_token(p)
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from ._predict_run import run_cli
+
+    return run_cli(
+        args.images,
+        model_name=args.model,
+        weights=args.weights,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        device=args.device,
+        json_lines=args.json,
+        save_attention=args.save_attention,
+        allow_truncated=args.allow_truncated,
+        max_pixels=args.max_pixels,
+        progress=not args.no_progress,
+        token=args.token,
+        workers=args.workers,
+        bf16=args.bf16,
+        output=args.output,
+        resume=args.resume,
+    )

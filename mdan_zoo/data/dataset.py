@@ -25,6 +25,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from ..errors import ImageDecodeError
 from ..imageio import IMAGE_EXTENSIONS, ImageReadError, read_image
 from ..taxonomy import Taxonomy
 from .fashion_mnist import DatasetError
@@ -212,23 +213,6 @@ def bad_files_message(bad: Sequence[tuple[str, str]], *, total: int, source: str
         "counted and listed in dataset.skipped."
     )
     return "\n".join(lines)
-
-
-class ImageDecodeError(DatasetError):
-    """An image failed to decode while the data was read (after passing the up-front check);
-    the message names the file, the reason and the fix.
-
-    Raised in a DataLoader worker, PyTorch re-raises it in the main process as
-    ``ImageDecodeError("Caught ImageDecodeError in DataLoader worker process 0. Original
-    Traceback ...")``; the constructor keeps only the original message, so a user sees what
-    is wrong and how to fix it rather than a worker's traceback.
-    """
-
-    def __init__(self, message: str) -> None:
-        marker = f"{type(self).__name__}: "
-        if message.startswith("Caught ") and marker in message:
-            message = message.rsplit(marker, 1)[1].rstrip()
-        super().__init__(message)
 
 
 class ImageDataset(Dataset):

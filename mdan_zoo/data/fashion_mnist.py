@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..errors import DatasetError
+
 __all__ = ["FASHION_MNIST_DIR", "DatasetError", "FashionMNIST", "read_idx"]
 
 FASHION_MNIST_DIR = Path(os.environ.get("MDAN_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
@@ -22,10 +24,6 @@ _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-
-
-class DatasetError(RuntimeError):
-    """A dataset file is missing, unreadable or inconsistent; the message says how to fix it."""
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -29,8 +29,8 @@ from typing import Any, Literal
 import numpy as np
 
 from .._io import atomic_write_text
+from ..errors import SplitError
 from .dataset import Listing
-from .fashion_mnist import DatasetError
 
 __all__ = [
     "DEFAULT_SPLITS",
@@ -49,11 +49,6 @@ logger = logging.getLogger(__name__)
 
 SPLIT_FORMAT = "mdan_zoo.split/1"
 Scheme = Literal["ratio", "official", "kfold"]
-
-
-class SplitError(DatasetError):
-    """A split file does not match the dataset or the split asked for; the message says how
-    to regenerate it."""
 
 
 @dataclass(frozen=True)

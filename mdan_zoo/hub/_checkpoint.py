@@ -9,8 +9,8 @@ A checkpoint is a folder in Hub layout::
 
 ``config.json`` alone rebuilds the exact model, and ``model.safetensors`` carries the same
 description in its header, so a lone ``.safetensors`` file written here loads too. This module
-knows files, not networks: :mod:`mdan_zoo.transport` finds them, :mod:`mdan_zoo.integrity`
-checks their sha256, :mod:`mdan_zoo.pretrained` builds models from them.
+knows files, not networks: :mod:`mdan_zoo.hub._download` finds them, :mod:`mdan_zoo.hub._integrity`
+checks their sha256, :mod:`mdan_zoo.hub._mixin` builds models from them.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from torch import Tensor
 
 from .._io import atomic_path, atomic_write_text
 from ..config import ConfigError, MDANConfig, Preprocessing
+from ..errors import ChecksumError, WeightsError
 from ..taxonomy import Taxonomy, TaxonomyError
 
 __all__ = [
@@ -68,15 +69,6 @@ META_KEY = "mdan_zoo"  # safetensors header key holding the config (without the 
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".tar")
-
-
-class WeightsError(RuntimeError):
-    """A checkpoint cannot be found, read or matched to the model; the message says why and
-    what to do."""
-
-
-class ChecksumError(WeightsError):
-    """A weights file does not have the sha256 it should; the message names the file."""
 
 
 def refuse_pickle(name: str) -> None:

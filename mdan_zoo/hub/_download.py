@@ -92,7 +92,7 @@ def resolve(
     """Find (and download if needed) the checkpoint ``source`` and verify it.
 
     ``source``: a ``.safetensors`` file, a folder in Hub layout, a training run's output_dir
-    or one of its epoch folders (:mod:`mdan_zoo.run_folder`), or ``hf-hub:org/name[@rev]``
+    or one of its epoch folders (:mod:`mdan_zoo.hub.run_folder`), or ``hf-hub:org/name[@rev]``
     (``org/name`` works too). A Hub ref and ``revision`` are checked before any request or file
     write. ``token``: as huggingface_hub (default: ``HF_TOKEN`` or the stored ``hf auth
     login``). ``expected_sha256`` (from the registry) overrides the hash config.json records.

@@ -4,7 +4,7 @@ Layout of ``<output_dir>/checkpoints/``: one folder per epoch (``epoch-0007/``: 
 optimizer / RNG tensors as safetensors, everything else as JSON in ``state.json``, which also
 records the size and SHA-256 of each tensor file), ``last.json`` (the commit point: the newest
 epoch and the validation-selected one it names) and ``best.json`` (a copy of the selected half).
-Nothing is pickled. :mod:`mdan_zoo.run_writer` writes them in an order that survives
+Nothing is pickled. :mod:`mdan_zoo.training._run_writer` writes them in an order that survives
 ``kill -9`` at any instant (docs/training.md, "Guarantees").
 
 Readers trust ``last.json`` and the ``state.json`` it leads to, and verify every tensor file
@@ -13,7 +13,7 @@ newest one that verifies and say what they skipped; a run folder with no checkpo
 be trusted is refused with a :class:`RunFolderError`, never restarted over.
 
 This module reads files only and builds no network, so weight loading
-(:mod:`mdan_zoo.transport`) can open a run folder too; :mod:`mdan_zoo.run_checkpoints` builds
+(:mod:`mdan_zoo.hub._download`) can open a run folder too; :mod:`mdan_zoo.training._checkpoints` builds
 the model from what it finds.
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 
 from safetensors import safe_open
 
-from ..config import ConfigError
+from ..errors import RunFolderError
 
 __all__ = [
     "FORMAT",
@@ -59,11 +59,6 @@ _RESUME_FIX = (
     "Nothing was changed. Restore the damaged files (e.g. from a backup), or start a new run "
     "in another output_dir (or delete this folder yourself)"
 )
-
-
-class RunFolderError(ConfigError):
-    """A run folder that cannot be trusted, or that a command must not overwrite; the message
-    names the files, what is wrong with each, and the fix."""
 
 
 @dataclass(frozen=True)

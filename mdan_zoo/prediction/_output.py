@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..errors import OutputError
 from ._results import Prediction
 
 __all__ = [
@@ -70,10 +71,6 @@ KILL_ENV = "MDAN_ZOO_PREDICT_KILL"
 
 PART_SUFFIX = re.compile(r"\.part(\d+)-of-(\d+)$")
 """The end of a part's name, ``FILE.part<rank>-of-<world>`` (its format is FILE's)."""
-
-
-class OutputError(ValueError):
-    """An ``--output`` file that cannot be used as asked (a usage error: exit status 2)."""
 
 
 def output_format(path: str | os.PathLike[str]) -> str:

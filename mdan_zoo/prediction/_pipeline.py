@@ -12,8 +12,8 @@ can break the hierarchy (``positive`` above ``sadness``); the consistent answer 
 A file that cannot be read (or runs out of memory while decoded, or comes out of the model as
 NaN) gives a :class:`Prediction` with ``error`` set and no levels; the other images of the batch
 are unaffected. Images are read by DataLoader worker processes while the model runs
-(:mod:`mdan_zoo.predict_loader`); inputs and results stream, so a million files cost no more
-memory than a hundred. The result types live in :mod:`mdan_zoo.predict_results`.
+(:mod:`mdan_zoo.prediction._loader`); inputs and results stream, so a million files cost no more
+memory than a hundred. The result types live in :mod:`mdan_zoo.prediction._results`.
 
 :func:`attention_maps` returns the per-level spatial attention of Sec. 4.2 (the L-CAM map M
 where the level applies L-CAM, otherwise the CAM of the predicted class) upsampled onto the part

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import UsageError
 from ..imageio import ImageReadError
 from ._inputs import iter_image_paths
 from ._output import (
@@ -45,10 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["UsageError", "check_output", "print_results", "stream_results"]
 
 log = logging.getLogger(__name__)
-
-
-class UsageError(ValueError):
-    """A command-line mistake (exit status 2): unknown model, unreadable weights, bad option."""
 
 
 def _format_block(pred: Prediction, attention: str | None) -> str:

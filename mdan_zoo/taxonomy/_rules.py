@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._checks import kind, short
+from ..errors import TaxonomyError
 
 __all__ = [
     "MAX_ALIASES",
@@ -36,10 +37,6 @@ MAX_TAXONOMY_FILE_BYTES = 16 * 1024 * 1024
 """Bytes of a taxonomy JSON file (60,000 labels and 30,000 aliases of 30 characters: 5.7 MiB)."""
 _MAX_JSON_STRINGS = 2 * MAX_LABELS + 2 * MAX_ALIASES + 2 * MAX_LEVELS + 16
 """Strings a file within the limits can hold: labels, parents, alias pairs, names and keys."""
-
-
-class TaxonomyError(ValueError):
-    """A label tree breaks a rule; the message names the label and the rule."""
 
 
 def _default_level_names(n: int) -> list[str]:

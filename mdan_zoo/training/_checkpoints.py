@@ -1,7 +1,7 @@
 """A training run's checkpoints as models: load the selected (or last) epoch, or the one a
 resumed run continues from.
 
-Which files can be trusted is :mod:`mdan_zoo.run_folder`'s business (layout, checksums,
+Which files can be trusted is :mod:`mdan_zoo.hub.run_folder`'s business (layout, checksums,
 fallback to the newest epoch that verifies); this module builds the network from them.
 """
 

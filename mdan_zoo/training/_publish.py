@@ -3,7 +3,7 @@ its validation and test metrics and its training config in the model card; then 
 
 The Hub layout and the upload belong to :mod:`mdan_zoo.hub`; this module only gathers what a run
 knows about itself (which epoch won on validation, its test report, its recipe). A folder of
-runs (``seed-*`` / ``fold-*``, :mod:`mdan_zoo.protocol`) exports its run with the best validation
+runs (``seed-*`` / ``fold-*``, :mod:`mdan_zoo.training._protocol`) exports its run with the best validation
 score and records the mean ± std of all its runs under ``metrics["runs"]``.
 """
 

@@ -1,7 +1,7 @@
 """Several runs of one recipe and their mean ± std, as the paper reports them (Tables 1 and 3).
 
 The paper averages 3 runs on FI and Emotion6 and the 5 folds of a cross-validation on
-ArtPhoto, IAPS and Abstract (:mod:`mdan_zoo.protocol` trains them). :func:`report_runs` finds
+ArtPhoto, IAPS and Abstract (:mod:`mdan_zoo.training._protocol` trains them). :func:`report_runs` finds
 the runs below some folders (``seed-*`` / ``fold-*``) and aggregates their test reports
 (``<run>/test/report.json``, written by the trainer) into a :class:`RunsReport`: mean and
 sample standard deviation (n - 1) per level and branch, in percent.
@@ -18,16 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import RunsError
 from ..hub.run_folder import RUN_DIR, protocol_runs
 
 __all__ = ["BRANCH_TAGS", "RunsError", "RunsReport", "find_runs", "is_protocol_dir", "report_runs"]
 
 BRANCH_TAGS = {"local": "P_L", "global": "P_G", "overall": "P_O"}
 """Report branch -> the paper's name of the prediction (Table 3's columns)."""
-
-
-class RunsError(ValueError):
-    """No runs where runs were expected, or runs that cannot be averaged together."""
 
 
 # ---------------------------------------------------------------------------- finding runs

@@ -8,7 +8,7 @@ from a JSON or TOML file and overridden with ``key=value`` strings.
 Scale-out is plain ``torch.distributed``: launched by ``torchrun`` the trainer reads ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment, wraps the model in
 ``DistributedDataParallel`` and shards every epoch as ``DistributedSampler`` would, but without
-dropping the last partial batch (:mod:`mdan_zoo.batching`; nccl on GPUs, gloo on CPUs). The
+dropping the last partial batch (:mod:`mdan_zoo.training._batching`; nccl on GPUs, gloo on CPUs). The
 global batch stays ``batch_size`` whatever the number of processes; gradient accumulation splits
 each process's share into ``micro_batch_size`` pieces when memory is short.
 
@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .._io import atomic_write_text
 from ..config import ConfigError
+from ..errors import NonFiniteLossError, RunExistsError
 from ..model import MDAN
 from ._batching import EpochBatches, Step, plan_epoch
 from ._checkpoints import checkpoint_name, find_checkpoints, load_checkpoint, resume_checkpoint
@@ -56,20 +57,6 @@ from ._state import set_rng_state, unflatten_optimizer
 __all__ = ["NonFiniteLossError", "RunExistsError", "TrainResult", "Trainer", "saved_state", "train"]
 
 logger = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message names the epoch and step."""
-
-
-class RunExistsError(ConfigError):
-    """The output folder already holds a run that was not asked to be continued; ``paths``
-    names the run folders (nothing in them was touched), ``detail`` what they hold."""
-
-    def __init__(self, paths: list[Path], detail: str, fix: str) -> None:
-        super().__init__(f"{detail}: {fix}; nothing was changed")
-        self.paths = paths
-        self.detail = detail
 
 
 @dataclass
@@ -172,7 +159,7 @@ class Trainer:
 
     def _loader(self, epoch: int) -> DataLoader:
         """This process's micro-batches of ``epoch``: every training image once, the last
-        partial batch included (:mod:`mdan_zoo.batching`); ``loader.batch_sampler.steps``
+        partial batch included (:mod:`mdan_zoo.training._batching`); ``loader.batch_sampler.steps``
         groups them into optimizer steps."""
         steps = plan_epoch(
             len(self.datasets["train"]),  # type: ignore[arg-type]

@@ -1,0 +1,131 @@
+"""Every public exception of mdan_zoo, in one family.
+
+Each derives from :class:`MDANZooError` (``except MDANZooError`` catches anything the package
+raises on purpose) and still from the builtin it always had, so ``except ValueError`` code keeps
+working. The modules that raise them re-export them under their old names
+(``mdan_zoo.config.ConfigError`` is this ``ConfigError``). Messages name the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "MDANZooError",
+    "ChecksumError",
+    "ConfigError",
+    "DatasetError",
+    "ImageDecodeError",
+    "ImageReadError",
+    "NonFiniteLossError",
+    "OutputError",
+    "RunExistsError",
+    "RunFolderError",
+    "RunsError",
+    "SplitError",
+    "TaxonomyError",
+    "UnpublishedWeightsError",
+    "UntrainedWeightsWarning",
+    "UsageError",
+    "WeightsError",
+]
+
+
+class MDANZooError(Exception):
+    """The base of every error mdan_zoo raises on purpose; the message says what to do."""
+
+
+class ConfigError(MDANZooError, ValueError):
+    """A configuration value is invalid; the message names the field and the allowed values."""
+
+
+class TaxonomyError(MDANZooError, ValueError):
+    """A label tree breaks a rule; the message names the label and the rule."""
+
+
+class WeightsError(MDANZooError, RuntimeError):
+    """A checkpoint cannot be found, read or matched to the model; the message says why and
+    what to do."""
+
+
+class ChecksumError(WeightsError):
+    """A weights file does not have the sha256 it should; the message names the file."""
+
+
+class UnpublishedWeightsError(MDANZooError, LookupError):
+    """``pretrained=True`` asked for weights that nobody has published yet.
+
+    The message says how to train them (``mdan-zoo train <dataset>``, a config that ships with
+    the package; ``docs/reproduce.md``) or how to load a file you have.
+    """
+
+
+class RunFolderError(ConfigError):
+    """A run folder that cannot be trusted, or that a command must not overwrite; the message
+    names the files, what is wrong with each, and the fix."""
+
+
+class DatasetError(MDANZooError, RuntimeError):
+    """A dataset file is missing, unreadable or inconsistent; the message says how to fix it."""
+
+
+class ImageDecodeError(DatasetError):
+    """An image failed to decode while the data was read (after passing the up-front check);
+    the message names the file, the reason and the fix.
+
+    Raised in a DataLoader worker, PyTorch re-raises it in the main process as
+    ``ImageDecodeError("Caught ImageDecodeError in DataLoader worker process 0. Original
+    Traceback ...")``; the constructor keeps only the original message, so a user sees what
+    is wrong and how to fix it rather than a worker's traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        marker = f"{type(self).__name__}: "
+        if message.startswith("Caught ") and marker in message:
+            message = message.rsplit(marker, 1)[1].rstrip()
+        super().__init__(message)
+
+
+class SplitError(DatasetError):
+    """A split file does not match the dataset or the split asked for; the message says how
+    to regenerate it."""
+
+
+class ImageReadError(MDANZooError, OSError):
+    """An image could not be read; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+class NonFiniteLossError(MDANZooError, FloatingPointError):
+    """The training loss became NaN or infinite; the message names the epoch and step."""
+
+
+class RunExistsError(ConfigError):
+    """The output folder already holds a run that was not asked to be continued; ``paths``
+    names the run folders (nothing in them was touched), ``detail`` what they hold."""
+
+    def __init__(self, paths: list[Path], detail: str, fix: str) -> None:
+        super().__init__(f"{detail}: {fix}; nothing was changed")
+        self.paths = paths
+        self.detail = detail
+
+
+class RunsError(MDANZooError, ValueError):
+    """No runs where runs were expected, or runs that cannot be averaged together."""
+
+
+class UsageError(MDANZooError, ValueError):
+    """A command-line mistake (exit status 2): unknown model, unreadable weights, bad option."""
+
+
+class OutputError(MDANZooError, ValueError):
+    """An ``--output`` file that cannot be used as asked (a usage error: exit status 2)."""
+
+
+class UntrainedWeightsWarning(UserWarning):
+    """Predicting with weights that were never trained or loaded: the labels are random."""
