@@ -19,7 +19,7 @@ Sections (``--sections``, comma-separated; default ``pipeline,memory``, plus ``g
 * ``gpu`` (issue 13; needs ``--device cuda``): images/s at batch 64, bf16 autocast, with 1 and
   8 workers, and the forward alone on pre-decoded tensors.
 * ``variants`` (issue 5): images/s of ``predict`` for eager fp32, channels-last, bf16 autocast,
-  ``torch.compile`` and ONNX Runtime (``mdan_zoo.deploy``).
+  ``torch.compile`` and ONNX Runtime (``mdan_zoo.export``).
 * ``cold-start`` (issue 5): wall time of fresh ``import torch, torchvision``,
   ``mdan-zoo predict --help`` and a one-image ``mdan-zoo predict`` (median of ``--starts``).
 
@@ -304,7 +304,7 @@ def loader_memory_section(args: argparse.Namespace, workdir: Path) -> None:
 
 
 def variants_section(args: argparse.Namespace, workdir: Path) -> None:
-    from mdan_zoo.deploy import OnnxRuntimeModel, export_onnx
+    from mdan_zoo.export import OnnxRuntimeModel, export_onnx
 
     files = make_photo_folder(workdir / "variant_photos", args.images)
     model = build_model(args)

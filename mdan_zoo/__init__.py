@@ -62,11 +62,11 @@ _EXPORTS: dict[str, str] = {
     "predict": "prediction",
     "ImageReadError": "errors",
     "read_image": "imageio",
-    "OnnxRuntimeModel": "deploy",
-    "ProbabilityModel": "deploy",
-    "export_onnx": "deploy",
-    "export_program": "deploy",
-    "save_program": "deploy",
+    "OnnxRuntimeModel": "export",
+    "ProbabilityModel": "export",
+    "export_onnx": "export",
+    "export_program": "export",
+    "save_program": "export",
     # training and evaluation
     "EvalReport": "evaluation",
     "compute_report": "evaluation",
@@ -165,13 +165,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .config import BACKBONES, MDANConfig, Preprocessing
-    from .deploy import (
-        OnnxRuntimeModel,
-        ProbabilityModel,
-        export_onnx,
-        export_program,
-        save_program,
-    )
     from .errors import (
         ChecksumError,
         ConfigError,
@@ -184,6 +177,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         WeightsError,
     )
     from .evaluation import EvalReport, compute_report, evaluate
+    from .export import (
+        OnnxRuntimeModel,
+        ProbabilityModel,
+        export_onnx,
+        export_program,
+        save_program,
+    )
     from .hub import TransferReport
     from .imageio import read_image
     from .model import MDAN, LevelOutput, MDANOutput, mdan_loss

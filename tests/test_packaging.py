@@ -67,11 +67,11 @@ def test_requirements_have_a_floor_no_cap_and_admit_what_is_installed() -> None:
 
 
 def test_torch_floor_has_the_dynamo_onnx_exporter() -> None:
-    """deploy.py calls torch.onnx.export(dynamo=True), new in torch 2.5 (torchvision 0.20)."""
+    """export.py calls torch.onnx.export(dynamo=True), new in torch 2.5 (torchvision 0.20)."""
     floors = {r.name: next(iter(r.specifier)).version for r in _install_requires()}
     assert Version(floors["torch"]) >= Version("2.5")
     assert Version(floors["torchvision"]) >= Version("0.20")
-    assert "dynamo=True" in (ROOT / "mdan_zoo" / "deploy.py").read_text()
+    assert "dynamo=True" in (ROOT / "mdan_zoo" / "export.py").read_text()
 
 
 def test_python_requires_matches_the_code_and_the_tools() -> None:

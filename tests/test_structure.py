@@ -43,7 +43,7 @@ LAYERS: dict[str, int] = {
     "zoo": 3,
     # 4: evaluation, training, export for deployment
     "evaluation": 4,
-    "deploy": 4,
+    "export": 4,
     "training": 4,
     # 5: the command line
     "cli": 5,

@@ -9,7 +9,7 @@ Fashion-MNIST demo. The machinery is private: ``_setup`` (datasets and model fro
 ``_run_writer`` (run checkpoints, read and written crash-safely).
 """
 
-from ._checkpoints import Checkpoint, load_checkpoint, resume_checkpoint
+from ._checkpoints import RunCheckpoint, load_checkpoint, resume_checkpoint
 from ._config import (
     AMP_MODES,
     BN_MODES,
@@ -31,7 +31,7 @@ __all__ = [
     "BN_MODES",
     "BRANCH_TAGS",
     "RESUME_FREE",
-    "Checkpoint",
+    "RunCheckpoint",
     "DemoResult",
     "DemoSize",
     "NonFiniteLossError",

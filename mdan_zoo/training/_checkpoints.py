@@ -32,7 +32,7 @@ from ..model import MDAN
 from ..taxonomy import Taxonomy
 
 __all__ = [
-    "Checkpoint",
+    "RunCheckpoint",
     "RunCheckpoints",
     "RunFolderError",
     "checkpoint_name",
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Checkpoint:
+class RunCheckpoint:
     """A saved epoch: the model plus the state that ``resume`` needs."""
 
     path: Path
@@ -57,7 +57,7 @@ class Checkpoint:
     tensors: dict[str, Tensor]
 
 
-def _load(path: Path, state: dict[str, Any]) -> Checkpoint:
+def _load(path: Path, state: dict[str, Any]) -> RunCheckpoint:
     """Build the model of a verified checkpoint folder and read its tensors."""
     try:
         taxonomy = Taxonomy.from_dict(state["taxonomy"])
@@ -77,12 +77,12 @@ def _load(path: Path, state: dict[str, Any]) -> Checkpoint:
             f"{path} is not a usable checkpoint: its files do not fit together ({err}). "
             "Use another checkpoint of the run, or retrain"
         ) from None
-    return Checkpoint(
+    return RunCheckpoint(
         path=path, epoch=int(state["epoch"]), model=model, state=state, tensors=tensors
     )
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, which: str = "best") -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike[str], *, which: str = "best") -> RunCheckpoint:
     """Load a checkpoint folder, or a run's ``best`` / ``last`` checkpoint from its output folder.
 
     The files are verified against the checksums state.json records, and the model is rebuilt
@@ -96,7 +96,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, which: str = "best") -> Che
 
 def resume_checkpoint(
     run_dir: str | os.PathLike[str], config: Mapping[str, Any], *, free: Collection[str]
-) -> Checkpoint | None:
+) -> RunCheckpoint | None:
     """The checkpoint a resumed run continues from (:func:`find_checkpoints`, warning about
     what was skipped), or None when ``run_dir`` shows no trace of a run. ``config`` (a
     ``TrainConfig.to_dict()``) must equal the saved one except for the keys in ``free``."""

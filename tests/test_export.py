@@ -17,7 +17,7 @@ import torch
 from _photos import feat_photo, foolbox_photo, tiny_model
 from PIL import Image
 
-from mdan_zoo.deploy import (
+from mdan_zoo.export import (
     OnnxRuntimeModel,
     ProbabilityModel,
     export_onnx,

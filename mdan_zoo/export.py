@@ -1,6 +1,7 @@
 """Export MDAN for deployment: ONNX (run with ONNX Runtime) and ``torch.export`` programs.
 
-(``mdan_zoo.training._publish`` is the other kind of export: a training run into the Hub layout.)
+(Publishing a training run in the Hub layout, ``mdan-zoo export``, is
+:func:`mdan_zoo.training.export_run`.)
 
 Both export :class:`ProbabilityModel`, a wrapper whose forward takes normalised images
 ``[B, 3, S, S]`` (``model.eval_transform()`` output; the batch dimension is dynamic, the image
