@@ -51,6 +51,7 @@ from PIL import Image
 
 from mdan_zoo import MDAN, MDANConfig, Preprocessing, get_taxonomy, predict
 from mdan_zoo.imageio import read_image
+from mdan_zoo.prediction import PredictOptions
 from mdan_zoo.prediction._pipeline import iter_batches
 
 
@@ -134,7 +135,8 @@ def _pipeline_runners(
 
     def pipeline(n: int) -> Callable[[], None]:
         def run() -> None:
-            for _ in iter_batches(model, folder, batch_size=batch_size, bf16=bf16, workers=n):
+            opts = PredictOptions(batch_size=batch_size, bf16=bf16, workers=n)
+            for _ in iter_batches(model, folder, opts):
                 pass
             _sync(device)
 
@@ -257,11 +259,13 @@ _LOADER_DRIVER = """
 import resource, sys, torch
 from mdan_zoo import Preprocessing
 from mdan_zoo.prediction._inputs import iter_inputs
+from mdan_zoo.prediction import PredictOptions
 from mdan_zoo.prediction._loader import batch_loader
 size, resize, batch = (int(v) for v in sys.argv[2:5])
 transform = Preprocessing(input_size=size, resize_size=resize).eval_transform()
 stream = ((i, name, item) for i, (name, item) in enumerate(iter_inputs(sys.argv[1])))
-count = sum(len(b.entries) for b in batch_loader(stream, transform=transform, batch_size=batch, workers=1))
+opts = PredictOptions(batch_size=batch)
+count = sum(len(b.entries) for b in batch_loader(stream, transform, opts, workers=1))
 me = resource.getrusage(resource.RUSAGE_SELF)
 kids = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(f"PEAK {me.ru_maxrss} {kids.ru_maxrss} {count} {kids.ru_utime} {kids.ru_stime}")

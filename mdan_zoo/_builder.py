@@ -8,16 +8,19 @@ architecture, and an argument that contradicts it is an error, never silently dr
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar, Unpack
 
 import torch
 
 from .config import MDANConfig, Preprocessing
-from .hub import WeightsError, read_state_dict, resolve
+from .hub import FetchOptions, WeightsError, read_state_dict, resolve
 from .model import MDAN
 from .registry import WeightsEntry, get_weights
 from .taxonomy import Taxonomy, as_taxonomy
@@ -31,10 +34,12 @@ _ENTRYPOINTS: dict[str, Callable[..., MDAN]] = {}
 
 
 def register_model(fn: F) -> F:
-    """Register a factory under its function name (for create_model, list_models, hubconf) and
-    complete its docstring from its registry entry, the one place that knows the model."""
+    """Register a factory under its function name (for create_model, list_models, hubconf),
+    complete its docstring from its registry entry, the one place that knows the model, and
+    give it the builder's keywords as its signature (so ``help(mdan_fi)`` lists them)."""
     entry = get_weights(fn.__name__)
     fn.__doc__ = (fn.__doc__ or "").rstrip() + "\n\n" + _entry_doc(entry)
+    fn.__signature__ = FACTORY_SIGNATURE  # type: ignore[attr-defined]
     _ENTRYPOINTS[fn.__name__] = fn
     return fn
 
@@ -109,27 +114,64 @@ def load_backbone_weights(
     model.load_backbone_state_dict(state)
 
 
-def build_mdan(
+class FactoryArgs(TypedDict, total=False):
+    """The keywords of every zoo factory, :func:`~mdan_zoo.mdan` and ``create_model``, described
+    once (each is explained in :func:`mdan_zoo.mdan`'s docstring); the factories take them as
+    ``**kwargs: Unpack[FactoryArgs]`` and hand them to :func:`build_mdan`, whose keyword-only
+    signature gives the defaults; an unknown keyword is a ``TypeError`` naming it."""
+
+    pretrained: bool
+    weights: str | os.PathLike[str] | None
+    revision: str | None
+    cache_dir: str | os.PathLike[str] | None
+    local_files_only: bool
+    progress: bool
+    token: str | bool | None
+    taxonomy: Taxonomy | str | None
+    config: MDANConfig | None
+    backbone: str | None
+    backbone_weights: str | os.PathLike[str] | None
+
+
+def build_mdan(name: str | None, **kwargs: Unpack[FactoryArgs]) -> MDAN:
+    """Build the model of factory ``name`` (``None`` for the generic :func:`mdan`) from the
+    factory's keywords; a keyword no factory takes is a ``TypeError`` naming the factory, the
+    keyword and the closest real one."""
+    for key in kwargs:
+        if key not in FactoryArgs.__annotations__:
+            close = difflib.get_close_matches(key, list(FactoryArgs.__annotations__), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"{name or 'mdan'}() got an unexpected keyword argument {key!r}{hint}")
+    return _build(name, **kwargs)
+
+
+def _build(
     name: str | None,
     *,
-    pretrained: bool,
-    weights: str | os.PathLike[str] | None,
-    revision: str | None,
-    cache_dir: str | os.PathLike[str] | None,
-    local_files_only: bool,
-    progress: bool,
-    token: str | bool | None,
-    taxonomy: Taxonomy | str | None,
-    config: MDANConfig | None,
-    backbone: str | None,
-    backbone_weights: str | os.PathLike[str] | None,
+    pretrained: bool = False,
+    weights: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    progress: bool = True,
+    token: str | bool | None = None,
+    taxonomy: Taxonomy | str | None = None,
+    config: MDANConfig | None = None,
+    backbone: str | None = None,
+    backbone_weights: str | os.PathLike[str] | None = None,
 ) -> MDAN:
     """Build the model of factory ``name`` (``None`` for the generic :func:`mdan`).
 
     A named factory takes its default taxonomy, architecture and preprocessing from its
-    registry entry; the arguments are the factories' own (they call ``build_mdan(name,
-    **locals())``).
+    registry entry; the keywords are :class:`FactoryArgs`.
     """
+    fetch = FetchOptions(
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        progress=progress,
+        token=token,
+    )
     entry = get_weights(name) if name is not None else None
     default_taxonomy = entry.taxonomy if entry is not None else None
     default_config = entry.config if entry is not None else MDANConfig()
@@ -152,9 +194,11 @@ def build_mdan(
         source, revision, expected_sha = entry.download_source(revision)
 
     if source is None:
-        if revision is not None or local_files_only or cache_dir is not None:
+        plain = FetchOptions(progress=progress, token=token)
+        given = [f.name for f in fields(fetch) if getattr(fetch, f.name) != getattr(plain, f.name)]
+        if given:
             raise ValueError(
-                f"revision/cache_dir/local_files_only only apply when loading weights; "
+                f"the Hub options {'/'.join(given)} only apply when loading weights; "
                 f"{factory} was called without pretrained=True or weights="
             )
         tax = explicit_tax or (as_taxonomy(default_taxonomy) if default_taxonomy else None)
@@ -170,15 +214,7 @@ def build_mdan(
             "backbone_weights only applies to a model built without weights: the checkpoint "
             "already holds the backbone"
         )
-    ckpt = resolve(
-        source,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        progress=progress,
-        token=token,
-        expected_sha256=expected_sha,
-    )
+    ckpt = resolve(source, fetch.replace(revision=revision, expected_sha256=expected_sha))
     default_tax = as_taxonomy(default_taxonomy) if default_taxonomy else None
     if ckpt.config is None:  # a bare safetensors file: the factory knows the architecture
         tax = explicit_tax or default_tax
@@ -228,3 +264,14 @@ def build_mdan(
         )
         untrained_from_config(model, ckpt.config)
     return model
+
+
+def _factory_signature() -> inspect.Signature:
+    sig = inspect.signature(_build)
+    keywords = [p for p in sig.parameters.values() if p.name != "name"]
+    assert [p.name for p in keywords] == list(FactoryArgs.__annotations__), "FactoryArgs drifted"
+    return sig.replace(parameters=keywords)
+
+
+FACTORY_SIGNATURE = _factory_signature()
+"""The signature every factory shows: the builder's keywords (with their defaults)."""

@@ -69,10 +69,10 @@ _WHITE = (255, 255, 255)
 
 
 @contextlib.contextmanager
-def _pillow_limits(*, allow_truncated: bool, max_pixels: int | None) -> Iterator[None]:
+def _pillow_limits(*, allow_truncated: bool, limit: int | None) -> Iterator[None]:
     """Pillow's truncation / bomb switches for one call only (they are module globals)."""
     pillow_max = Image.MAX_IMAGE_PIXELS
-    raise_limit = max_pixels is not None and pillow_max is not None and max_pixels > pillow_max
+    raise_limit = limit is not None and pillow_max is not None and limit > pillow_max
     if not allow_truncated and not raise_limit:
         yield
         return
@@ -82,7 +82,7 @@ def _pillow_limits(*, allow_truncated: bool, max_pixels: int | None) -> Iterator
             if allow_truncated:
                 ImageFile.LOAD_TRUNCATED_IMAGES = True
             if raise_limit:
-                Image.MAX_IMAGE_PIXELS = max_pixels
+                Image.MAX_IMAGE_PIXELS = limit
             yield
         finally:
             ImageFile.LOAD_TRUNCATED_IMAGES = old_truncated
@@ -153,7 +153,7 @@ def read_image(
     limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
     try:
         with (
-            _pillow_limits(allow_truncated=allow_truncated, max_pixels=max_pixels),
+            _pillow_limits(allow_truncated=allow_truncated, limit=limit),
             warnings.catch_warnings(),
         ):
             # We refuse over-limit images ourselves below, so Pillow's warning is only noise.

@@ -273,57 +273,85 @@ _DATASET_TERMS = (
     "research; use the weights under the same terms."
 )
 
-# name, dataset, taxonomy, Table 1 (P_O), Table 3 (per branch), recipe, split
-_TABLE: list[tuple[str, str, str, dict[str, float], dict[str, dict[str, float]], dict, str]] = [
-    (
-        "mdan_webemo", "WEBEmo", "webemo",
-        {"2": 82.72, "6": 55.65, "25": 34.28},
-        {"P_L": {"2": 82.53, "6": 53.88, "25": 34.03},
-         "P_G": {"2": 79.91, "6": 53.34, "25": 32.95},
-         "P_O": {"2": 82.72, "6": 55.65, "25": 34.28}},
-        _LARGE_RECIPE, "official 80/20 train/test split, run once",
+
+@dataclass(frozen=True)
+class _Row:
+    """One registry row as a keyword record. ``table1``: the paper's Table 1 accuracy of P_O per
+    number of classes; ``table3``: Table 3's accuracy of P_L and P_G (its P_O column is Table
+    1's, so it is not stored again); ``num_params``: our count for the paper configuration
+    (tests/test_zoo.py rebuilds every model and checks it)."""
+
+    name: str
+    dataset: str
+    taxonomy: str
+    recipe: Mapping[str, Any]
+    split: str
+    num_params: int
+    table1: Mapping[str, float] = field(default_factory=dict)
+    table3: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+
+_ROWS = [
+    _Row(
+        name="mdan_webemo", dataset="WEBEmo", taxonomy="webemo", recipe=_LARGE_RECIPE,
+        split="official 80/20 train/test split, run once", num_params=50_980_986,
+        table1={"2": 82.72, "6": 55.65, "25": 34.28},
+        table3={"P_L": {"2": 82.53, "6": 53.88, "25": 34.03},
+                "P_G": {"2": 79.91, "6": 53.34, "25": 32.95}},
     ),
-    (
-        "mdan_fi", "FI", "fi",
-        {"2": 91.08, "8": 76.41},
-        {"P_L": {"2": 89.50, "8": 75.21}, "P_G": {"2": 87.39, "8": 72.75},
-         "P_O": {"2": 91.08, "8": 76.41}},
-        _LARGE_RECIPE, "80/5/15 train/val/test, mean of 3 runs",
+    _Row(
+        name="mdan_fi", dataset="FI", taxonomy="fi", recipe=_LARGE_RECIPE,
+        split="80/5/15 train/val/test, mean of 3 runs", num_params=48_823_378,
+        table1={"2": 91.08, "8": 76.41},
+        table3={"P_L": {"2": 89.50, "8": 75.21}, "P_G": {"2": 87.39, "8": 72.75}},
     ),
-    (
-        "mdan_emotion6", "Emotion6", "emotion6",
-        {"2": 84.62, "6": 61.66},
-        {"P_L": {"2": 84.44, "6": 60.73}, "P_G": {"2": 81.48, "6": 58.83},
-         "P_O": {"2": 84.62, "6": 61.66}},
-        _LARGE_RECIPE, "80/20 seeded split, mean of 3 runs",
+    _Row(
+        name="mdan_emotion6", dataset="Emotion6", taxonomy="emotion6", recipe=_LARGE_RECIPE,
+        split="80/20 seeded split, mean of 3 runs", num_params=48_817_230,
+        table1={"2": 84.62, "6": 61.66},
+        table3={"P_L": {"2": 84.44, "6": 60.73}, "P_G": {"2": 81.48, "6": 58.83}},
     ),
-    (
-        "mdan_artphoto", "ArtPhoto", "artphoto",
-        {"2": 91.50, "8": 78.12},
-        {"P_L": {"2": 92.50}, "P_G": {"2": 89.38}, "P_O": {"2": 91.50}},
-        _SMALL_RECIPE, "5-fold cross-validation",
+    _Row(
+        name="mdan_artphoto", dataset="ArtPhoto", taxonomy="artphoto", recipe=_SMALL_RECIPE,
+        split="5-fold cross-validation", num_params=48_823_378,
+        table1={"2": 91.50, "8": 78.12},
+        table3={"P_L": {"2": 92.50}, "P_G": {"2": 89.38}},
     ),
-    (
-        "mdan_iaps", "IAPSsubset", "iaps",
-        {"2": 96.73, "8": 85.96},
-        {"P_L": {"2": 95.75}, "P_G": {"2": 95.25}, "P_O": {"2": 96.73}},
-        _SMALL_RECIPE, "5-fold cross-validation",
+    _Row(
+        name="mdan_iaps", dataset="IAPSsubset", taxonomy="iaps", recipe=_SMALL_RECIPE,
+        split="5-fold cross-validation", num_params=48_823_378,
+        table1={"2": 96.73, "8": 85.96},
+        table3={"P_L": {"2": 95.75}, "P_G": {"2": 95.25}},
     ),
-    (
-        "mdan_abstract", "Abstract", "abstract",
-        {"2": 83.80, "8": 72.34},
-        {"P_L": {"2": 84.15}, "P_G": {"2": 80.64}, "P_O": {"2": 83.80}},
-        _SMALL_RECIPE, "5-fold cross-validation",
+    _Row(
+        name="mdan_abstract", dataset="Abstract", taxonomy="abstract", recipe=_SMALL_RECIPE,
+        split="5-fold cross-validation", num_params=48_823_378,
+        table1={"2": 83.80, "8": 72.34},
+        table3={"P_L": {"2": 84.15}, "P_G": {"2": 80.64}},
     ),
-    (
-        "mdan_emoset", "EmoSet", "emoset", {}, {}, _LARGE_RECIPE,
-        "the release's train/val/test JSON files (EmoSet-118K)",
+    _Row(
+        name="mdan_emoset", dataset="EmoSet", taxonomy="emoset", recipe=_LARGE_RECIPE,
+        split="the release's train/val/test JSON files (EmoSet-118K)", num_params=48_823_378,
     ),
-    (
-        "mdan_findingemo", "FindingEmo", "plutchik3", {}, {}, _LARGE_RECIPE,
-        "seeded stratified 80/5/15 (the release ships no split), run once",
+    _Row(
+        name="mdan_findingemo", dataset="FindingEmo", taxonomy="plutchik3",
+        recipe=_LARGE_RECIPE, split="seeded stratified 80/5/15 (the release ships no split), run once",
+        num_params=50_979_962,
     ),
 ]  # fmt: skip
+
+
+def _branch_metrics(row: _Row) -> dict[str, dict[str, float]]:
+    """Table 3 with its P_O column read from Table 1 (the same numbers, stored once)."""
+    if not row.table3:
+        return {}
+    counts = row.table3["P_L"]
+    return {
+        "P_L": dict(row.table3["P_L"]),
+        "P_G": dict(row.table3["P_G"]),
+        "P_O": {c: row.table1[c] for c in counts},
+    }
+
 
 # Where the datasets beyond the paper report their own baselines (no MDAN number exists there).
 _BASELINES: dict[str, dict[str, str]] = {
@@ -339,20 +367,6 @@ _BASELINES: dict[str, dict[str, str]] = {
     },
 }
 
-# Our parameter counts for the paper configuration (ResNet-101, top-down width 1024, MHCCA
-# without K/V projections; docs/architecture.md); tests/test_zoo.py
-# (test_registry_entry_matches_the_built_model) rebuilds every model and checks them.
-_NUM_PARAMS = {
-    "mdan_webemo": 50_980_986,
-    "mdan_fi": 48_823_378,
-    "mdan_emotion6": 48_817_230,
-    "mdan_artphoto": 48_823_378,
-    "mdan_iaps": 48_823_378,
-    "mdan_abstract": 48_823_378,
-    "mdan_emoset": 48_823_378,
-    "mdan_findingemo": 50_979_962,
-}
-
 
 def dataset_config(name: str) -> str:
     """The shipped trainer config of registry entry ``name`` (``mdan_fi`` -> ``fi``)."""
@@ -361,11 +375,12 @@ def dataset_config(name: str) -> str:
 
 def _entries() -> dict[str, WeightsEntry]:
     out = {}
-    for name, dataset, tax, table1, table3, recipe, split in _TABLE:
+    for row in _ROWS:
+        name, dataset = row.name, row.dataset
         out[name] = WeightsEntry(
             name=name,
             dataset=dataset,
-            taxonomy=tax,
+            taxonomy=row.taxonomy,
             config=MDANConfig(fpn_channels=1024),  # the paper size (Table 1)
             preprocessing=Preprocessing(),
             hub_repo=f"mdan-zoo/{name.replace('_', '-')}-resnet101",
@@ -373,11 +388,11 @@ def _entries() -> dict[str, WeightsEntry]:
             filename="model.safetensors",
             sha256=None,
             status="not published",
-            paper_metrics=table1,
-            paper_branch_metrics=table3,
-            num_params=_NUM_PARAMS[name],
+            paper_metrics=dict(row.table1),
+            paper_branch_metrics=_branch_metrics(row),
+            num_params=row.num_params,
             # the shipped config's name: `mdan-zoo train <name>` (mdan_zoo/configs/<name>.json)
-            recipe={**recipe, "split": split, "trainer_config": dataset_config(name)},
+            recipe={**row.recipe, "split": row.split, "trainer_config": dataset_config(name)},
             license="mit",
             license_note=_DATASET_TERMS.format(dataset=dataset),
             baselines=_BASELINES.get(name, {}),

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
-from ._builder import build_mdan, entrypoints, register_model
-from .config import MDANConfig
+from ._builder import FACTORY_SIGNATURE, FactoryArgs, build_mdan, entrypoints, register_model
 from .model import MDAN
 from .registry import list_weights
-from .taxonomy import Taxonomy
 
 __all__ = [
     "create_model",
@@ -43,20 +42,7 @@ __all__ = [
 ]
 
 
-def mdan(
-    *,
-    pretrained: bool = False,
-    weights: str | os.PathLike[str] | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    token: str | bool | None = None,
-    taxonomy: Taxonomy | str | None = None,
-    config: MDANConfig | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | os.PathLike[str] | None = None,
-) -> MDAN:
+def mdan(**kwargs: Unpack[FactoryArgs]) -> MDAN:
     """MDAN for any taxonomy of 1-3 levels.
 
     Args:
@@ -64,13 +50,9 @@ def mdan(
             unpublished entry raises :class:`~mdan_zoo.registry.UnpublishedWeightsError`).
         weights: a ``.safetensors`` file, a folder written by ``save_pretrained`` or
             ``"hf-hub:org/name[@revision]"``; ``.bin``/``.pt``/``.pth`` are refused (pickle).
-        revision: Hub branch, tag or (best) full commit; a pinned commit already in the cache
-            loads without a network call.
-        cache_dir: Hub cache folder (default: ``HF_HUB_CACHE`` / ``HF_HOME``).
-        local_files_only: never touch the network (also when ``HF_HUB_OFFLINE=1``).
-        progress: show download bars.
-        token: for private Hub repos, as huggingface_hub (default: ``HF_TOKEN`` or the
-            login stored by ``hf auth login``; ``False``: none).
+        revision, cache_dir, local_files_only, progress, token: how the weights are fetched,
+            as :class:`~mdan_zoo.hub.FetchOptions` describes them (a pinned Hub commit already
+            in the cache loads without a network call; ``token`` reads private repos).
         taxonomy: the label tree (``Taxonomy``, built-in name or ``.json`` path). With weights
             of another tree, the backbone, FPN and attention transfer and changed classifier
             heads are re-initialised (``model.transfer_report`` says what moved).
@@ -80,159 +62,58 @@ def mdan(
         backbone_weights: for a model built without weights: ImageNet ResNet weights, as a
             torchvision name (``"IMAGENET1K_V2"``) or a local ``.safetensors``/``.pth`` file.
     """
-    return build_mdan(None, **locals())
+    return build_mdan(None, **kwargs)
+
+
+mdan.__signature__ = FACTORY_SIGNATURE  # type: ignore[attr-defined]  # help() shows the keywords
 
 
 @register_model
-def mdan_webemo(
-    *,
-    pretrained: bool = False,
-    weights: str | os.PathLike[str] | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    token: str | bool | None = None,
-    taxonomy: Taxonomy | str | None = None,
-    config: MDANConfig | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | os.PathLike[str] | None = None,
-) -> MDAN:
+def mdan_webemo(**kwargs: Unpack[FactoryArgs]) -> MDAN:
     """The zoo model ``mdan_webemo`` (the registry entry of that name adds the rest below)."""
-    return build_mdan("mdan_webemo", **locals())
+    return build_mdan("mdan_webemo", **kwargs)
 
 
 @register_model
-def mdan_fi(
-    *,
-    pretrained: bool = False,
-    weights: str | os.PathLike[str] | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    token: str | bool | None = None,
-    taxonomy: Taxonomy | str | None = None,
-    config: MDANConfig | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | os.PathLike[str] | None = None,
-) -> MDAN:
+def mdan_fi(**kwargs: Unpack[FactoryArgs]) -> MDAN:
     """The zoo model ``mdan_fi`` (the registry entry of that name adds the rest below)."""
-    return build_mdan("mdan_fi", **locals())
+    return build_mdan("mdan_fi", **kwargs)
 
 
 @register_model
-def mdan_emotion6(
-    *,
-    pretrained: bool = False,
-    weights: str | os.PathLike[str] | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    token: str | bool | None = None,
-    taxonomy: Taxonomy | str | None = None,
-    config: MDANConfig | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | os.PathLike[str] | None = None,
-) -> MDAN:
+def mdan_emotion6(**kwargs: Unpack[FactoryArgs]) -> MDAN:
     """The zoo model ``mdan_emotion6`` (the registry entry of that name adds the rest below)."""
-    return build_mdan("mdan_emotion6", **locals())
+    return build_mdan("mdan_emotion6", **kwargs)
 
 
 @register_model
-def mdan_artphoto(
-    *,
-    pretrained: bool = False,
-    weights: str | os.PathLike[str] | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    token: str | bool | None = None,
-    taxonomy: Taxonomy | str | None = None,
-    config: MDANConfig | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | os.PathLike[str] | None = None,
-) -> MDAN:
+def mdan_artphoto(**kwargs: Unpack[FactoryArgs]) -> MDAN:
     """The zoo model ``mdan_artphoto`` (the registry entry of that name adds the rest below)."""
-    return build_mdan("mdan_artphoto", **locals())
+    return build_mdan("mdan_artphoto", **kwargs)
 
 
 @register_model
-def mdan_iaps(
-    *,
-    pretrained: bool = False,
-    weights: str | os.PathLike[str] | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    token: str | bool | None = None,
-    taxonomy: Taxonomy | str | None = None,
-    config: MDANConfig | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | os.PathLike[str] | None = None,
-) -> MDAN:
+def mdan_iaps(**kwargs: Unpack[FactoryArgs]) -> MDAN:
     """The zoo model ``mdan_iaps`` (the registry entry of that name adds the rest below)."""
-    return build_mdan("mdan_iaps", **locals())
+    return build_mdan("mdan_iaps", **kwargs)
 
 
 @register_model
-def mdan_abstract(
-    *,
-    pretrained: bool = False,
-    weights: str | os.PathLike[str] | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    token: str | bool | None = None,
-    taxonomy: Taxonomy | str | None = None,
-    config: MDANConfig | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | os.PathLike[str] | None = None,
-) -> MDAN:
+def mdan_abstract(**kwargs: Unpack[FactoryArgs]) -> MDAN:
     """The zoo model ``mdan_abstract`` (the registry entry of that name adds the rest below)."""
-    return build_mdan("mdan_abstract", **locals())
+    return build_mdan("mdan_abstract", **kwargs)
 
 
 @register_model
-def mdan_emoset(
-    *,
-    pretrained: bool = False,
-    weights: str | os.PathLike[str] | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    token: str | bool | None = None,
-    taxonomy: Taxonomy | str | None = None,
-    config: MDANConfig | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | os.PathLike[str] | None = None,
-) -> MDAN:
+def mdan_emoset(**kwargs: Unpack[FactoryArgs]) -> MDAN:
     """The zoo model ``mdan_emoset`` (the registry entry of that name adds the rest below)."""
-    return build_mdan("mdan_emoset", **locals())
+    return build_mdan("mdan_emoset", **kwargs)
 
 
 @register_model
-def mdan_findingemo(
-    *,
-    pretrained: bool = False,
-    weights: str | os.PathLike[str] | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    token: str | bool | None = None,
-    taxonomy: Taxonomy | str | None = None,
-    config: MDANConfig | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | os.PathLike[str] | None = None,
-) -> MDAN:
+def mdan_findingemo(**kwargs: Unpack[FactoryArgs]) -> MDAN:
     """The zoo model ``mdan_findingemo`` (the registry entry of that name adds the rest below)."""
-    return build_mdan("mdan_findingemo", **locals())
+    return build_mdan("mdan_findingemo", **kwargs)
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -248,28 +129,14 @@ def list_pretrained(pattern: str = "*", *, include_unpublished: bool = False) ->
     return list_weights(pattern, published_only=not include_unpublished)
 
 
-def create_model(
-    name: str,
-    *,
-    pretrained: bool = False,
-    weights: str | os.PathLike[str] | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    token: str | bool | None = None,
-    taxonomy: Taxonomy | str | None = None,
-    config: MDANConfig | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | os.PathLike[str] | None = None,
-) -> MDAN:
+def create_model(name: str, **kwargs: Unpack[FactoryArgs]) -> MDAN:
     """Build a model by name: a factory (``"mdan_fi"``), ``"mdan"`` (with ``taxonomy=``), or a
     Hub checkpoint ``"hf-hub:org/name@revision"``. Arguments as for :func:`mdan`."""
     if name.startswith("hf-hub:"):
-        if weights is not None:
+        if kwargs.get("weights") is not None:
             raise ValueError(f"create_model({name!r}) already names the weights; drop weights=")
         factory = mdan
-        weights = name
+        kwargs = {**kwargs, "weights": name}
     elif name == "mdan":
         factory = mdan
     else:
@@ -283,19 +150,15 @@ def create_model(
                 "or 'hf-hub:org/name@revision'"
             )
         factory = found
-    return factory(
-        pretrained=pretrained,
-        weights=weights,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        progress=progress,
-        token=token,
-        taxonomy=taxonomy,
-        config=config,
-        backbone=backbone,
-        backbone_weights=backbone_weights,
-    )
+    return factory(**kwargs)
+
+
+create_model.__signature__ = FACTORY_SIGNATURE.replace(  # type: ignore[attr-defined]
+    parameters=[
+        inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="str"),
+        *FACTORY_SIGNATURE.parameters.values(),
+    ]
+)
 
 
 # Checkpoints as plain functions (the mixin's methods, for code that prefers functions).

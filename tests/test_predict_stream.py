@@ -26,6 +26,7 @@ from PIL import Image
 
 import mdan_zoo
 from mdan_zoo.cli import main
+from mdan_zoo.prediction import PredictOptions
 from mdan_zoo.prediction import _inputs as inputs_module
 from mdan_zoo.prediction._inputs import expand_image_paths, iter_image_paths
 from mdan_zoo.prediction._loader import default_workers
@@ -115,7 +116,7 @@ def test_inputs_stream_through_the_loader(model) -> None:  # noqa: ANN001
             pulled.append(k)
             yield skimage.data.astronaut()[k : 200 + k, k : 200 + k]
 
-    batches = iter_batches(model, images(), batch_size=4, workers=1)
+    batches = iter_batches(model, images(), PredictOptions(batch_size=4, workers=1))
     first = next(batches)
     assert [r.source for r in first] == [f"<array {k}>" for k in range(4)]
     assert len(pulled) <= 4 * 4 + 1  # the peek, and two batches prefetched per worker at most

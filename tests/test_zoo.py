@@ -446,8 +446,55 @@ def test_the_network_module_never_imports_the_hub_at_module_level() -> None:
     names = {a.name for n in top for a in n.names} | {
         n.module or "" for n in top if isinstance(n, ast.ImportFrom)
     }
-    assert not names & {"huggingface_hub", "safetensors", "hub", "zoo", "registry"}, names
+    assert not names & {"huggingface_hub", "safetensors", "zoo", "registry"}, names
+    from_hub = {a.name for n in top if isinstance(n, ast.ImportFrom) and n.module == "hub"
+                for a in n.names}  # fmt: skip
+    assert from_hub == {"PretrainedMixin"}, from_hub  # the mixin, which receives the class
     from mdan_zoo import MDAN  # the methods come from mixins the network imports
 
     for method in ("save_pretrained", "from_pretrained", "push_to_hub", "predict"):
         assert callable(getattr(MDAN, method))
+
+
+@pytest.mark.parametrize("name", mdan_zoo.list_weights())
+def test_the_paper_numbers_are_stored_once(name: str) -> None:
+    """The shipped training config quotes the paper's accuracies for its dataset; those quotes
+    must be the registry's (Table 1 for P_O, Table 3 for P_L and P_G), the one place they are
+    stored, so an edit of either cannot drift from the other."""
+    from mdan_zoo.registry import dataset_config
+
+    entry = mdan_zoo.get_weights(name)
+    path = Path(mdan_zoo.__file__).parent / "configs" / f"{dataset_config(name)}.json"
+    paper = json.loads(path.read_text())["paper"]
+    quoted = {k: paper[k] for k in ("accuracy_O", "accuracy_L", "accuracy_G") if k in paper}
+    if not entry.paper_metrics:
+        assert quoted == {}, f"{path.name} quotes paper numbers the registry does not hold"
+        return
+    assert quoted["accuracy_O"] == dict(entry.paper_metrics)
+    assert quoted["accuracy_L"] == dict(entry.paper_branch_metrics["P_L"])
+    assert quoted["accuracy_G"] == dict(entry.paper_branch_metrics["P_G"])
+
+
+def test_the_factory_keywords_are_described_once() -> None:
+    """Issue 17: one typed description (FactoryArgs) serves every factory, mdan and
+    create_model; help() still lists the keywords, and a mistyped one is a TypeError that
+    names the factory and the keyword."""
+    import inspect
+    import pydoc
+
+    from mdan_zoo._builder import FactoryArgs
+
+    keywords = list(FactoryArgs.__annotations__)
+    for name in [*FACTORIES, "mdan"]:
+        factory = getattr(mdan_zoo, name)
+        assert list(inspect.signature(factory).parameters) == keywords, name
+        assert "backbone_weights" in pydoc.render_doc(factory), name
+    assert list(inspect.signature(mdan_zoo.create_model).parameters) == ["name", *keywords]
+    with pytest.raises(
+        TypeError,
+        match=r"^mdan_fi\(\) got an unexpected keyword argument "
+        r"'backbon' \(did you mean 'backbone'\?\)$",
+    ):
+        mdan_zoo.mdan_fi(backbon="resnet18")
+    with pytest.raises(TypeError, match=r"^mdan_webemo\(\) got an unexpected keyword argument 'x'"):
+        mdan_zoo.create_model("mdan_webemo", x=1)

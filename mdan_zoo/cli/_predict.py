@@ -97,23 +97,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ..prediction import PredictOptions
     from ._predict_run import run_cli
 
+    given = vars(args)  # the flags are named as the options they set (--top-k: top_k, ...)
+    fields = [f.name for f in dataclasses.fields(PredictOptions) if f.name in given]
     return run_cli(
         args.images,
         model_name=args.model,
         weights=args.weights,
-        top_k=args.top_k,
-        batch_size=args.batch_size,
-        device=args.device,
+        options=PredictOptions(**{k: given[k] for k in fields}, progress=not args.no_progress),
         json_lines=args.json,
         save_attention=args.save_attention,
-        allow_truncated=args.allow_truncated,
-        max_pixels=args.max_pixels,
-        progress=not args.no_progress,
         token=args.token,
-        workers=args.workers,
-        bf16=args.bf16,
         output=args.output,
         resume=args.resume,
     )

@@ -25,7 +25,14 @@ import torch
 
 from ..hub import WeightsError
 from ..model import MDAN
-from ..prediction import UsageError, check_output, print_results, shard_from_env, stream_results
+from ..prediction import (
+    PredictOptions,
+    UsageError,
+    check_output,
+    print_results,
+    shard_from_env,
+    stream_results,
+)
 from ..untrained import mark_warned, untrained_message
 from ..zoo import create_model, load_pretrained
 
@@ -57,17 +64,10 @@ def run_cli(
     *,
     model_name: str | None,
     weights: str | None,
-    top_k: int = 3,
-    batch_size: int = 16,
-    device: str | None = None,
+    options: PredictOptions | None = None,
     json_lines: bool = False,
     save_attention: str | None = None,
-    allow_truncated: bool = False,
-    max_pixels: int | None = None,
-    progress: bool = True,
     token: str | bool | None = None,
-    workers: int | None = None,
-    bf16: bool = False,
     output: str | None = None,
     resume: bool = False,
     stdout: Any = None,
@@ -80,14 +80,9 @@ def run_cli(
     shard = shard_from_env()
     # a worker torchrun restarted (--max-restarts) carries on what its first attempt wrote
     resume = resume or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
+    opts = options or PredictOptions(progress=True)
     try:
-        if top_k < 1 or batch_size < 1:
-            raise UsageError("--top-k and --batch-size must be positive integers")
-        if max_pixels is not None and max_pixels < 1:
-            raise UsageError("--max-pixels must be a positive integer")
-        if workers is not None and workers < 0:
-            raise UsageError("--workers must be 0 (read in the main process) or more")
-        device = shard.device(device)
+        device = shard.device(opts.device)
         if device is not None:
             try:
                 torch.empty(0, device=device)
@@ -118,24 +113,17 @@ def run_cli(
         if shard.rank == 0:
             print(f"mdan-zoo predict: UntrainedWeightsWarning: {untrained}", file=err)
         mark_warned(model)
-    options = dict(
-        top_k=top_k,
-        batch_size=batch_size,
+    # one bar per job, not one per process
+    opts = opts.replace(
         device=device,
         with_maps=save_attention is not None,
-        allow_truncated=allow_truncated,
-        max_pixels=max_pixels,
-        progress=progress,
-        workers=workers,
-        bf16=bf16,
+        progress=opts.progress and shard.rank == 0,
     )
     attention_dir = Path(save_attention) if save_attention else None
-    if shard.rank != 0:
-        options["progress"] = False  # one bar per job, not one per process
     if target is None:
-        return print_results(model, images, options, attention_dir, json_lines, out, err)
+        return print_results(model, images, opts, attention_dir, json_lines, out, err)
     try:
-        return stream_results(model, images, options, attention_dir, target, resume, shard, err)
+        return stream_results(model, images, opts, attention_dir, target, resume, shard, err)
     except UsageError as exc:  # a damaged --output found while reading it back
         where = f"rank {shard.rank} of {shard.world}: " if shard.sharded else ""
         print(f"mdan-zoo predict: {where}error: {exc}", file=err)

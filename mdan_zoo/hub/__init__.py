@@ -2,7 +2,7 @@
 
 The machinery is private: ``_checkpoint`` (the file format), ``_integrity`` (sha256 checks),
 ``_refs`` (Hub names checked before any request), ``_network`` (Hub errors and offline mode),
-``_download`` (files from a path or the Hub), ``_model_card``, ``_transfer`` (fine-tuning to
+``_download`` (files from a path or the Hub, as :class:`FetchOptions` say), ``_model_card``, ``_transfer`` (fine-tuning to
 another taxonomy) and ``_mixin``: :class:`PretrainedMixin` gives :class:`~mdan_zoo.model.MDAN`
 ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` and receives the class it builds, so
 nothing here imports the network. :mod:`.run_folder` reads training run folders (the trainer
@@ -22,6 +22,7 @@ from ._checkpoint import (
 )
 from ._download import download, parse_hub_ref, read_checkpoint_config, resolve
 from ._mixin import PretrainedMixin
+from ._options import FetchOptions
 from ._transfer import TransferReport
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "ChecksumError",
     "Checkpoint",
+    "FetchOptions",
     "PretrainedMixin",
     "TransferReport",
     "WeightsError",

@@ -28,6 +28,7 @@ from ._checkpoint import (
 )
 from ._integrity import verify
 from ._network import Token, endpoint, hub_error, network_errors, offline_mode
+from ._options import FetchOptions
 from ._refs import check_revision, is_hub_ref, parse_hub_ref, shown
 from .run_folder import RunFolderError, is_run_folder, protocol_runs, selected_checkpoint
 
@@ -46,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
+
+
+_OFFLINE_ENV = "offline mode is on (HF_HUB_OFFLINE=1)"
 
 
 def default_cache_dir() -> Path:
@@ -79,42 +83,28 @@ def _tqdm_class(progress: bool) -> Any:
 
 def resolve(
     source: str | os.PathLike[str],
+    options: FetchOptions | None = None,
     *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    progress: bool = True,
-    force_download: bool = False,
-    token: Token = None,
-    expected_sha256: str | None = None,
     filename: str = WEIGHTS_NAME,
 ) -> Checkpoint:
     """Find (and download if needed) the checkpoint ``source`` and verify it.
 
     ``source``: a ``.safetensors`` file, a folder in Hub layout, a training run's output_dir
     or one of its epoch folders (:mod:`mdan_zoo.hub.run_folder`), or ``hf-hub:org/name[@rev]``
-    (``org/name`` works too). A Hub ref and ``revision`` are checked before any request or file
-    write. ``token``: as huggingface_hub (default: ``HF_TOKEN`` or the stored ``hf auth
-    login``). ``expected_sha256`` (from the registry) overrides the hash config.json records.
+    (``org/name`` works too). ``options`` say how (:class:`FetchOptions`: revision, cache,
+    offline, token, progress, the expected sha256 that overrides the one config.json records).
+    A Hub ref and its revision are checked before any request or file write.
     """
-    if revision is not None:
-        check_revision(revision)
+    opts = options or FetchOptions()
+    if opts.revision is not None:
+        check_revision(opts.revision)
     if is_hub_ref(source):
-        ckpt = _resolve_hub(
-            str(source),
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            progress=progress,
-            force_download=force_download,
-            token=token,
-            filename=filename,
-        )
+        ckpt = _resolve_hub(str(source), opts, filename=filename)
     else:
-        if revision is not None:
+        if opts.revision is not None:
             raise WeightsError(
-                f"revision={revision!r} only applies to Hub repositories, but {source!r} is a local "
-                "path: pin a local checkpoint by its path"
+                f"revision={opts.revision!r} only applies to Hub repositories, but {source!r} is "
+                "a local path: pin a local checkpoint by its path"
             )
         try:
             ckpt = _resolve_local(Path(source).expanduser())
@@ -124,7 +114,7 @@ def resolve(
                 ".safetensors file, a folder written by save_pretrained, or "
                 "'hf-hub:org/name@revision'"
             ) from None
-    return verify(ckpt, expected_sha256)
+    return verify(ckpt, opts.expected_sha256)
 
 
 def _resolve_local(path: Path) -> Checkpoint:
@@ -209,17 +199,7 @@ def _resolve_run(path: Path) -> Checkpoint:
     )
 
 
-def _resolve_hub(
-    ref: str,
-    *,
-    revision: str | None,
-    cache_dir: str | os.PathLike[str] | None,
-    local_files_only: bool,
-    progress: bool,
-    force_download: bool,
-    token: Token,
-    filename: str,
-) -> Checkpoint:
+def _resolve_hub(ref: str, opts: FetchOptions, *, filename: str) -> Checkpoint:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -229,13 +209,16 @@ def _resolve_hub(
 
     refuse_pickle(filename)
     repo_id, ref_rev = parse_hub_ref(ref)  # raises before any request or write
-    if ref_rev and revision and ref_rev != revision:
+    if ref_rev and opts.revision and ref_rev != opts.revision:
         raise WeightsError(
-            f"two revisions given: {ref_rev!r} in {ref!r} and revision={revision!r}; give one"
+            f"two revisions given: {ref_rev!r} in {ref!r} and revision={opts.revision!r}; give one"
         )
-    revision = revision or ref_rev
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    offline = local_files_only or offline_mode()
+    revision = opts.revision or ref_rev
+    token = opts.token
+    cache = Path(opts.cache_dir) if opts.cache_dir is not None else default_cache_dir()
+    offline_by = "local_files_only=True" if opts.local_files_only else None
+    offline_by = offline_by or (_OFFLINE_ENV if offline_mode() else None)
+    offline = offline_by is not None
     paths: dict[str, Path] = {}
     local = (  # "runs/fi" may be a mistyped local folder rather than a repo id
         ""
@@ -252,10 +235,10 @@ def _resolve_hub(
                     revision=revision,
                     cache_dir=cache,
                     local_files_only=offline,
-                    force_download=force_download,
+                    force_download=opts.force_download,
                     token=token,
                     endpoint=endpoint(),
-                    tqdm_class=_tqdm_class(progress),
+                    tqdm_class=_tqdm_class(opts.progress),
                     library_name="mdan_zoo",
                 )
             )
@@ -269,14 +252,9 @@ def _resolve_hub(
         # LocalEntryNotFoundError subclasses EntryNotFoundError: it must come first.
         except LocalEntryNotFoundError:
             if offline:
-                why = (
-                    "local_files_only=True"
-                    if local_files_only
-                    else "offline mode is on (HF_HUB_OFFLINE=1)"
-                )
                 raise WeightsError(
                     f"{repo_id}/{name} (revision {revision or 'main'}) is not in the Hub cache "
-                    f"{cache} and {why} forbids downloading it. On a connected machine run "
+                    f"{cache} and {offline_by} forbids downloading it. On a connected machine run "
                     f"`mdan-zoo download hf-hub:{repo_id}{'@' + revision if revision else ''} "
                     f"--cache-dir DIR` and copy DIR here (pass cache_dir= or set HF_HUB_CACHE)"
                 ) from None
@@ -339,20 +317,20 @@ def download(
 
     ``source``: a registry entry or ``hf-hub:org/name[@rev]``. For air-gapped machines: run it
     with ``cache_dir=DIR`` where the Hub is reachable, copy DIR, load with ``cache_dir=DIR``.
+    The keywords are those of :class:`FetchOptions`.
     """
-    expected = None
-    if isinstance(source, WeightsEntry):
-        source, revision, expected = source.download_source(revision)
-    return resolve(
-        source,
+    options = FetchOptions(
         revision=revision,
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         progress=progress,
         force_download=force_download,
         token=token,
-        expected_sha256=expected,
     )
+    if isinstance(source, WeightsEntry):
+        source, pinned, expected = source.download_source(revision)
+        options = options.replace(revision=pinned, expected_sha256=expected)
+    return resolve(source, options)
 
 
 def read_checkpoint_config(source: str | os.PathLike[str]) -> dict[str, Any] | None:

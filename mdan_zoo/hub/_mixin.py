@@ -27,6 +27,7 @@ from ._checkpoint import FORMAT_VERSION, WeightsError, jsonable, write_checkpoin
 from ._download import endpoint, offline_mode, resolve
 from ._model_card import model_card
 from ._network import hub_error, network_errors
+from ._options import FetchOptions
 from ._refs import check_repo_id, check_revision
 from ._transfer import TransferReport, transfer_state
 from .run_folder import is_run_folder
@@ -214,16 +215,16 @@ class PretrainedMixin:
         source = pretrained_model_name_or_path if repo_or_dir is None else repo_or_dir
         assert source is not None
         target = as_dtype(dtype)
-        ckpt = resolve(
-            source,
+        fetch = FetchOptions(
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
-            progress=progress,
             force_download=force_download,
             token=token,
+            progress=progress,
             expected_sha256=expected_sha256,
         )
+        ckpt = resolve(source, fetch)
         if ckpt.config is None:
             if config is None or taxonomy is None:
                 ckpt.describe()  # raises the explanation

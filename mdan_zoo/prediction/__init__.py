@@ -7,6 +7,7 @@ processes), ``_results`` (the result records), ``_output`` (streamed jsonl/csv o
 sharded across torchrun ranks), ``_stream`` (the work behind ``mdan-zoo predict``); :mod:`.overlay` draws attention overlays.
 """
 
+from ._options import PredictOptions
 from ._output import shard_from_env
 from ._pipeline import (
     AttentionMaps,
@@ -35,6 +36,7 @@ __all__ = [
     "LevelAttention",
     "LevelPrediction",
     "PredictMixin",
+    "PredictOptions",
     "Prediction",
     "attention_maps",
     "consistent_paths",

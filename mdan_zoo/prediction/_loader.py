@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..imageio import ImageReadError, read_image, to_pil_image
+from ._options import PredictOptions
 
 __all__ = ["LoadedBatch", "batch_loader", "default_workers", "load_image"]
 
@@ -48,12 +49,12 @@ def default_workers(device: str | torch.device | None = None) -> int:
     return 1
 
 
-def load_image(name: str, item: Any, *, allow_truncated: bool, max_pixels: int | None) -> Any:
+def load_image(name: str, item: Any, opts: PredictOptions) -> Any:
     """An input item -> an upright RGB PIL image, or :class:`ImageReadError`."""
     if isinstance(item, ImageReadError):
         raise item
     if isinstance(item, Path):
-        return read_image(item, allow_truncated=allow_truncated, max_pixels=max_pixels)
+        return read_image(item, allow_truncated=opts.allow_truncated, max_pixels=opts.max_pixels)
     return to_pil_image(item, name=name)
 
 
@@ -80,18 +81,10 @@ class LoadedBatch:
 class _Decode(Dataset):  # type: ignore[type-arg]
     """A 'dataset' whose indices are the inputs themselves: ``dataset[entries]`` decodes them."""
 
-    def __init__(
-        self,
-        transform: Callable[[Any], torch.Tensor],
-        *,
-        allow_truncated: bool,
-        max_pixels: int | None,
-        keep_photos: bool,
-    ) -> None:
+    def __init__(self, transform: Callable[[Any], torch.Tensor], opts: PredictOptions) -> None:
         self.transform = transform
-        self.allow_truncated = allow_truncated
-        self.max_pixels = max_pixels
-        self.keep_photos = keep_photos
+        self.opts = opts
+        self.keep_photos = opts.with_maps
 
     def __len__(self) -> int:  # pragma: no cover - never sized: the stream has no length
         raise TypeError("a stream of inputs has no length")
@@ -99,9 +92,7 @@ class _Decode(Dataset):  # type: ignore[type-arg]
     def __getitem__(self, entry: Entry) -> tuple[int, str, Any, Any]:
         index, name, item = entry
         try:
-            photo = load_image(
-                name, item, allow_truncated=self.allow_truncated, max_pixels=self.max_pixels
-            )
+            photo = load_image(name, item, self.opts)
             return index, name, self.transform(photo), photo if self.keep_photos else None
         except ImageReadError as err:
             reason = err.reason
@@ -136,20 +127,17 @@ def _chunks(entries: Iterator[Entry], size: int) -> Iterator[list[Entry]]:
 
 def batch_loader(
     entries: Iterator[Entry],
-    *,
     transform: Callable[[Any], torch.Tensor],
-    batch_size: int,
+    opts: PredictOptions,
+    *,
     workers: int,
     pin_memory: bool = False,
-    keep_photos: bool = False,
-    allow_truncated: bool = False,
-    max_pixels: int | None = None,
 ) -> Iterator[LoadedBatch]:
     """Batches of decoded, transformed inputs, in input order, read by ``workers`` processes
-    (0: in this process, between forward passes)."""
-    dataset = _Decode(
-        transform, allow_truncated=allow_truncated, max_pixels=max_pixels, keep_photos=keep_photos
-    )
+    (0: in this process, between forward passes); ``opts`` say the batch size, how images
+    are read and whether the decoded photos are kept (for attention maps)."""
+    batch_size = opts.batch_size
+    dataset = _Decode(transform, opts)
     loader = DataLoader(
         dataset,
         batch_sampler=_chunks(entries, batch_size),  # type: ignore[arg-type]

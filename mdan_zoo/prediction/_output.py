@@ -414,13 +414,13 @@ class Shard:
         """Whether input number ``index`` is this rank's."""
         return index % self.world == self.rank
 
-    def device(self, device: str | None) -> str | None:
+    def device(self, device: str | torch.device | None) -> str | torch.device | None:
         """``--device cuda`` means this rank's GPU (``cuda:LOCAL_RANK``)."""
         if self.sharded and device == "cuda":
             return f"cuda:{self.local_rank}"
         return device
 
-    def start(self, device: str | None) -> None:
+    def start(self, device: str | torch.device | None) -> None:
         """Join the process group (nccl when this rank runs on a GPU, gloo otherwise)."""
         if not self.sharded or self.started:
             return

@@ -35,6 +35,7 @@ from PIL import Image
 from ..untrained import warn_if_untrained
 from ._inputs import iter_inputs
 from ._loader import LoadedBatch, batch_loader, default_workers
+from ._options import PredictOptions, signature_of
 from ._results import AttentionMaps, LabelProb, LevelAttention, LevelPrediction, Prediction
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "default_workers",
     "iter_batches",
     "iter_results",
+    "PredictOptions",
     "predict",
 ]
 
@@ -137,70 +139,47 @@ def _predictions_from_output(
     return results
 
 
-def _check_args(top_k: int, batch_size: int, workers: int | None) -> None:
-    if not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if workers is not None and (not isinstance(workers, int) or workers < 0):
-        raise ValueError(f"workers must be None or an integer >= 0, got {workers!r}")
-
-
 def iter_batches(
-    model: Any,
-    inputs: Any,
-    *,
-    top_k: int = 3,
-    batch_size: int = 16,
-    device: str | torch.device | None = None,
-    with_maps: bool = False,
-    allow_truncated: bool = False,
-    max_pixels: int | None = None,
-    channels_last: bool = False,
-    bf16: bool = False,
-    progress: bool = False,
-    workers: int | None = None,
+    model: Any, inputs: Any, options: PredictOptions | None = None
 ) -> Iterator[list[AttentionMaps]]:
     """The engine behind :func:`predict`, :func:`attention_maps` and ``mdan-zoo predict``: one
     list of results per batch, in input order, as the batches finish.
 
     ``inputs`` may be a generator: it is consumed as the loader needs it, so neither the inputs
-    nor the results pile up in memory. ``workers`` processes read and transform the next
-    batches while the model runs (see :func:`predict`). Without ``with_maps`` each result
-    carries only its ``prediction``."""
-    _check_args(top_k, batch_size, workers)
+    nor the results pile up in memory. ``options.workers`` processes read and transform the
+    next batches while the model runs. Without ``options.with_maps`` each result carries only
+    its ``prediction``."""
+    opts = options or PredictOptions()
     mdan = _unwrap(model)
     warn_if_untrained(mdan)  # random weights, confident labels: say so once per model
-    if device is not None:
-        model.to(device)
+    if opts.device is not None:
+        model.to(opts.device)
     dev = _model_device(mdan)
-    if channels_last:
+    if opts.channels_last:
         model.to(memory_format=torch.channels_last)
     stream = ((i, name, item) for i, (name, item) in enumerate(iter_inputs(inputs)))
-    head = list(itertools.islice(stream, batch_size + 1))
-    single = len(head) <= batch_size  # nothing to overlap, no bar worth drawing
+    head = list(itertools.islice(stream, opts.batch_size + 1))
+    single = len(head) <= opts.batch_size  # nothing to overlap, no bar worth drawing
+    workers = opts.workers
     if workers is None:
         workers = 0 if single else default_workers(dev)
     loader = batch_loader(
         itertools.chain(head, stream),
-        transform=mdan.eval_transform(),
-        batch_size=batch_size,
+        mdan.eval_transform(),
+        opts,
         workers=workers,
         pin_memory=dev.type == "cuda",
-        keep_photos=with_maps,
-        allow_truncated=allow_truncated,
-        max_pixels=max_pixels,
     )
     was_training = mdan.training
     model.eval()
     bar = None
-    if progress and not single:
+    if opts.progress and not single:
         from tqdm.auto import tqdm
 
         bar = tqdm(unit="img", desc="predict", leave=False)
     try:
         for batch in loader:
-            yield _run_batch(model, mdan, batch, dev, top_k, with_maps, channels_last, bf16)
+            yield _run_batch(model, mdan, batch, dev, opts)
             if bar is not None:
                 bar.update(len(batch.entries))
     finally:
@@ -211,25 +190,19 @@ def iter_batches(
 
 
 def _run_batch(
-    model: Any,
-    mdan: Model,
-    batch: LoadedBatch,
-    dev: torch.device,
-    top_k: int,
-    with_maps: bool,
-    channels_last: bool,
-    bf16: bool,
+    model: Any, mdan: Model, batch: LoadedBatch, dev: torch.device, opts: PredictOptions
 ) -> list[AttentionMaps]:
     """Forward one loaded batch; results for every entry, failed ones included, in order."""
+    top_k, with_maps = opts.top_k, opts.with_maps
     kept = [(i, n) for i, n, why in batch.entries if why is None]
     done: dict[int, AttentionMaps] = {}
     if batch.x is not None:
         x = batch.x.to(dev, non_blocking=True)
-        if channels_last:
+        if opts.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with (
             torch.inference_mode(),
-            torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16),
+            torch.autocast(dev.type, dtype=torch.bfloat16, enabled=opts.bf16),
         ):
             out = model(x, return_cams=with_maps)
         preds = _predictions_from_output(mdan, out, [n for _, n in kept], top_k)
@@ -249,27 +222,16 @@ def _run_batch(
     return results
 
 
-def iter_results(model: Any, inputs: Any, **options: Any) -> Iterator[AttentionMaps]:
+def iter_results(
+    model: Any, inputs: Any, options: PredictOptions | None = None
+) -> Iterator[AttentionMaps]:
     """:func:`iter_batches` one result at a time (same arguments): results come out in input
     order as their batch finishes; only a few batches of images are ever in memory."""
-    for batch in iter_batches(model, inputs, **options):
+    for batch in iter_batches(model, inputs, options):
         yield from batch
 
 
-def predict(
-    model: Model,
-    inputs: Any,
-    *,
-    top_k: int = 3,
-    batch_size: int = 16,
-    device: str | torch.device | None = None,
-    allow_truncated: bool = False,
-    max_pixels: int | None = None,
-    channels_last: bool = False,
-    bf16: bool = False,
-    progress: bool = False,
-    workers: int | None = None,
-) -> list[Prediction]:
+def predict(model: Model, inputs: Any, **options: Any) -> list[Prediction]:
     """Predict every image in ``inputs``; one :class:`Prediction` per image, in input order.
 
     Args:
@@ -277,75 +239,39 @@ def predict(
         inputs: a file path, a folder (its image files, recursively, sorted), a glob, a PIL
             image, a numpy array ``[H, W(, C)]``, a tensor ``[C, H, W]`` or ``[B, C, H, W]``
             (un-normalised: uint8 0..255 or float 0..1), or a list (or generator) of these.
-        top_k: labels listed per level.
-        batch_size: images per forward pass.
-        device: where to run; the model is moved there. Default: where the model is.
-        allow_truncated: decode truncated files instead of refusing them.
-        max_pixels: decompression-bomb limit per image (default Pillow's).
-        channels_last: run in channels-last memory format (see docs/benchmarks.md); the
-            model's weights are converted in place and stay so.
-        bf16: autocast to bfloat16 (faster on CPUs with AMX/AVX512-BF16 and on GPUs).
-        progress: show a tqdm bar on stderr (when there is more than one batch).
-        workers: processes that read and transform the next batches while the model runs
-            (a ``torch.utils.data.DataLoader``; pinned memory on GPU); 0 reads in this
-            process. None: 0 when everything fits in one batch, else :func:`default_workers`.
+        options: the keywords of :class:`PredictOptions` (``top_k``, ``batch_size``,
+            ``device``, ``workers``, ``allow_truncated``, ``max_pixels``, ``channels_last``,
+            ``bf16``, ``progress``), each explained there.
 
     Unreadable inputs (and images whose probabilities come out NaN or infinite) give a
     :class:`Prediction` with ``error`` set; the rest are predicted. The model is put in eval
     mode for the call and restored afterwards.
     """
-    runs = iter_results(
-        model,
-        inputs,
-        top_k=top_k,
-        batch_size=batch_size,
-        device=device,
-        with_maps=False,
-        allow_truncated=allow_truncated,
-        max_pixels=max_pixels,
-        channels_last=channels_last,
-        bf16=bf16,
-        progress=progress,
-        workers=workers,
-    )
-    return [r.prediction for r in runs]
+    opts = PredictOptions.given("predict", options, fixed={"with_maps": False})
+    return [r.prediction for r in iter_results(model, inputs, opts)]
 
 
-def attention_maps(
-    model: Model,
-    inputs: Any,
-    *,
-    top_k: int = 3,
-    batch_size: int = 8,
-    device: str | torch.device | None = None,
-    allow_truncated: bool = False,
-    max_pixels: int | None = None,
-    progress: bool = False,
-    workers: int | None = None,
-) -> list[AttentionMaps]:
+predict.__signature__ = signature_of(predict, fixed=("with_maps",))  # type: ignore[attr-defined]
+
+_MAPS = {"with_maps": True, "channels_last": False, "bf16": False}
+
+
+def attention_maps(model: Model, inputs: Any, **options: Any) -> list[AttentionMaps]:
     """Per-level attention maps (Sec. 4.2, Fig. 8) and the prediction of each image.
 
-    Inputs and arguments as :func:`predict`. Each map is the L-CAM map M that the level
-    applied (levels with L-CAM) or the CAM of the level's predicted class (levels without it),
-    min-max scaled to [0, 1] and upsampled (bilinear) onto the centre crop of the photo that
-    the eval transform fed to the network. ``.save(path)`` writes the Fig. 8-style PNG.
+    Inputs and options as :func:`predict` (``batch_size`` 8 by default; no ``channels_last``
+    or ``bf16``). Each map is the L-CAM map M that the level applied (levels with L-CAM) or the
+    CAM of the level's predicted class (levels without it), min-max scaled to [0, 1] and
+    upsampled (bilinear) onto the centre crop of the photo that the eval transform fed to the
+    network. ``.save(path)`` writes the Fig. 8-style PNG.
     """
-    return list(
-        iter_results(
-            model,
-            inputs,
-            top_k=top_k,
-            batch_size=batch_size,
-            device=device,
-            with_maps=True,
-            allow_truncated=allow_truncated,
-            max_pixels=max_pixels,
-            channels_last=False,
-            bf16=False,
-            progress=progress,
-            workers=workers,
-        )
-    )
+    opts = PredictOptions.given("attention_maps", options, fixed=_MAPS, defaults={"batch_size": 8})
+    return list(iter_results(model, inputs, opts))
+
+
+attention_maps.__signature__ = signature_of(  # type: ignore[attr-defined]
+    attention_maps, fixed=tuple(_MAPS), batch_size=8
+)
 
 
 def crop_box(model: Model, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -400,32 +326,20 @@ class PredictMixin:
     A mixin, so the network module imports prediction and never the other way round.
     """
 
-    def predict(
-        self,
-        inputs: Any,
-        *,
-        top_k: int = 3,
-        batch_size: int = 16,
-        device: str | torch.device | None = None,
-        workers: int | None = None,
-    ) -> list[Prediction]:
+    def predict(self, inputs: Any, **options: Any) -> list[Prediction]:
         """Per-level top-k labels + the hierarchy-consistent answer, one :class:`Prediction`
-        per image; see :func:`mdan_zoo.predict`."""
-        return predict(
-            self, inputs, top_k=top_k, batch_size=batch_size, device=device, workers=workers
-        )
+        per image; options as :func:`mdan_zoo.predict`."""
+        return predict(self, inputs, **options)
 
-    def attention_maps(
-        self,
-        inputs: Any,
-        *,
-        top_k: int = 3,
-        batch_size: int = 8,
-        device: str | torch.device | None = None,
-        workers: int | None = None,
-    ) -> list[AttentionMaps]:
-        """Per-level L-CAM / CAM maps (Fig. 8), one :class:`AttentionMaps` per image; see
-        :func:`mdan_zoo.attention_maps`."""
-        return attention_maps(
-            self, inputs, top_k=top_k, batch_size=batch_size, device=device, workers=workers
-        )
+    def attention_maps(self, inputs: Any, **options: Any) -> list[AttentionMaps]:
+        """Per-level L-CAM / CAM maps (Fig. 8), one :class:`AttentionMaps` per image; options
+        as :func:`mdan_zoo.attention_maps`."""
+        return attention_maps(self, inputs, **options)
+
+
+PredictMixin.predict.__signature__ = signature_of(  # type: ignore[attr-defined]
+    PredictMixin.predict, fixed=("with_maps",)
+)
+PredictMixin.attention_maps.__signature__ = signature_of(  # type: ignore[attr-defined]
+    PredictMixin.attention_maps, fixed=tuple(_MAPS), batch_size=8
+)

@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import UsageError
 from ..imageio import ImageReadError
 from ._inputs import iter_image_paths
+from ._options import PredictOptions
 from ._output import (
     OutputError,
     ResultWriter,
@@ -122,7 +123,7 @@ def _attention(
 def print_results(
     model: MDAN,
     images: Sequence[str],
-    options: dict[str, Any],
+    options: PredictOptions,
     attention_dir: Path | None,
     json_lines: bool,
     out: Any,
@@ -131,7 +132,7 @@ def print_results(
     used: set[str] = set()
     counts = _Counts()
     try:
-        for batch in iter_batches(model, iter_image_paths(images), **options):
+        for batch in iter_batches(model, iter_image_paths(images), options):
             for result in batch:
                 pred = result.prediction
                 saved = _attention(result, attention_dir, used, stable=False)
@@ -182,7 +183,7 @@ def _done_before(target: Path, mine: Path, parts: list[Path], header: list[str])
 def stream_results(
     model: MDAN,
     images: Sequence[str],
-    options: dict[str, Any],
+    options: PredictOptions,
     attention_dir: Path | None,
     target: Path,
     resume: bool,
@@ -193,7 +194,7 @@ def stream_results(
     sharded = shard.sharded or bool(resume and existing_parts(target))
     mine = part_path(target, shard.rank, shard.world) if sharded else target
     try:
-        shard.start(options["device"])
+        shard.start(options.device)
     except (RuntimeError, ValueError) as exc:
         print(f"mdan-zoo predict: cannot start the process group ({exc})", file=err)
         return 1
@@ -228,7 +229,7 @@ def stream_results(
 
     where = f"rank {shard.rank} of {shard.world}: " if shard.sharded else ""
     try:
-        for batch in iter_batches(model, todo(), **options):
+        for batch in iter_batches(model, todo(), options):
             lines = []
             for result in batch:
                 saved = _attention(result, attention_dir, set(), stable=True)

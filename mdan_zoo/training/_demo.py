@@ -234,7 +234,7 @@ def run_demo(
         metrics=run_metrics(run_dir),
         training={k: v for k, v in config.to_dict().items() if k not in ("output_dir", "progress")},
     )
-    reloaded = MDAN.from_pretrained(model_dir, local_files_only=True)
+    reloaded = MDAN.from_pretrained(model_dir)
     x_test = datasets["test"].tensors[0]
     with torch.no_grad():
         a = model(x_test[:200])
