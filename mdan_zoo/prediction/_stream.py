@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -37,12 +37,9 @@ from ._output import (
     part_path,
     scan_output,
 )
-from ._pipeline import iter_batches
+from ._pipeline import Model, iter_batches
 from ._results import AttentionMaps, Prediction
 from .overlay import attention_filename
-
-if TYPE_CHECKING:
-    from ..model import MDAN
 
 __all__ = ["UsageError", "check_output", "print_results", "stream_results"]
 
@@ -121,7 +118,7 @@ def _attention(
 
 
 def print_results(
-    model: MDAN,
+    model: Model,
     images: Sequence[str],
     options: PredictOptions,
     attention_dir: Path | None,
@@ -181,7 +178,7 @@ def _done_before(target: Path, mine: Path, parts: list[Path], header: list[str])
 
 
 def stream_results(
-    model: MDAN,
+    model: Model,
     images: Sequence[str],
     options: PredictOptions,
     attention_dir: Path | None,
