@@ -185,7 +185,7 @@ def _init_from(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
             f"init_from {config.init_from} is a {model.config.backbone} model but backbone="
             f"{config.backbone}; set backbone={model.config.backbone}"
         )
-    if not model.taxonomy.same_tree(taxonomy):  # the zoo's name-aware transfer (transfer.py)
+    if not model.taxonomy.same_tree(taxonomy):  # the zoo's name-aware transfer (hub/_transfer.py)
         model = MDAN.from_state(
             model.state_dict(),
             config=model.config,

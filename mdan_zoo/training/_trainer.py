@@ -286,7 +286,7 @@ class Trainer:
     def save_checkpoint(self, epoch: int, metrics: Mapping[str, Any], *, is_best: bool) -> Path:
         """Rank 0 writes ``checkpoints/epoch-NNNN``, then commits it in ``last.json`` together
         with the selected epoch, then removes epoch folders beyond ``keep_checkpoints``
-        (:func:`mdan_zoo.run_writer.save_training_checkpoint`: safe against ``kill -9``)."""
+        (:func:`._run_writer.save_training_checkpoint`: safe against ``kill -9``)."""
         if is_best and self.best_epoch != epoch:
             self.best_epoch = epoch
             self.best_metric = float(metrics.get(f"val/{self.config.select_metric}", math.nan))
@@ -437,7 +437,7 @@ class Trainer:
 def saved_state(output_dir: str | Path) -> dict[str, Any] | None:
     """The ``state.json`` of a run's newest trusted checkpoint (epoch, config, ...), None when
     the folder holds no run; a run without a trusted checkpoint raises
-    :class:`~mdan_zoo.run_checkpoints.RunFolderError`. Reads no weights."""
+    :class:`~mdan_zoo.errors.RunFolderError`. Reads no weights."""
     found = find_checkpoints(output_dir)
     return None if found is None else found.state
 
