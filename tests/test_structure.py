@@ -244,3 +244,19 @@ def test_the_house_is_small_enough_to_read() -> None:
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > 650
     }
     assert not long, f"modules over 650 lines: {long}"
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    """A ``_name`` is private to its module: what a sibling needs is public in that module
+    (which may itself be a private module of the package)."""
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level or "mdan_zoo" in (node.module or "")
+            ):
+                names = [a.name for a in node.names if a.name.startswith("_")]
+                names = [n for n in names if n != "__version__"]
+                if names and node.module is not None:
+                    bad.append(f"{path.relative_to(PACKAGE)}: {names} from {node.module}")
+    assert not bad, "private names imported across modules:\n" + "\n".join(bad)

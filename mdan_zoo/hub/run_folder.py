@@ -53,7 +53,7 @@ FORMAT = "mdan_zoo.train/1"
 _EPOCH_RE = re.compile(r"^epoch-(\d{4,})$")
 RUN_DIR = re.compile(r"^(seed|fold)-(\d+)$")
 """Names of the run folders the protocol makes: ``seed-<s>``, ``fold-<k>``."""
-_HIDDEN_RE = re.compile(r"^\.(epoch-\d{4,})\.(tmp|old|del)-(\d+)$")
+HIDDEN_RE = re.compile(r"^\.(epoch-\d{4,})\.(tmp|old|del)-(\d+)$")
 _TENSOR_FILES = ("model.safetensors", "training.safetensors")
 _RESUME_FIX = (
     "Nothing was changed. Restore the damaged files (e.g. from a backup), or start a new run "
@@ -85,7 +85,7 @@ def checkpoint_name(epoch: int) -> str:
     return f"epoch-{epoch:04d}"
 
 
-def _epoch_of(name: str) -> int | None:
+def epoch_of(name: str) -> int | None:
     m = _EPOCH_RE.match(name)
     return int(m.group(1)) if m else None
 
@@ -97,7 +97,7 @@ def run_traces(run_dir: Path) -> list[str]:
     ckpt_dir = run_dir / "checkpoints"
     if ckpt_dir.is_dir():
         for p in sorted(ckpt_dir.iterdir()):
-            m = _HIDDEN_RE.match(p.name)
+            m = HIDDEN_RE.match(p.name)
             if not p.name.startswith(".") or (m and m.group(2) == "old"):
                 found.append(f"checkpoints/{p.name}")
     log = run_dir / "metrics.jsonl"
@@ -177,7 +177,7 @@ def inspect_checkpoint(
         value = state.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             return None, f"state.json field {key!r} is missing or of the wrong type"
-    number = _epoch_of(path.name)
+    number = epoch_of(path.name)
     if number is not None and number != state["epoch"]:
         return None, f"state.json says epoch {state['epoch']} in a folder named {path.name}"
     needed = _TENSOR_FILES if resumable else _TENSOR_FILES[:1]
@@ -212,7 +212,7 @@ def _best_of(ckpt_dir: Path, last: Path, state: Mapping[str, Any]) -> tuple[Path
     for name in names:
         if name == last.name:
             return last, ""
-        if not isinstance(name, str) or not (_epoch_of(name) is not None or name == "best"):
+        if not isinstance(name, str) or not (epoch_of(name) is not None or name == "best"):
             why = why or f"names no selected checkpoint for best epoch {epoch}"
             continue
         best_state, reason = inspect_checkpoint(ckpt_dir / name)
@@ -237,7 +237,7 @@ def find_checkpoints(run_dir: str | os.PathLike[str]) -> RunCheckpoints | None:
     ptr, why = _read_json(ckpt_dir / "last.json")
     if why is None:
         name = ptr.get("dir") if isinstance(ptr, dict) else None
-        if not isinstance(name, str) or _epoch_of(name) is None:
+        if not isinstance(name, str) or epoch_of(name) is None:
             skipped.append(("checkpoints/last.json", f"names no epoch folder ({ptr!r})"))
         elif not (ckpt_dir / name).is_dir():
             skipped.append(("checkpoints/last.json", f"points at {name}, which does not exist"))
@@ -246,8 +246,8 @@ def find_checkpoints(run_dir: str | os.PathLike[str]) -> RunCheckpoints | None:
     elif why != "missing" or run_traces(run_dir):
         skipped.append(("checkpoints/last.json", why))
     if ckpt_dir.is_dir():
-        folders = [p for p in ckpt_dir.iterdir() if _epoch_of(p.name) is not None and p.is_dir()]
-        folders.sort(key=lambda p: _epoch_of(p.name) or 0, reverse=True)
+        folders = [p for p in ckpt_dir.iterdir() if epoch_of(p.name) is not None and p.is_dir()]
+        folders.sort(key=lambda p: epoch_of(p.name) or 0, reverse=True)
         candidates += [p for p in folders if p not in candidates]
     for path in candidates:
         state, why = inspect_checkpoint(path, resumable=True)

@@ -35,15 +35,15 @@ MAX_NAME_LENGTH = 256
 """Characters of a label, an alias, a level name or a taxonomy name."""
 MAX_TAXONOMY_FILE_BYTES = 16 * 1024 * 1024
 """Bytes of a taxonomy JSON file (60,000 labels and 30,000 aliases of 30 characters: 5.7 MiB)."""
-_MAX_JSON_STRINGS = 2 * MAX_LABELS + 2 * MAX_ALIASES + 2 * MAX_LEVELS + 16
+MAX_JSON_STRINGS = 2 * MAX_LABELS + 2 * MAX_ALIASES + 2 * MAX_LEVELS + 16
 """Strings a file within the limits can hold: labels, parents, alias pairs, names and keys."""
 
 
-def _default_level_names(n: int) -> list[str]:
+def default_level_names(n: int) -> list[str]:
     return [f"level{i + 1}" for i in range(n)]
 
 
-def _check_depth(n: int) -> None:
+def check_depth(n: int) -> None:
     if n < 1:
         raise TaxonomyError("a taxonomy needs at least one level")
     if n > MAX_LEVELS:
@@ -53,14 +53,14 @@ def _check_depth(n: int) -> None:
         )
 
 
-def _check_list(value: Any, what: str, expected: str) -> Any:
+def check_list(value: Any, what: str, expected: str) -> Any:
     """``value`` if it is a list or tuple (a string is not a list of labels), else an error."""
     if not isinstance(value, (list, tuple)):
         raise TaxonomyError(f"{what} must be {expected}, got {kind(value)}")
     return value
 
 
-def _check_counts(depth: int, on_level: int, total: int) -> None:
+def check_counts(depth: int, on_level: int, total: int) -> None:
     if on_level > MAX_CLASSES_PER_LEVEL:
         raise TaxonomyError(
             f"level {depth} has {on_level:,} labels, more than the limit of "
@@ -72,15 +72,15 @@ def _check_counts(depth: int, on_level: int, total: int) -> None:
         )
 
 
-def _check_sizes(levels: Sequence[Sequence[Any]]) -> None:
+def check_sizes(levels: Sequence[Sequence[Any]]) -> None:
     """Label counts per level and in all, before any level is copied or scanned."""
     total = 0
     for depth, level in enumerate(levels):
         total += len(level)
-        _check_counts(depth, len(level), total)
+        check_counts(depth, len(level), total)
 
 
-def _check_name(value: Any, what: str) -> str:
+def check_name(value: Any, what: str) -> str:
     """A label, alias, level or taxonomy name: a non-empty string of bounded length."""
     if not isinstance(value, str):
         raise TaxonomyError(f"{what} must be a string, got {kind(value)}")
@@ -94,17 +94,17 @@ def _check_name(value: Any, what: str) -> str:
     return value
 
 
-def _check_labels(labels: Sequence[str], depth: int, level_names: Sequence[str] | None) -> None:
+def check_labels(labels: Sequence[str], depth: int, level_names: Sequence[str] | None) -> None:
     where = f"level {depth}" + (
         f" ({level_names[depth]!r})" if level_names and depth < len(level_names) else ""
     )
-    _check_list(labels, where, "a list of label strings")
+    check_list(labels, where, "a list of label strings")
     if len(labels) == 0:
         raise TaxonomyError(f"{where} is empty: every level needs at least 2 classes")
-    _check_counts(depth, len(labels), 0)
+    check_counts(depth, len(labels), 0)
     seen: set[str] = set()
     for label in labels:
-        _check_name(label, f"{where}: label")
+        check_name(label, f"{where}: label")
         if label.lower() in seen:
             raise TaxonomyError(
                 f"duplicate label {label!r} at {where}: names must be unique within a level "
@@ -117,7 +117,7 @@ def _check_labels(labels: Sequence[str], depth: int, level_names: Sequence[str] 
         )
 
 
-def _check_parent(parent: Any, label: str, depth: int) -> str:
+def check_parent(parent: Any, label: str, depth: int) -> str:
     if parent is None or parent == "":
         raise TaxonomyError(
             f"label {label!r} at level {depth} has no parent: every label below the first "
@@ -131,7 +131,7 @@ def _check_parent(parent: Any, label: str, depth: int) -> str:
     return parent
 
 
-def _checked_aliases(aliases: Any) -> dict[str, str]:
+def checked_aliases(aliases: Any) -> dict[str, str]:
     """``aliases`` as a lower-cased dict of strings, or an error naming the bad entry."""
     if not isinstance(aliases, Mapping):
         raise TaxonomyError(
@@ -144,13 +144,13 @@ def _checked_aliases(aliases: Any) -> dict[str, str]:
         )
     out: dict[str, str] = {}
     for alias, target in aliases.items():
-        _check_name(alias, "an alias")
-        _check_name(target, f"the target of alias {alias!r}")
+        check_name(alias, "an alias")
+        check_name(target, f"the target of alias {alias!r}")
         out[alias.lower()] = target
     return out
 
 
-def _tolist(values: Any) -> list[Any]:
+def tolist(values: Any) -> list[Any]:
     if hasattr(values, "tolist"):
         return list(values.tolist())
     return list(values)

@@ -29,24 +29,24 @@ from typing import Any
 from .._checks import kind, preview, read_json_file, short
 from .._io import atomic_write_text
 from ._rules import (
-    _MAX_JSON_STRINGS,
     MAX_ALIASES,
     MAX_CLASSES_PER_LEVEL,
+    MAX_JSON_STRINGS,
     MAX_LABELS,
     MAX_LEVELS,
     MAX_NAME_LENGTH,
     MAX_TAXONOMY_FILE_BYTES,
     TaxonomyError,
-    _check_counts,
-    _check_depth,
-    _check_labels,
-    _check_list,
-    _check_name,
-    _check_parent,
-    _check_sizes,
-    _checked_aliases,
-    _default_level_names,
-    _tolist,
+    check_counts,
+    check_depth,
+    check_labels,
+    check_list,
+    check_name,
+    check_parent,
+    check_sizes,
+    checked_aliases,
+    default_level_names,
+    tolist,
 )
 
 __all__ = [
@@ -88,7 +88,7 @@ class Taxonomy:
     aliases: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "aliases", _checked_aliases(self.aliases))
+        object.__setattr__(self, "aliases", checked_aliases(self.aliases))
         self._validate()
 
     # ------------------------------------------------------------------ construction
@@ -103,12 +103,12 @@ class Taxonomy:
         aliases: Mapping[str, str] | None = None,
     ) -> Taxonomy:
         """Build from label lists and, for each level below the first, a child -> parent-name map."""
-        _check_list(levels, "levels", "a list of label lists, coarse to fine")
-        _check_depth(len(levels))
-        _check_sizes(
-            [_check_list(lv, f"level {d}", "a list of labels") for d, lv in enumerate(levels)]
+        check_list(levels, "levels", "a list of label lists, coarse to fine")
+        check_depth(len(levels))
+        check_sizes(
+            [check_list(lv, f"level {d}", "a list of labels") for d, lv in enumerate(levels)]
         )
-        _check_list(
+        check_list(
             parents, "parents", "a list of child -> parent maps, one per level below the first"
         )
         if len(parents) != len(levels) - 1:
@@ -117,12 +117,12 @@ class Taxonomy:
                 f"first), got {len(parents)}"
             )
         if level_names is None:
-            level_names = _default_level_names(len(levels))
-        _check_list(level_names, "level_names", "a list of strings, one per level")
+            level_names = default_level_names(len(levels))
+        check_list(level_names, "level_names", "a list of strings, one per level")
         for depth, level_name in enumerate(level_names):
-            _check_name(level_name, f"the name of level {depth}")
+            check_name(level_name, f"the name of level {depth}")
         for depth, level in enumerate(levels):
-            _check_labels(level, depth, level_names)
+            check_labels(level, depth, level_names)
         index_parents: list[tuple[int, ...]] = [()]
         for depth in range(1, len(levels)):
             above = {label: i for i, label in enumerate(levels[depth - 1])}
@@ -139,7 +139,7 @@ class Taxonomy:
                         f"label {label!r} at level {depth} ({level_names[depth]!r}) has no parent: "
                         f"every label below the first level needs exactly one parent"
                     )
-                parent = _check_parent(mapping[label], label, depth)
+                parent = check_parent(mapping[label], label, depth)
                 if parent not in above:
                     raise TaxonomyError(
                         f"label {label!r} at level {depth} names an unknown parent {parent!r}: "
@@ -159,7 +159,7 @@ class Taxonomy:
             level_names=tuple(level_names),
             labels=tuple(tuple(level) for level in levels),
             parents=tuple(index_parents),
-            aliases=_checked_aliases(aliases or {}),
+            aliases=checked_aliases(aliases or {}),
         )
 
     @classmethod
@@ -183,7 +183,7 @@ class Taxonomy:
 
         def walk(node: Any, depth: int, parent: str | None) -> None:
             if depth >= MAX_LEVELS:
-                _check_depth(depth + 1)
+                check_depth(depth + 1)
             while len(levels) <= depth:
                 levels.append([])
                 seen.append(set())
@@ -198,9 +198,9 @@ class Taxonomy:
                 )
             # Sizes first: a node with a million children is refused before it is copied.
             total[0] += len(node)
-            _check_counts(depth, len(levels[depth]) + len(node), total[0])
+            check_counts(depth, len(levels[depth]) + len(node), total[0])
             for label, children in items:
-                _check_name(label, f"a label under {parent!r} at level {depth}")
+                check_name(label, f"a label under {parent!r} at level {depth}")
                 if label.lower() in seen[depth]:
                     raise TaxonomyError(
                         f"duplicate label {label!r} at level {depth}: names must be unique "
@@ -251,7 +251,7 @@ class Taxonomy:
                 f"unknown taxonomy field(s) {preview(unknown)}; the fields are {list(_DICT_KEYS)}"
             )
         specs = data["levels"]
-        _check_depth(len(specs))
+        check_depth(len(specs))
         # Pass 1, sizes only: nothing is copied before every level is known to be in bounds.
         for depth, spec in enumerate(specs):
             if not isinstance(spec, Mapping) or "labels" not in spec:
@@ -264,12 +264,12 @@ class Taxonomy:
                     f"levels[{depth}]: unknown field(s) {preview(unknown)}; the fields are "
                     f"{list(_LEVEL_KEYS)}"
                 )
-            _check_list(spec["labels"], f"levels[{depth}]['labels']", "a list of label strings")
-        _check_sizes([spec["labels"] for spec in specs])
+            check_list(spec["labels"], f"levels[{depth}]['labels']", "a list of label strings")
+        check_sizes([spec["labels"] for spec in specs])
         names = [
-            _check_name(spec.get("name", default), f"levels[{depth}]['name']")
+            check_name(spec.get("name", default), f"levels[{depth}]['name']")
             for depth, (spec, default) in enumerate(
-                zip(specs, _default_level_names(len(specs)), strict=True)
+                zip(specs, default_level_names(len(specs)), strict=True)
             )
         ]
         labels: list[list[str]] = []
@@ -277,7 +277,7 @@ class Taxonomy:
         for depth, spec in enumerate(specs):
             level_labels = spec["labels"]
             # Duplicates must be caught before a dict folds them.
-            _check_labels(level_labels, depth, names)
+            check_labels(level_labels, depth, names)
             labels.append(list(level_labels))
             if depth == 0:
                 if spec.get("parents") not in (None, []):
@@ -293,14 +293,14 @@ class Taxonomy:
                     f"label ({len(level_labels)}), got {got}"
                 )
             for label, parent in zip(level_labels, plist, strict=True):
-                _check_parent(parent, label, depth)
+                check_parent(parent, label, depth)
             parent_maps.append(dict(zip(level_labels, plist, strict=True)))
         return cls.from_levels(
             labels,
             parent_maps,
-            name=_check_name(data.get("name", "custom"), "the taxonomy 'name'"),
+            name=check_name(data.get("name", "custom"), "the taxonomy 'name'"),
             level_names=names,
-            aliases=_checked_aliases(data.get("aliases", {})),
+            aliases=checked_aliases(data.get("aliases", {})),
         )
 
     @classmethod
@@ -315,7 +315,7 @@ class Taxonomy:
             error=TaxonomyError,
             what="taxonomy file",
             max_bytes=MAX_TAXONOMY_FILE_BYTES,
-            max_strings=_MAX_JSON_STRINGS,
+            max_strings=MAX_JSON_STRINGS,
         )
         try:
             return cls.from_dict(data)
@@ -460,7 +460,7 @@ class Taxonomy:
             raise ValueError(
                 f"need predictions for {self.num_levels} levels, got {len(predictions)}"
             )
-        cols = [[int(v) for v in _tolist(level)] for level in predictions]
+        cols = [[int(v) for v in tolist(level)] for level in predictions]
         n = len(cols[0])
         if any(len(c) != n for c in cols):
             raise ValueError("every level needs the same number of predictions")
@@ -541,28 +541,28 @@ class Taxonomy:
 
     def _validate(self) -> None:
         """The rules of docs/taxonomy.md for a directly built instance, in linear time."""
-        _check_name(self.name, "the taxonomy name")
-        _check_list(self.labels, "labels", "a list of label lists, coarse to fine")
-        _check_depth(len(self.labels))
-        _check_sizes(
-            [_check_list(lv, f"level {d}", "a list of labels") for d, lv in enumerate(self.labels)]
+        check_name(self.name, "the taxonomy name")
+        check_list(self.labels, "labels", "a list of label lists, coarse to fine")
+        check_depth(len(self.labels))
+        check_sizes(
+            [check_list(lv, f"level {d}", "a list of labels") for d, lv in enumerate(self.labels)]
         )
-        _check_list(self.level_names, "level_names", "a list of strings, one per level")
+        check_list(self.level_names, "level_names", "a list of strings, one per level")
         if len(self.level_names) != len(self.labels):
             raise TaxonomyError(
                 f"{len(self.labels)} levels but {len(self.level_names)} level names"
             )
         for depth, level_name in enumerate(self.level_names):
-            _check_name(level_name, f"the name of level {depth}")
+            check_name(level_name, f"the name of level {depth}")
         if len(set(self.level_names)) != len(self.level_names):
             raise TaxonomyError(f"duplicate level names {list(self.level_names)}")
-        _check_list(self.parents, "parents", "one list of parent indices per level")
+        check_list(self.parents, "parents", "one list of parent indices per level")
         if len(self.parents) != len(self.labels):
             raise TaxonomyError("need one parent row per level (empty for the first)")
         for depth, labels in enumerate(self.labels):
-            _check_labels(labels, depth, self.level_names)
+            check_labels(labels, depth, self.level_names)
             row = self.parents[depth]
-            _check_list(row, f"parents[{depth}]", "a list of parent class indices")
+            check_list(row, f"parents[{depth}]", "a list of parent class indices")
             if depth == 0:
                 if row:
                     raise TaxonomyError("labels of the first level have no parents")

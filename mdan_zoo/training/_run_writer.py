@@ -35,10 +35,10 @@ from torch.optim import Optimizer
 
 from ..config import ConfigError
 from ..hub.run_folder import (
-    _HIDDEN_RE,
+    HIDDEN_RE,
     RunFolderError,
-    _epoch_of,
     checkpoint_name,
+    epoch_of,
     inspect_checkpoint,
     run_traces,
 )
@@ -244,8 +244,8 @@ def _rotate(ckpt_dir: Path, epoch: int, *, best_epoch: int, keep: int) -> None:
     """Remove the epoch folders up to ``epoch`` other than the ``keep`` newest and the
     selected one; later folders (of a timeline a resume went back from) are left alone."""
     done = sorted(
-        (p for p in ckpt_dir.iterdir() if (_epoch_of(p.name) or epoch + 1) <= epoch),
-        key=lambda p: _epoch_of(p.name) or 0,
+        (p for p in ckpt_dir.iterdir() if (epoch_of(p.name) or epoch + 1) <= epoch),
+        key=lambda p: epoch_of(p.name) or 0,
     )
     keep_names = {p.name for p in done[-keep:]} | {checkpoint_name(epoch)}
     if best_epoch:
@@ -262,7 +262,7 @@ def _remove_dir(path: Path, *, epoch: int) -> None:
     """Rename to a hidden name, then delete: a kill midway never leaves half a checkpoint
     under a real name (fault step ``remove``: renamed, not yet deleted)."""
     trash = path.with_name(f".{path.name}.del-{os.getpid()}")
-    if not _HIDDEN_RE.match(trash.name):
+    if not HIDDEN_RE.match(trash.name):
         trash = path.with_name(f".epoch-0000.del-{os.getpid()}")
     shutil.rmtree(trash, ignore_errors=True)
     os.replace(path, trash)
@@ -323,7 +323,7 @@ def prepare_run_dir(run_dir: Path, *, resume: bool) -> list[str]:
         if not folder.is_dir():
             continue
         for p in sorted(folder.iterdir()):
-            m = _HIDDEN_RE.match(p.name) if folder == ckpt_dir else None
+            m = HIDDEN_RE.match(p.name) if folder == ckpt_dir else None
             if m and m.group(2) == "old" and not (ckpt_dir / m.group(1)).exists():
                 os.replace(p, ckpt_dir / m.group(1))
                 done.append(f"restored {m.group(1)} from {p.name}")
