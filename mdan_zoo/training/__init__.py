@@ -23,7 +23,7 @@ from ._demo import DemoResult, DemoSize, run_demo
 from ._protocol import ProtocolRun, protocol_configs, run_status, train_runs
 from ._publish import export_run, push_run, run_metrics, select_run
 from ._runs import BRANCH_TAGS, RunsError, RunsReport, find_runs, is_protocol_dir, report_runs
-from ._setup import build_datasets
+from ._setup import build_datasets, build_model
 from ._trainer import NonFiniteLossError, RunExistsError, Trainer, TrainResult, saved_state, train
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "build_datasets",
+    "build_model",
     "config_diff",
     "config_text",
     "export_run",
