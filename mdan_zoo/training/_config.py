@@ -334,8 +334,10 @@ class TrainConfig:
     def with_overrides(self, overrides: Sequence[str]) -> TrainConfig:
         """A copy with ``key=value`` strings applied (``model.alpha=0.5`` reaches nested keys).
 
-        Values are read as JSON when they parse (numbers, true/false, null, lists), else taken
-        as strings; the result is type-checked like a config file.
+        A key that names an :class:`MDANConfig` field and no field here is that field of
+        ``model`` (``mapping=c`` is ``model.mapping=c``). Values are read as JSON when they
+        parse (numbers, true/false, null, lists), else taken as strings; the result is
+        type-checked like a config file.
         """
         data = self.to_dict()
         for item in overrides:
@@ -348,6 +350,8 @@ class TrainConfig:
             except json.JSONDecodeError:
                 value = raw
             head, _, rest = key.partition(".")
+            if head not in data and head in _MODEL_FIELDS and not rest:
+                head, rest = "model", head  # --set mapping=c: a field of the MDANConfig
             if head not in data:
                 raise ConfigError(
                     f"unknown config key {head!r} in --set {item!r}; known keys: {sorted(data)}"
@@ -359,6 +363,9 @@ class TrainConfig:
             else:
                 data[head] = value
         return TrainConfig.from_dict(data)
+
+
+_MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(MDANConfig))
 
 
 def _check_types(cfg: TrainConfig) -> None:
