@@ -119,7 +119,12 @@ class TrainConfig:
             ``bf16``, ``fp16`` or ``off``; CPUs always run in float32.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         workers: DataLoader worker processes per process.
-        seed: seeds the initialisation, the data order and the augmentations.
+        seed: seeds the initialisation, the data order and the augmentations, and the split
+            unless ``split_seed`` is given.
+        split_seed: seeds the train/val/test split (and ``subset_per_class``); ``None`` (the
+            default) uses ``seed``, so every run of ``--seeds`` draws its own split. The paper
+            does not say whether its 3 runs re-split (Sec. 5.2); ``split_seed=0`` gives every
+            run the same split.
         deterministic: ask torch for deterministic kernels (slower on GPU).
         select_metric: the validation metric that picks the exported epoch (a key of
             :meth:`mdan_zoo.evaluation.EvalReport.flat`, e.g. ``overall/mean``).
@@ -163,6 +168,7 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 4
     seed: int = 0
+    split_seed: int | None = None
     deterministic: bool = False
     select_metric: str = "overall/mean"
     output_dir: str = "runs/{name}"
@@ -230,6 +236,10 @@ class TrainConfig:
     def model_config(self) -> MDANConfig:
         """The :class:`MDANConfig` this run builds."""
         return MDANConfig.from_dict({**self.model, "backbone": self.backbone})
+
+    def resolved_split_seed(self) -> int:
+        """The seed of the split: ``split_seed``, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def preprocessing(self) -> Preprocessing:
         """The input the trained weights will expect (carried with them)."""
