@@ -197,3 +197,20 @@ def test_factories_and_set_take_the_mapping() -> None:
     assert TrainConfig().with_overrides(["model.mapping=b"]).model_config().mapping == "b"
     with pytest.raises(ConfigError, match="mapping"):
         TrainConfig().with_overrides(["mapping=x"])
+
+
+def test_a_checkpoint_with_an_unread_f5_is_refused_with_the_reason(tmp_path) -> None:
+    """mdan_zoo 0.1.0 built F5 for mhcca=False, upsample_add=False, where nothing reads it."""
+    from safetensors.torch import save_file
+
+    from mdan_zoo import mdan
+    from mdan_zoo.hub import WeightsError
+
+    cfg = SMALL.replace(mhcca=False, upsample_add=False)
+    model = MDAN(TREE2, cfg)
+    assert model.f5 is None
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state["f5.weight"], state["f5.bias"] = torch.zeros(16, 512, 1, 1), torch.zeros(16)
+    save_file(state, str(tmp_path / "old.safetensors"))
+    with pytest.raises(WeightsError, match=r"hold F5 \(f5\.\*\), which this MDAN does not build"):
+        mdan(weights=tmp_path / "old.safetensors", taxonomy=TREE2, config=cfg)
