@@ -456,4 +456,7 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         return mdan_loss(output, targets, eps=self.config.prob_eps)
 
     def extra_repr(self) -> str:
-        return f"taxonomy={self.taxonomy.name!r} {self.taxonomy.num_classes}, backbone={self.config.backbone}"
+        return (
+            f"taxonomy={self.taxonomy.name!r} {self.taxonomy.num_classes}, "
+            f"backbone={self.config.backbone}, mapping=({self.config.mapping})"
+        )

@@ -214,3 +214,18 @@ def test_a_checkpoint_with_an_unread_f5_is_refused_with_the_reason(tmp_path) -> 
     save_file(state, str(tmp_path / "old.safetensors"))
     with pytest.raises(WeightsError, match=r"hold F5 \(f5\.\*\), which this MDAN does not build"):
         mdan(weights=tmp_path / "old.safetensors", taxonomy=TREE2, config=cfg)
+
+
+def test_fine_tuning_to_a_deeper_tree_adds_the_lateral_of_the_new_map(tmp_path) -> None:
+    """(c) on two levels reads C4, C5; on three C3, C4, C5: C4's MHCCA carries over, C3's is new."""
+    from mdan_zoo import mdan
+
+    cfg = SMALL.replace(mapping="c")
+    torch.manual_seed(0)
+    source = MDAN(TREE2, cfg)
+    folder = source.save_pretrained(tmp_path / "two")
+    model = mdan(weights=folder, taxonomy=TREE3, config=cfg)
+    report = model.transfer_report
+    assert "laterals.1" in report.reinitialised and "laterals.0" in report.transferred
+    assert any("MHCCA lateral of level 1" in p for p in report.parts_new)  # C3 serves level 1
+    torch.testing.assert_close(model.laterals[0].q.weight, source.laterals[0].q.weight)
