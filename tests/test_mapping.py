@@ -229,3 +229,32 @@ def test_fine_tuning_to_a_deeper_tree_adds_the_lateral_of_the_new_map(tmp_path) 
     assert "laterals.1" in report.reinitialised and "laterals.0" in report.transferred
     assert any("MHCCA lateral of level 1" in p for p in report.parts_new)  # C3 serves level 1
     torch.testing.assert_close(model.laterals[0].q.weight, source.laterals[0].q.weight)
+
+
+def test_the_table_2_protocol_learns_locally_only() -> None:
+    """`--set mapping=X --set alpha=1 --set mhcca=false --set lcam=false`: P_O is P_L, the loss
+    is P_L's cross-entropy, and the global classifier learns nothing (Table 2: "based on P_L
+    only", "local learning only")."""
+    from mdan_zoo.training import TrainConfig
+
+    overrides = ["mapping=a", "alpha=1", "mhcca=false", "lcam=false", "backbone=resnet18"]
+    cfg = TrainConfig().with_overrides([*overrides, "model.fpn_channels=16"]).model_config()
+    torch.manual_seed(0)
+    model = MDAN(TREE3, cfg).train()
+    assert model.f5 is not None and len(model.laterals) == 2  # (a): C5, C4, C3, no sums
+    out = model(torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(2)))
+    fine = torch.tensor([0, 5, 8, 3])
+    for level in out:
+        torch.testing.assert_close(level.probs, level.local_probs)
+    loss = model.loss(out, fine)
+    want = torch.stack(
+        [
+            nn.functional.cross_entropy(lv.local_logits, y)
+            for lv, y in zip(out, model.targets_from_fine(fine), strict=True)
+        ]
+    ).mean()
+    torch.testing.assert_close(loss, want)
+    loss.backward()
+    assert model.global_head.weight.grad is not None
+    assert model.global_head.weight.grad.abs().max() == 0
+    assert all(h.weight.grad.abs().sum() > 0 for h in model.local_heads)
