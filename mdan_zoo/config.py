@@ -23,9 +23,11 @@ from .errors import ConfigError
 
 __all__ = [
     "BACKBONES",
+    "MAPPINGS",
     "MAX_FPN_CHANNELS",
     "MAX_HEADS",
     "MAX_IMAGE_SIDE",
+    "AffectiveSemanticMapping",
     "ConfigError",
     "MDANConfig",
     "Preprocessing",
@@ -37,6 +39,7 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 LcamNorm = Literal["minmax", "sigmoid", "none"]
 LcamRoot = Literal["all", "off"]
 LcamParent = Literal["local", "overall"]
+MappingName = Literal["a", "b", "c", "d", "e", "f"]
 
 
 MAX_FPN_CHANNELS = 4096
@@ -48,6 +51,67 @@ MAX_IMAGE_SIDE = 2048
 _CONFIG_FILE_BYTES = 1024 * 1024
 LITE_FPN_CHANNELS = 256
 """Top-down width of :meth:`MDANConfig.lite` (FPN [8]'s 256)."""
+
+
+@dataclass(frozen=True)
+class AffectiveSemanticMapping:
+    """One setting of Fig. 2: which semantic level serves each affective level, and whether the
+    top-down sums of FPN (feature fusion, "FF" in Table 2) exist.
+
+    Attributes:
+        name: the panel, ``"a"`` .. ``"f"``.
+        levels: the semantic level l_s read by affective levels 1, 2, 3 of a three-level tree
+            (Parrott's, WEBEmo), e.g. ``(4, 3, 2)`` for (e): l_s = 5 - l_a (Sec. 3.1).
+        fusion: F_ls = lateral(C_ls) + Upsample(F_ls+1) (Sec. 3.1); without it every local
+            classifier reads its own level's lateral alone, as on a plain ResNet-101 (Sec. 5.3).
+
+    A shallower tree keeps the same direction on the highest maps of ``levels``
+    (:meth:`semantic_levels`), so that the pairs Sec. 5.3 compares still differ only in what it
+    compares them for (docs/architecture.md, "Affective-semantic mapping").
+    """
+
+    name: str
+    levels: tuple[int, int, int]
+    fusion: bool
+
+    @property
+    def ascending(self) -> bool:
+        """Level 1 reads the lowest of the maps used (the order Sec. 5.3 calls "low to high"
+        without fusion); ``False``: level 1 reads the highest, as (e)."""
+        return self.levels[0] < self.levels[-1]
+
+    def semantic_levels(self, num_levels: int) -> tuple[int, ...]:
+        """l_s of affective levels 1 .. ``num_levels`` (1-3): the ``num_levels`` highest maps
+        of :attr:`levels`, in this setting's order."""
+        if not 1 <= num_levels <= len(self.levels):
+            raise ConfigError(f"mappings serve 1-3 affective levels, got {num_levels}")
+        used = sorted(self.levels, reverse=True)[:num_levels]
+        return tuple(reversed(used)) if self.ascending else tuple(used)
+
+    def describe(self, num_levels: int = 3) -> str:
+        """``"(e) l_a 1, 2, 3 -> F4, F3, F2, with feature fusion"`` (C: a map without fusion)."""
+        prefix = "F" if self.fusion else "C"
+        maps = ", ".join(f"{prefix}{ls}" for ls in self.semantic_levels(num_levels))
+        fusion = "with feature fusion" if self.fusion else "without feature fusion"
+        numbers = ", ".join(str(i) for i in range(1, num_levels + 1))
+        return f"({self.name}) l_a {numbers} -> {maps}, {fusion}"
+
+
+MAPPINGS: dict[str, AffectiveSemanticMapping] = {
+    m.name: m
+    for m in (
+        AffectiveSemanticMapping("a", (5, 4, 3), fusion=False),
+        AffectiveSemanticMapping("b", (4, 3, 2), fusion=False),
+        AffectiveSemanticMapping("c", (3, 4, 5), fusion=False),
+        AffectiveSemanticMapping("d", (2, 3, 4), fusion=False),
+        AffectiveSemanticMapping("e", (4, 3, 2), fusion=True),
+        AffectiveSemanticMapping("f", (2, 3, 4), fusion=True),
+    )
+}
+"""The six settings of Fig. 2 / Table 2 as we read them from Sec. 3.1 and 5.3 (the figure is not
+in the text): (a)-(d) without feature fusion on the maps of ResNet-101, (e)-(f) with it; (a)/(c),
+(b)/(d), (e)/(f) differ only in order, (a)/(b) only in which maps, (b)/(e) and (d)/(f) only in
+the fusion. (e) is the paper's model (``MDANConfig().mapping``)."""
 
 
 @dataclass(frozen=True)
@@ -66,13 +130,18 @@ class MDANConfig:
             channel number "is reduced" by the 1x1 conv; 1024 (half of ResNet-101's 2048) is the
             width that reproduces Table 1's parameter count (``benchmarks/complexity.py``).
         alpha: weight of P_L in P_O = alpha * P_L + (1 - alpha) * P_G (Sec. 3.2, 5.5.2: 0.7).
-        heads: MHCCA heads per affective level, coarse to fine; level l_a reads C_{5-l_a}
-            (Table 4 / Sec. 5.5.1: h = 2, 4, 8 for C4, C3, C2).
+        heads: MHCCA heads per semantic level, C4, C3, C2 (Table 4 / Sec. 5.5.1: h_ls = 2, 4, 8
+            for l_s = 4, 3, 2); under mapping (e) that is affective level 1, 2, 3.
+        mapping: the affective-semantic mapping of Fig. 2, ``"a"`` .. ``"f"`` (:data:`MAPPINGS`):
+            which semantic level serves each affective level and whether the top-down sums
+            exist. (e), the default, is the paper's model (Sec. 3.1: l_s = 5 - l_a, with
+            feature fusion); Table 2 compares all six.
         mhcca: Multi-head Cross Channel Attention replaces FPN's lateral 1x1 conv (Sec. 4.1).
         mhcca_kv_proj: add K and V 1x1 projections (Table 5 row 2; hurts, so off).
-        upsample_add: F_ls = C'_ls + Upsample(F_ls+1); off sends C'_ls alone (Table 5).
+        upsample_add: F_ls = C'_ls + Upsample(F_ls+1); off sends C'_ls alone (Table 5). Only a
+            mapping with feature fusion ((e), (f)) has these sums; (a)-(d) have none either way.
         lcam: Level-dependent CAM on every local branch (Sec. 4.2).
-        lcam_mean / lcam_max: the two poolings fused into M (Sec. 4.2.2, Table 5 rows 5-7).
+        lcam_mean / lcam_max: the two poolings fused into M (Sec. 4.2.2, Table 5 rows 5-8).
         lcam_norm: how the fused map M is scaled before (1 + M) (not in the paper): per-image
             min-max to [0, 1] (default), sigmoid, or raw.
         lcam_root: level 1 has no parent: ``"all"`` fuses the CAMs of all its classes (as Fig. 8
@@ -87,6 +156,7 @@ class MDANConfig:
     fpn_channels: int = 1024
     alpha: float = 0.7
     heads: tuple[int, ...] = (2, 4, 8)
+    mapping: MappingName = "e"
     mhcca: bool = True
     mhcca_kv_proj: bool = False
     upsample_add: bool = True
@@ -115,6 +185,11 @@ class MDANConfig:
             raise ConfigError(
                 f"heads must list 1-3 positive integers (one per affective level), got {self.heads!r}"
             )
+        if self.mapping not in MAPPINGS:
+            raise ConfigError(
+                f"mapping must be one of {tuple(MAPPINGS)} (the settings of Fig. 2; 'e' is the "
+                f"paper's model), got {self.mapping!r}"
+            )
         for name, allowed in (
             ("lcam_norm", LcamNorm),
             ("lcam_root", LcamRoot),
@@ -140,6 +215,21 @@ class MDANConfig:
         override any field, e.g. ``MDANConfig.lite(backbone="resnet18")``.
         """
         return cls(**{"fpn_channels": LITE_FPN_CHANNELS, **changes})
+
+    @property
+    def affective_semantic_mapping(self) -> AffectiveSemanticMapping:
+        """The Fig. 2 setting named by :attr:`mapping`."""
+        return MAPPINGS[self.mapping]
+
+    def semantic_levels(self, num_levels: int) -> tuple[int, ...]:
+        """l_s read by affective levels 1 .. ``num_levels``: ``(4, 3, 2)`` for (e), 3 levels."""
+        return MAPPINGS[self.mapping].semantic_levels(num_levels)
+
+    @property
+    def top_down_sums(self) -> bool:
+        """Whether F_ls = C'_ls + Upsample(F_ls+1) is computed: the mapping has feature fusion
+        and ``upsample_add`` is on."""
+        return MAPPINGS[self.mapping].fusion and self.upsample_add
 
     def replace(self, **changes: Any) -> MDANConfig:
         """A copy with some fields changed (validated); unknown names raise TypeError."""

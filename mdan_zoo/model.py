@@ -3,10 +3,12 @@
 Two branches over a torchvision ResNet (Fig. 3):
 
 * bottom-up (global, Sec. 3.2): ``P_G = softmax(gclassifier(GAP(C5)))`` over the finest level;
-  coarser levels by summing children (Eq. 2), so P_G never violates the hierarchy;
-* top-down (local, Sec. 3.1 mapping (e)): affective level ``l_a`` reads semantic level
-  ``l_s = 5 - l_a`` of an FPN whose lateral connections are MHCCA (Sec. 4.1), followed by L-CAM
-  (Sec. 4.2) and a local classifier (Eq. 1).
+  coarser levels by summing children (Eq. 2), so P_G's probabilities obey the hierarchy (a
+  parent's probability is the sum of its children's; per-level argmaxes can still disagree);
+* top-down (local, Sec. 3.1): affective level ``l_a`` reads the semantic level the config's
+  mapping (Fig. 2, ``MDANConfig.mapping``; (e): ``l_s = 5 - l_a``) gives it, on an FPN whose
+  lateral connections are MHCCA (Sec. 4.1), followed by L-CAM (Sec. 4.2) and a local classifier
+  (Eq. 1). Settings (a)-(d) have no top-down sums (no feature fusion).
 
 ``P_O = alpha * P_L + (1 - alpha) * P_G`` per level; the loss is Eq. 3 as cross-entropy on P_O.
 """
@@ -32,7 +34,6 @@ from .untrained import loaded_hook
 
 __all__ = ["MDAN", "LevelOutput", "MDANOutput", "ResNetTrunk", "mdan_loss"]
 
-_SEMANTIC_LEVEL = (4, 3, 2)  # mapping (e): affective level 1, 2, 3 -> C4, C3, C2
 AGG_MATRIX_MAX = 1 << 22
 """Largest fine x coarse one-hot matrix (entries, 16 MB) that Eq. 2 uses as a matrix product;
 a larger tree sums children with ``index_add`` instead, so a legal 30,000-class tree never
@@ -200,11 +201,6 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
     ) -> None:
         super().__init__()
         config = config or MDANConfig()
-        if len(config.heads) < taxonomy.num_levels:
-            raise ValueError(
-                f"config.heads lists {len(config.heads)} values but the taxonomy has "
-                f"{taxonomy.num_levels} levels: give one MHCCA head count per level"
-            )
         self.taxonomy = taxonomy
         self.config = config
         self.preprocessing = preprocessing or Preprocessing()
@@ -214,7 +210,10 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         self.backbone = ResNetTrunk(resnet)
         self.channels = _backbone_channels(config.backbone)
         width = config.fpn_channels
-        self.f5 = nn.Conv2d(self.channels["c5"], width, 1)  # F5 = Conv1x1(C5), Sec. 3.1
+        # F5 = Conv1x1(C5) (Sec. 3.1), where something reads it: a level at C5, MHCCA's
+        # queries or the top-down sums (a plain (b)/(d) would leave it unused).
+        reads_f5 = config.mhcca or config.top_down_sums or 5 in config.semantic_levels(1)
+        self.f5 = nn.Conv2d(self.channels["c5"], width, 1) if reads_f5 else None
         self.laterals = nn.ModuleList()
         self.local_heads = nn.ModuleList()
         self.global_head = nn.Linear(self.channels["c5"], taxonomy.num_classes[-1])
@@ -222,19 +221,29 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         self._init_taxonomy_buffers()
 
     # ------------------------------------------------------------------ construction
-    def _make_lateral(self, depth: int) -> nn.Module:
-        c_low = self.channels[f"c{_SEMANTIC_LEVEL[depth]}"]
+    def _make_lateral(self, index: int) -> nn.Module:
+        """The lateral of C_{4 - index} (``laterals[0]`` is C4's, then C3, C2)."""
+        c_low = self.channels[f"c{4 - index}"]
         width = self.config.fpn_channels
         if self.config.mhcca:
             return MHCCA(
-                width, c_low, width, self.config.heads[depth], kv_proj=self.config.mhcca_kv_proj
+                width, c_low, width, self.config.heads[index], kv_proj=self.config.mhcca_kv_proj
             )
         return nn.Conv2d(c_low, width, 1)  # plain FPN lateral (Sec. 3.1)
 
     def _build_levels(self, taxonomy: Taxonomy) -> None:
-        while len(self.laterals) < taxonomy.num_levels:
+        self.semantic_levels = self.config.semantic_levels(taxonomy.num_levels)
+        count = sum(1 for ls in self.semantic_levels if ls < 5)  # F5 is model.f5
+        if len(self.config.heads) < count:
+            raise ValueError(
+                f"config.heads lists {len(self.config.heads)} values but mapping "
+                f"({self.config.mapping}) of a {taxonomy.num_levels}-level taxonomy has "
+                f"{count} MHCCA levels: give one MHCCA head count per level (per semantic "
+                "level: C4, C3, C2)"
+            )
+        while len(self.laterals) < count:
             self.laterals.append(self._make_lateral(len(self.laterals)))
-        while len(self.laterals) > taxonomy.num_levels:
+        while len(self.laterals) > count:
             del self.laterals[-1]
         self.local_heads = nn.ModuleList(
             nn.Linear(self.config.fpn_channels, n) for n in taxonomy.num_classes
@@ -264,10 +273,6 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
 
         Levels that exist in both trees keep their MHCCA; extra levels get new ones.
         """
-        if len(self.config.heads) < taxonomy.num_levels:
-            raise ValueError(
-                f"config.heads has {len(self.config.heads)} values, taxonomy needs {taxonomy.num_levels}"
-            )
         device = self.global_head.weight.device
         self.taxonomy = taxonomy
         self._build_levels(taxonomy)
@@ -359,18 +364,21 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
             p_g_fine = torch.softmax(_wide(global_logits), dim=1)
             global_probs = [self._sum_children(p_g_fine, d) for d in range(tax.num_levels)]
 
-        # Top-down branch (Sec. 3.1 mapping (e), Sec. 4).
+        # Top-down branch (Sec. 3.1 with the mapping of Fig. 2, Sec. 4). The maps are built from
+        # the top down; when level 1 reads the highest of them ((a), (b), (e)) each level's
+        # attended map is the next one's F above, else ((c), (d), (f)) the maps come first.
         levels: list[LevelOutput] = []
-        f_prev = self.f5(c5)
+        chain = sorted(self.semantic_levels, reverse=True)
+        in_order = list(self.semantic_levels) == chain
+        f_prev = self.f5(c5) if self.f5 is not None and chain[0] < 5 else None
+        built: dict[int, Tensor] = {}
+        if not in_order:
+            for ls in chain:
+                f_prev = built[ls] = self._top_down_map(ls, features, f_prev)
         prev_choice: Tensor | None = None
         for depth in range(tax.num_levels):
-            c = features[f"c{_SEMANTIC_LEVEL[depth]}"]
-            up = upsample_to(f_prev, c.shape[-2:])  # bilinear (Sec. 3.1)
-            lateral = self.laterals[depth]
-            if isinstance(lateral, MHCCA):  # UpsampleAdd is added where C' is written
-                x = lateral(up, c, residual=up if cfg.upsample_add else None, reuse_residual=True)
-            else:
-                x = lateral(c) + up if cfg.upsample_add else lateral(c)
+            ls = self.semantic_levels[depth]
+            x = built[ls] if ls in built else self._top_down_map(ls, features, f_prev)
             head: nn.Linear = self.local_heads[depth]  # type: ignore[assignment]
             cams = class_activation_maps(x, head.weight) if (cfg.lcam or return_cams) else None
             m: Tensor | None = None
@@ -396,7 +404,7 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
                 gain = (1.0 + m).flatten(1)[:, :, None]  # [B, HW, 1]
                 pooled = torch.bmm(cams.flatten(2), gain)[:, :, 0] / gain.shape[1]
                 local_logits = pooled + head.bias
-                if depth < last:  # the next level reads the attended map
+                if depth < last and in_order:  # the next level reads the attended map
                     grad = torch.is_grad_enabled()
                     x = (1.0 + m) * x if grad else x.mul_(1.0 + m)
             else:
@@ -421,6 +429,22 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
             f_prev = x
         return MDANOutput(levels=tuple(levels))
 
+    def _top_down_map(self, ls: int, features: dict[str, Tensor], above: Tensor | None) -> Tensor:
+        """F_ls from C_ls and the map ``above`` it (None where nothing reads it): MHCCA or the
+        1x1 lateral, plus Upsample(above) where the mapping has the top-down sums."""
+        if ls == 5:
+            assert self.f5 is not None  # built whenever a level reads C5
+            return self.f5(features["c5"])
+        c = features[f"c{ls}"]
+        lateral = self.laterals[4 - ls]
+        sums = self.config.top_down_sums
+        if above is None or not (sums or isinstance(lateral, MHCCA)):
+            return lateral(c)  # no feature fusion, no MHCCA: the 1x1 lateral alone
+        up = upsample_to(above, c.shape[-2:])  # bilinear (Sec. 3.1)
+        if isinstance(lateral, MHCCA):  # UpsampleAdd is added where C' is written
+            return lateral(up, c, residual=up if sums else None, reuse_residual=True)
+        return lateral(c) + up
+
     def forward(self, x: Tensor, *, return_cams: bool = False) -> MDANOutput:
         """Images ``[B, 3, H, W]`` (normalised) -> :class:`MDANOutput`, coarse to fine."""
         return self.forward_head(self.forward_features(x), return_cams=return_cams)
@@ -432,4 +456,7 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         return mdan_loss(output, targets, eps=self.config.prob_eps)
 
     def extra_repr(self) -> str:
-        return f"taxonomy={self.taxonomy.name!r} {self.taxonomy.num_classes}, backbone={self.config.backbone}"
+        return (
+            f"taxonomy={self.taxonomy.name!r} {self.taxonomy.num_classes}, "
+            f"backbone={self.config.backbone}, mapping=({self.config.mapping})"
+        )

@@ -14,6 +14,7 @@ def test_defaults_are_the_papers_full_model() -> None:
     assert cfg.backbone == "resnet101" and cfg.alpha == 0.7 and cfg.heads == (2, 4, 8)
     assert cfg.mhcca and not cfg.mhcca_kv_proj and cfg.upsample_add
     assert cfg.lcam and cfg.lcam_mean and cfg.lcam_max and cfg.lcam_parent == "local"
+    assert cfg.mapping == "e" and cfg.semantic_levels(3) == (4, 3, 2) and cfg.top_down_sums
     assert Preprocessing().input_size == 448
 
 
@@ -22,6 +23,7 @@ NON_DEFAULT = MDANConfig(
     fpn_channels=64,
     alpha=0.25,
     heads=[3, 5],
+    mapping="c",
     mhcca=True,
     mhcca_kv_proj=True,
     upsample_add=False,

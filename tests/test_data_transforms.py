@@ -73,7 +73,7 @@ def test_paper_defaults_are_448_crops_of_512(photo: Image.Image) -> None:
 @pytest.mark.parametrize(
     "pre",
     [
-        Preprocessing(),  # the paper's: 448 crops of 512
+        Preprocessing(),  # our default: 448 crops of 512
         Preprocessing(input_size=64, resize_size=72),  # the tests' tiny models
         Preprocessing(input_size=224, resize_size=256, interpolation="bicubic"),
         Preprocessing(input_size=224, resize_size=256, interpolation="nearest"),

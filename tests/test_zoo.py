@@ -498,3 +498,20 @@ def test_the_factory_keywords_are_described_once() -> None:
         mdan_zoo.mdan_fi(backbon="resnet18")
     with pytest.raises(TypeError, match=r"^mdan_webemo\(\) got an unexpected keyword argument 'x'"):
         mdan_zoo.create_model("mdan_webemo", x=1)
+
+
+def test_the_emoset_entry_cites_what_emosets_paper_reports() -> None:
+    """`mdan-zoo info mdan_emoset` shows the numbers a reproduction must beat, with the table
+    and the protocol they come from (EmoSet's paper has no ViT baseline)."""
+    entry = get_weights("mdan_emoset")
+    text = entry.describe()
+    assert "ViT" not in text and "Tables 3-5" in entry.baselines["source"]
+    assert all(s in entry.baselines["protocol"] for s in ("80/5/15", "Adam", "224"))
+    cited = {
+        "EmoSet-8 accuracy (%)": ("74.04", "76.32", "76.95", "78.40", "75.75"),
+        "FI-8 accuracy (%)": ("67.53", "72.42"),
+        "EmoSet-2 accuracy (%)": ("94.58", "93.71"),
+    }
+    for key, numbers in cited.items():
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(key))
+        assert [n for n in numbers if n in line] == list(numbers), key

@@ -35,7 +35,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key (repeatable), e.g. --set epochs=5 --set model.alpha=0.5",
+        help=(
+            "override a config key (repeatable), e.g. --set epochs=5 --set model.alpha=0.5; "
+            "an MDANConfig field alone reaches the model: --set mapping=c"
+        ),
     )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument(

@@ -1,6 +1,7 @@
-"""The paper's image transforms, built from a :class:`~mdan_zoo.config.Preprocessing` or a
-config dict (Sec. 5.2: random 448 x 448 crop after resizing, horizontal flip, per-channel
-normalisation for training; the resize + centre crop that the weights carry for evaluation).
+"""The image transforms, built from a :class:`~mdan_zoo.config.Preprocessing` or a config dict
+(Sec. 5.2: a random 448 x 448 crop, horizontal flip and per-channel normalisation for training;
+by default the crop is taken after resizing the shorter side to 512, our choice, see the
+deviations table; the resize + centre crop that the weights carry for evaluation).
 
 The transforms themselves are torchvision's v2 (``Preprocessing.train_transform`` /
 ``eval_transform``): they take a PIL image or a uint8 tensor ``[3, H, W]`` (e.g. from
@@ -26,7 +27,8 @@ Transform = Callable[[Image.Image | torch.Tensor], torch.Tensor]
 def preprocessing_from(preprocessing: Preprocessing | Mapping[str, Any] | None) -> Preprocessing:
     """A :class:`Preprocessing` from itself, a config dict (its fields, e.g.
     ``{"input_size": 448, "resize_size": 512}``; unknown keys raise ConfigError) or None (the
-    paper's: 448 crops of the image resized to 512, ImageNet mean/std, horizontal flip)."""
+    default: 448 crops of the image resized to 512, ImageNet mean/std, horizontal flip; the
+    paper's literal crop of the original image is ``resize_size=None``)."""
     if preprocessing is None:
         return Preprocessing()
     if isinstance(preprocessing, Preprocessing):

@@ -380,6 +380,14 @@ def _assign(model: Any, state: Mapping[str, Tensor], *, source: str) -> None:
     ]
     if missing or unexpected or wrong:
         width = state["f5.weight"].shape[0] if "f5.weight" in state else None
+        dead_f5 = set(unexpected) <= {"f5.weight", "f5.bias"} and not (missing or wrong)
+        if width is not None and model.f5 is None and dead_f5:
+            raise WeightsError(
+                f"weights from {source} hold F5 (f5.*), which this MDAN does not build: with "
+                f"mapping ({model.config.mapping}), mhcca=False and no top-down sums nothing "
+                "reads F5 (mdan_zoo 0.1.0 built it unused). Its other tensors fit: drop "
+                "the two f5.* tensors from the file to load it"
+            )
         if width is not None and width != model.config.fpn_channels:  # e.g. a zoo 0.1.0 file
             wrong.insert(
                 0,

@@ -119,11 +119,18 @@ class TransferReport:
 
 
 def part_name(
-    group: str, level_names: tuple[str, ...], *, mhcca: bool, backbone: str, lcam: bool = True
+    group: str,
+    level_names: tuple[str, ...],
+    *,
+    mhcca: bool,
+    backbone: str,
+    lcam: bool = True,
+    semantic_levels: tuple[int, ...] = (4, 3, 2),
 ) -> str:
     """The paper's name of a module group (``laterals.1`` -> ``MHCCA lateral of level 2 (..)``).
 
-    Levels are numbered from 1, coarse to fine, as the paper's affective levels."""
+    Levels are numbered from 1, coarse to fine, as the paper's affective levels;
+    ``semantic_levels`` is the model's mapping (``laterals.j`` is C_{4-j}'s; (e) by default)."""
     if group == "backbone":
         return f"backbone ({backbone})"
     if group == "f5":
@@ -134,6 +141,12 @@ def part_name(
     depth = int(index)
     level = f"level {depth + 1} ({level_names[depth]})" if depth < len(level_names) else group
     if kind == "laterals":
+        ls = 4 - depth
+        if ls in semantic_levels[: len(level_names)]:
+            at = semantic_levels.index(ls)
+            level = f"level {at + 1} ({level_names[at]})"
+        else:
+            level = f"C{ls}"
         return f"{'MHCCA lateral' if mhcca else 'lateral 1x1 conv'} of {level}"
     if kind == "local_heads":
         return f"{'L-CAM/local' if lcam else 'local'} classifier of {level}"
@@ -218,9 +231,10 @@ def transfer_state(
             copied[group] = tuple(rows)
         carried[group] = tuple(rows)
         fresh_modules[group] = fresh
-    for d in range(n_src, n_tgt):  # attention of levels the source had not
-        reinit.append(f"laterals.{d}")
-        fresh_modules[f"laterals.{d}"] = target._make_lateral(d).to("cpu")
+    for j in range(len(target.laterals)):  # attention at maps the source had not
+        if not any(k.startswith(f"laterals.{j}.") for k in state):
+            reinit.append(f"laterals.{j}")
+            fresh_modules[f"laterals.{j}"] = target._make_lateral(j).to("cpu")
     for group, module in fresh_modules.items():
         for k, v in module.state_dict().items():
             new_state[f"{group}.{k}"] = v
@@ -249,7 +263,14 @@ def transfer_state(
     cfg = target.config
 
     def name(group: str, levels: tuple[str, ...]) -> str:
-        return part_name(group, levels, mhcca=cfg.mhcca, backbone=cfg.backbone, lcam=cfg.lcam)
+        return part_name(
+            group,
+            levels,
+            mhcca=cfg.mhcca,
+            backbone=cfg.backbone,
+            lcam=cfg.lcam,
+            semantic_levels=cfg.semantic_levels(len(levels)),
+        )
 
     classifiers = tuple(
         ClassifierTransfer(

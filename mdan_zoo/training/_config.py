@@ -119,7 +119,12 @@ class TrainConfig:
             ``bf16``, ``fp16`` or ``off``; CPUs always run in float32.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         workers: DataLoader worker processes per process.
-        seed: seeds the initialisation, the data order and the augmentations.
+        seed: seeds the initialisation, the data order and the augmentations, and the split
+            unless ``split_seed`` is given.
+        split_seed: seeds the train/val/test split (and ``subset_per_class``); ``None`` (the
+            default) uses ``seed``, so every run of ``--seeds`` draws its own split. The paper
+            does not say whether its 3 runs re-split (Sec. 5.2); ``split_seed=0`` gives every
+            run the same split.
         deterministic: ask torch for deterministic kernels (slower on GPU).
         select_metric: the validation metric that picks the exported epoch (a key of
             :meth:`mdan_zoo.evaluation.EvalReport.flat`, e.g. ``overall/mean``).
@@ -163,6 +168,7 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 4
     seed: int = 0
+    split_seed: int | None = None
     deterministic: bool = False
     select_metric: str = "overall/mean"
     output_dir: str = "runs/{name}"
@@ -230,6 +236,10 @@ class TrainConfig:
     def model_config(self) -> MDANConfig:
         """The :class:`MDANConfig` this run builds."""
         return MDANConfig.from_dict({**self.model, "backbone": self.backbone})
+
+    def resolved_split_seed(self) -> int:
+        """The seed of the split: ``split_seed``, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def preprocessing(self) -> Preprocessing:
         """The input the trained weights will expect (carried with them)."""
@@ -334,8 +344,10 @@ class TrainConfig:
     def with_overrides(self, overrides: Sequence[str]) -> TrainConfig:
         """A copy with ``key=value`` strings applied (``model.alpha=0.5`` reaches nested keys).
 
-        Values are read as JSON when they parse (numbers, true/false, null, lists), else taken
-        as strings; the result is type-checked like a config file.
+        A key that names an :class:`MDANConfig` field and no field here is that field of
+        ``model`` (``mapping=c`` is ``model.mapping=c``). Values are read as JSON when they
+        parse (numbers, true/false, null, lists), else taken as strings; the result is
+        type-checked like a config file.
         """
         data = self.to_dict()
         for item in overrides:
@@ -348,6 +360,8 @@ class TrainConfig:
             except json.JSONDecodeError:
                 value = raw
             head, _, rest = key.partition(".")
+            if head not in data and head in _MODEL_FIELDS and not rest:
+                head, rest = "model", head  # --set mapping=c: a field of the MDANConfig
             if head not in data:
                 raise ConfigError(
                     f"unknown config key {head!r} in --set {item!r}; known keys: {sorted(data)}"
@@ -359,6 +373,9 @@ class TrainConfig:
             else:
                 data[head] = value
         return TrainConfig.from_dict(data)
+
+
+_MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(MDANConfig))
 
 
 def _check_types(cfg: TrainConfig) -> None:

@@ -46,7 +46,8 @@ def build_datasets(
         if taxonomy.num_classes[-1] != 10:
             raise ConfigError("dataset fashion_mnist needs a taxonomy with 10 fine classes")
         full = FashionMNIST("train", root=config.data_root)
-        rng = np.random.default_rng(config.seed)
+        split_seed = config.resolved_split_seed()
+        rng = np.random.default_rng(split_seed)
         order = rng.permutation(len(full.targets))
         n_val = int(round(config.val_fraction * len(order))) or 1
         val_idx, train_idx = order[:n_val], order[n_val:]
@@ -57,13 +58,13 @@ def build_datasets(
             _check_subset(full.targets[train_idx], n, "training", config)
             _check_subset(full.targets[val_idx], max(1, n // 4), "validation", config)
             train_idx = train_idx[
-                FashionMNIST.balanced_indices(full.targets[train_idx], n, seed=config.seed)
+                FashionMNIST.balanced_indices(full.targets[train_idx], n, seed=split_seed)
             ]
             few = max(1, n // 4)
             val_idx = val_idx[
-                FashionMNIST.balanced_indices(full.targets[val_idx], few, seed=config.seed)
+                FashionMNIST.balanced_indices(full.targets[val_idx], few, seed=split_seed)
             ]
-            test_idx = FashionMNIST.balanced_indices(test.targets, few, seed=config.seed)
+            test_idx = FashionMNIST.balanced_indices(test.targets, few, seed=split_seed)
         return {
             "train": FashionMNIST(
                 "train", root=config.data_root, transform=train_tf, indices=train_idx
@@ -94,7 +95,7 @@ def build_datasets(
             "config.with_overrides(['data_root=/path/to/it'])); layouts: docs/datasets.md"
         )
     split_file = (
-        Path(config.split_dir) / f"{config.dataset}_seed{config.seed}.json"
+        Path(config.split_dir) / f"{config.dataset}_seed{config.resolved_split_seed()}.json"
         if config.split_dir
         else None
     )
@@ -106,7 +107,7 @@ def build_datasets(
         train_transform=train_tf,
         eval_transform=eval_tf,
         on_missing=config.on_missing,  # type: ignore[arg-type]  # validated: error|skip
-        seed=config.seed,
+        seed=config.resolved_split_seed(),
         split_file=split_file,
         progress=config.progress,
     )
