@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "_io": 0,
     "_checks": 0,
     "_version": 0,
+    "_checkpointing": 0,
     "errors": 0,
     "taxonomy": 0,
     "config": 0,
