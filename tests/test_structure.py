@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "model": 2,
     # 3: the zoo's factories and checkpoints as functions
     "_builder": 3,
+    "_timm": 3,
     "zoo": 3,
     # 4: evaluation, training, export for deployment
     "evaluation": 4,
