@@ -172,6 +172,7 @@ class _RegisterAfterExec:
 
     def exec_module(self, module: Any) -> None:
         self._loader.exec_module(module)
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _TimmImportHook)]
         _register_or_warn()
 
     def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, ...
@@ -179,16 +180,18 @@ class _RegisterAfterExec:
 
 
 class _TimmImportHook:
-    """A ``sys.meta_path`` finder that sees only ``import timm`` and then removes itself."""
+    """A ``sys.meta_path`` finder that sees only ``timm``: the spec the other finders give, with
+    a loader that registers the zoo after timm ran. It stays until timm is actually imported (a
+    ``find_spec("timm")`` that only asks whether timm is installed changes nothing)."""
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname != _TIMM:
             return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
         for finder in sys.meta_path:
             find = getattr(finder, "find_spec", None)
-            spec = find(fullname, path, target) if find is not None else None
+            if finder is self or find is None:
+                continue
+            spec = find(fullname, path, target)
             if spec is not None:
                 break
         else:

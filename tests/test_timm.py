@@ -171,6 +171,8 @@ def test_registration_needs_no_timm_import() -> None:
     later = (
         "import sys, mdan_zoo\n"
         "assert 'timm' not in sys.modules and 'torch' not in sys.modules\n"
+        "import importlib.util\n"
+        "assert importlib.util.find_spec('timm') is not None  # asking does not import\n"
         "import timm\n"
         "print(type(timm.create_model('mdan_iaps', backbone='resnet18')).__name__)\n"
     )
