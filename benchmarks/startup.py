@@ -3,8 +3,9 @@
 Each command runs as a fresh process ``--repeats`` times (after one unmeasured warm-up that fills
 the file cache), the commands interleaved so that load on a shared machine hits them alike; the
 script prints each median and its ratio to the median of ``python -c "import torch,
-torchvision"``, and whether the command imported torch at all. Goal (issue 12): ``--help``,
-``list`` and ``info NAME`` each at most 0.3x the torch import, importing no torch.
+torchvision"``, and whether the command imported torch or timm at all. Goal (issue 12):
+``--help``, ``list`` and ``info NAME`` each at most 0.3x the torch import, importing no torch;
+issue 20: the timm registration ``import mdan_zoo`` sets up imports no timm (timm installed).
 
     PYTHONPATH=$PWD python benchmarks/startup.py [--repeats 7]
 
@@ -40,6 +41,7 @@ except SystemExit as exit_:
     code = exit_.code
 sys.stdout.flush()
 print("TORCH-IMPORTED" if "torch" in sys.modules else "TORCH-NOT-IMPORTED", file=sys.stderr)
+print("TIMM-IMPORTED" if "timm" in sys.modules else "TIMM-NOT-IMPORTED", file=sys.stderr)
 sys.exit(code or 0)
 """
 
@@ -68,18 +70,26 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, argv in runs:
             times[name].append(_run(argv, env)[0])
-    imports = {name: "TORCH-IMPORTED" in _run(["-c", PROBE, *a], env)[1] for name, a in COMMANDS}
+    probes = {name: _run(["-c", PROBE, *a], env)[1] for name, a in COMMANDS}
+    imports = {name: "TORCH-IMPORTED" in err for name, err in probes.items()}
+    timm = {name: "TIMM-IMPORTED" in err for name, err in probes.items()}
     base = statistics.median(times[BASELINE[0]])
     print(
         f"# {args.repeats} runs each, interleaved, median; Python {sys.version.split()[0]}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
-    print("\n| fresh process | seconds (median) | vs import torch, torchvision | imports torch |")
-    print("|---|---|---|---|")
-    print(f"| `{BASELINE[0]}` | {base:.2f} | 1.00x | yes |")
+    print(
+        "\n| fresh process | seconds (median) | vs import torch, torchvision | imports torch "
+        "| imports timm |"
+    )
+    print("|---|---|---|---|---|")
+    print(f"| `{BASELINE[0]}` | {base:.2f} | 1.00x | yes | no |")
     for name, _ in COMMANDS:
         med = statistics.median(times[name])
-        print(f"| `{name}` | {med:.2f} | {med / base:.2f}x | {'yes' if imports[name] else 'no'} |")
+        yes = {True: "yes", False: "no"}
+        print(
+            f"| `{name}` | {med:.2f} | {med / base:.2f}x | {yes[imports[name]]} | {yes[timm[name]]} |"
+        )
     worst = max(statistics.median(times[n]) for n, _ in COMMANDS) / base
     print(f"\ngoal: each <= {GOAL:.2f}x and no torch import; worst now {worst:.2f}x")
 

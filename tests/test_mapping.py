@@ -170,17 +170,17 @@ def test_checkpoints_record_the_mapping_and_old_ones_load_as_e(tmp_path) -> None
     model = MDAN(TREE2, SMALL.replace(mapping="c")).eval()
     folder = model.save_pretrained(tmp_path / "c")
     saved = json.loads((folder / "config.json").read_text())
-    assert saved["architecture"]["mapping"] == "c"
+    assert saved["model_config"]["mapping"] == "c"  # config.json format 2 (issue 20)
     again = MDAN.from_pretrained(folder)
     assert again.config.mapping == "c" and again.semantic_levels == (4, 5)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(again(x).probs[1], model(x).probs[1])
-    # a checkpoint written before the field existed: its architecture has no "mapping"
+    # a checkpoint written before the field existed: its model config has no "mapping"
     old = MDAN(TREE2, SMALL).eval()
     old_folder = old.save_pretrained(tmp_path / "old")
     data = json.loads((old_folder / "config.json").read_text())
-    del data["architecture"]["mapping"]
+    del data["model_config"]["mapping"]
     (old_folder / "config.json").write_text(json.dumps(data))
     assert MDAN.from_pretrained(old_folder).config.mapping == "e"
 
