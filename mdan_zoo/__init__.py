@@ -1,7 +1,9 @@
 """mdan_zoo: the model zoo for MDAN (Xu et al., CVPR 2022), hierarchical visual emotion analysis.
 
 The public API below is imported lazily (PEP 562): ``import mdan_zoo`` costs nothing until a
-name is used, so the command line answers ``--help`` or ``list`` without importing torch.
+name is used, so the command line answers ``--help`` or ``list`` without importing torch. It
+registers the zoo's factories with timm's registry when timm is imported (now or later), without
+importing timm itself (:mod:`mdan_zoo._timm`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._timm import register_when_imported
 from ._version import __version__
+
+register_when_imported()  # timm.create_model("mdan_fi") works once timm is imported, now or later
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {

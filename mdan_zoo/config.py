@@ -341,18 +341,47 @@ class Preprocessing:
             pct = math.nextafter(pct, 1.0)
         return pct
 
+    def timm_gap(self) -> str | None:
+        """Why timm's eval pipeline cannot be :meth:`eval_transform` (None: it can).
+
+        timm resizes the PIL image's shorter side to ``floor(input_size / crop_pct)`` and crops
+        the centre; that is this pipeline for bilinear and bicubic at any sizes (to the one grey
+        level by which PIL's and torch's resampling round apart). It cannot be: the literal crop
+        (``resize_size=None`` keeps the image's own scale, which no fixed resize gives), and
+        ``"nearest"`` (PIL's nearest on the PIL image and torch's ``NEAREST_EXACT`` on the uint8
+        tensor pick different source pixels, on up to 12 % of values at small sizes).
+        """
+        if self.resize_size is None:
+            return (
+                "resize_size=None crops the original image at its own scale, and timm's eval "
+                "pipeline always resizes to a fixed size first"
+            )
+        if self.interpolation == "nearest":
+            return (
+                "'nearest' resamples the uint8 tensor with torch's NEAREST_EXACT, which picks "
+                "other pixels than timm's PIL nearest"
+            )
+        return None
+
     def pretrained_cfg(self, label_names: Sequence[str] | None = None) -> dict[str, Any]:
         """The preprocessing in timm's ``pretrained_cfg`` keys, so that
         ``timm.data.resolve_model_data_config`` / ``timm.data.create_transform`` (and anything
         else that reads them) build the same eval pipeline as :meth:`eval_transform`.
 
+        Where timm cannot build it (:meth:`timm_gap`), ``interpolation`` names the reason
+        instead of a resampling mode: timm's ``create_transform`` then fails (``KeyError``
+        quoting it) instead of building a pipeline that silently differs.
+
         ``label_names``: the class names of the model's output, when it has them.
         """
+        gap = self.timm_gap()
         cfg: dict[str, Any] = {
             "input_size": (3, self.input_size, self.input_size),
             "crop_pct": self._crop_pct(),
             "crop_mode": "center",
-            "interpolation": self.interpolation,
+            "interpolation": self.interpolation
+            if gap is None
+            else f"unsupported by timm: {gap}; use model.eval_transform()",
             "mean": self.mean,
             "std": self.std,
         }

@@ -14,8 +14,11 @@ Two branches over a torchvision ResNet (Fig. 3):
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from ._checkpointing import checkpointed
 from .config import MDANConfig, Preprocessing
 from .hub import PretrainedMixin
 from .layers import (
@@ -34,10 +38,10 @@ from .layers import (
     upsample_to,
 )
 from .prediction import PredictMixin
-from .taxonomy import Taxonomy
+from .taxonomy import Taxonomy, as_taxonomy
 from .untrained import loaded_hook
 
-__all__ = ["MDAN", "LevelOutput", "MDANOutput", "ResNetTrunk", "mdan_loss"]
+__all__ = ["MDAN", "LevelOutput", "MDANOutput", "ResNetTrunk", "mdan_loss", "timm_cfg"]
 
 _SEMANTIC_LEVEL = (4, 3, 2)  # mapping (e): affective level 1, 2, 3 -> C4, C3, C2
 AGG_MATRIX_MAX = 1 << 22
@@ -66,14 +70,69 @@ class ResNetTrunk(nn.Module):
         self.layer2 = resnet.layer2
         self.layer3 = resnet.layer3
         self.layer4 = resnet.layer4
+        self.grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each residual block in the backward pass instead of storing its activations
+        (timm's per-block scheme); outputs, gradients and BatchNorm statistics are unchanged."""
+        self.grad_checkpointing = bool(enable)
+
+    def stages(self, x: Tensor, last: int = 5) -> dict[str, Tensor]:
+        """C2 .. C``last`` (``last`` from 2 to 5): the trunk stops after the stage it needs."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out: dict[str, Tensor] = {}
+        layers = (self.layer1, self.layer2, self.layer3, self.layer4)
+        for level, layer in enumerate(layers[: last - 1], start=2):
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                for block in layer:
+                    x = checkpointed(block, x)
+            else:
+                x = layer(x)
+            out[f"c{level}"] = x
+        return out
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c2 = self.layer1(x)
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        c5 = self.layer4(c4)
-        return {"c2": c2, "c3": c3, "c4": c4, "c5": c5}
+        return self.stages(x)
+
+
+def _take_indices(
+    count: int, indices: int | Sequence[int] | None, info: list[dict[str, Any]]
+) -> list[int]:
+    """timm's ``feature_take_indices``, sorted and unique: None = all, n = the last n, a list =
+    those (negative from the end); a bad index says which maps there are."""
+    names = ", ".join(f"{i}: {m['name']}" for i, m in enumerate(info))
+    if indices is None:
+        return list(range(count))
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        if not 0 < indices <= count:
+            raise ValueError(f"indices={indices}: take the last 1 to {count} maps ({names})")
+        return list(range(count - indices, count))
+    if not isinstance(indices, Sequence) or isinstance(indices, (str, bytes)):
+        raise TypeError(f"indices must be None, an int or a sequence of ints, got {indices!r}")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+        raise TypeError(f"indices must be None, an int or a sequence of ints, got {indices!r}")
+    out = []
+    for i in indices:
+        if not -count <= i < count:
+            raise ValueError(f"feature index {i} is out of range for these {count} maps ({names})")
+        out.append(i % count)
+    return sorted(set(out))
+
+
+def timm_cfg(preprocessing: Preprocessing, taxonomy: Taxonomy | None) -> dict[str, Any]:
+    """timm's ``pretrained_cfg`` of an MDAN: the preprocessing in timm's keys (``input_size``,
+    ``crop_pct``, ``crop_mode``, ``interpolation``, ``mean``, ``std``; see
+    :meth:`Preprocessing.pretrained_cfg` for what timm cannot build), ``label_names`` and
+    ``num_classes`` of the finest level, ``pool_size`` (C5's size), ``first_conv`` and
+    ``classifier`` (every head, global first). ``taxonomy=None``: the keys that need none."""
+    labels = taxonomy.fine_labels if taxonomy is not None else None
+    cfg = preprocessing.pretrained_cfg(label_names=labels)
+    side = math.ceil(preprocessing.input_size / 32)
+    cfg.update(pool_size=(side, side), first_conv="backbone.conv1", fixed_input_size=False)
+    if taxonomy is not None:
+        heads = (f"local_heads.{d}" for d in range(taxonomy.num_levels))
+        cfg.update(num_classes=taxonomy.num_classes[-1], classifier=("global_head", *heads))
+    return cfg
 
 
 def _float32(t: Tensor) -> contextlib.AbstractContextManager[Any]:
@@ -216,6 +275,7 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         self.config = config
         self.preprocessing = preprocessing or Preprocessing()
         self.weights_origin: str | None = None  # random init: predict warns (untrained.py)
+        self._checkpoint_top_down = False  # set_grad_checkpointing
         self.register_load_state_dict_post_hook(loaded_hook)
         resnet = getattr(torchvision.models, config.backbone)(weights=None)
         self.backbone = ResNetTrunk(resnet)
@@ -270,11 +330,21 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
                 self.register_buffer(f"_children{depth}", table.to(device), persistent=False)
                 self.register_buffer(f"_num_children{depth}", counts.to(device), persistent=False)
 
-    def reset_classifier(self, taxonomy: Taxonomy) -> None:
-        """New classifier heads (randomly initialised) for ``taxonomy``; attention weights stay.
+    def reset_classifier(self, taxonomy: Taxonomy | str) -> None:
+        """New classifier heads (randomly initialised) for ``taxonomy`` (a :class:`Taxonomy`, a
+        built-in name or a ``.json`` file, as every ``taxonomy=``); attention weights stay.
 
-        Levels that exist in both trees keep their MHCCA; extra levels get new ones.
+        Levels that exist in both trees keep their MHCCA; extra levels get new ones. timm's
+        ``reset_classifier(num_classes)`` has no MDAN meaning (classes come with their tree):
+        a number is a ``TypeError`` that says so.
         """
+        if not isinstance(taxonomy, (Taxonomy, str, os.PathLike)):
+            raise TypeError(
+                f"reset_classifier(taxonomy) takes a Taxonomy, a built-in taxonomy name or a "
+                f".json file, got {type(taxonomy).__name__} {taxonomy!r}: an MDAN's classes "
+                "come with their tree (timm's reset_classifier(num_classes) has no meaning here)"
+            )
+        taxonomy = as_taxonomy(taxonomy)
         if len(self.config.heads) < taxonomy.num_levels:
             raise ValueError(
                 f"config.heads has {len(self.config.heads)} values, taxonomy needs {taxonomy.num_levels}"
@@ -310,6 +380,88 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         ids = {id(p) for p in backbone}
         return {"backbone": backbone, "new": [p for p in self.parameters() if id(p) not in ids]}
 
+    def set_grad_checkpointing(
+        self, enable: bool = True, *, backbone: bool | None = None, top_down: bool | None = None
+    ) -> None:
+        """Trade compute for training memory, as timm's ``set_grad_checkpointing``: the trunk
+        recomputes each residual block and the top-down branch each level's MHCCA and upsampling
+        in the backward pass instead of storing their activations. ``backbone`` / ``top_down``
+        set one part alone (default: both follow ``enable``). Outputs, gradients and BatchNorm
+        statistics are those without it; only training (autograd on) is affected."""
+        self.backbone.set_grad_checkpointing(enable if backbone is None else backbone)
+        self._checkpoint_top_down = bool(enable if top_down is None else top_down)
+
+    @property
+    def grad_checkpointing(self) -> bool:
+        """Whether any part recomputes activations in backward (:meth:`set_grad_checkpointing`)."""
+        return self.backbone.grad_checkpointing or self._checkpoint_top_down
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm's ``feature_info``: one dict per map :meth:`forward_intermediates` returns, in its
+        order: by stride, the trunk's C before the top-down F of the same stride (``name``
+        ``"c2"`` .. ``"c5"``, ``"f5"`` .. ``"f2"``), with ``num_chs``, ``reduction``, ``module``.
+        The F maps are those this taxonomy's top-down branch builds (F5 and one per level)."""
+        width = self.config.fpn_channels
+        maps = [(f"c{s}", self.channels[f"c{s}"], f"backbone.layer{s - 1}") for s in (2, 3, 4, 5)]
+        maps.append(("f5", width, "f5"))
+        maps += [(f"f{s}", width, f"laterals.{d}") for d, s in enumerate(self._top_down_levels())]
+        maps.sort(key=lambda m: (int(m[0][1]), m[0][0]))  # stride, then C before F
+        return [
+            {"name": n, "num_chs": c, "reduction": 2 ** int(n[1]), "module": mod}
+            for n, c, mod in maps
+        ]
+
+    def _top_down_levels(self) -> list[int]:
+        """The semantic levels (5 - l_a, mapping (e)) whose F maps the top-down branch builds."""
+        return list(_SEMANTIC_LEVEL[: self.taxonomy.num_levels])
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """timm's ``forward_intermediates``: ``(C5, maps)``, or ``maps`` alone with
+        ``intermediates_only=True``; ``maps`` follow :attr:`feature_info` (C2..C5 and the F
+        maps, each F as the next level reads it: with L-CAM, ``(1 + M) ⊙ (C' ⊕ F)``).
+
+        ``indices``: all maps (None), the last n (an int) or those listed (negative from the end).
+        ``stop_early`` runs the trunk only as far as the last map asked for (the F maps need the
+        whole trunk). ``norm`` has no effect (ResNet has no final norm); ``output_fmt`` is NCHW.
+        """
+        if output_fmt != "NCHW":  # timm passes its Format enum, a str
+            raise ValueError(
+                f"output_fmt must be 'NCHW' (MDAN's maps are NCHW), got {output_fmt!r}"
+            )
+        del norm  # no final norm layer to apply (as timm's ResNet)
+        info = self.feature_info
+        names = [info[i]["name"] for i in _take_indices(len(info), indices, info)]
+        if any(n.startswith("f") for n in names) or not stop_early:
+            last = 5
+        else:
+            last = max(int(n[1]) for n in names)
+        maps = self.backbone.stages(x, last)
+        if any(n.startswith("f") for n in names):
+            top: dict[str, Tensor] = {}
+            self._head(maps, return_cams=False, top_down=top)
+            maps.update(top)
+        intermediates = [maps[n] for n in names]
+        return intermediates if intermediates_only else (maps[f"c{last}"], intermediates)
+
+    @property
+    def num_features(self) -> int:
+        """Channels of C5, the map the global classifier pools (timm's ``num_features``)."""
+        return self.channels["c5"]
+
+    @property
+    def head_hidden_size(self) -> int:
+        """Width of the global classifier's input (timm's name): :attr:`num_features`."""
+        return self.num_features
+
     # ------------------------------------------------------------------ properties
     @property
     def num_classes(self) -> tuple[int, ...]:
@@ -321,10 +473,14 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
-        """timm's preprocessing keys (``input_size``, ``crop_pct``, ``crop_mode``,
-        ``interpolation``, ``mean``, ``std``) plus ``label_names`` (the finest level's classes),
-        from ``model.preprocessing``: ``timm.data.resolve_model_data_config(model)`` reads it."""
-        return self.preprocessing.pretrained_cfg(label_names=self.taxonomy.fine_labels)
+        """timm's ``pretrained_cfg`` (:func:`timm_cfg` of the model's preprocessing and
+        taxonomy): ``timm.data.resolve_model_data_config(model)`` reads it."""
+        return timm_cfg(self.preprocessing, self.taxonomy)
+
+    @property
+    def default_cfg(self) -> dict[str, Any]:
+        """timm's older name of :attr:`pretrained_cfg`."""
+        return self.pretrained_cfg
 
     def eval_transform(self):  # noqa: ANN201 - a torchvision transform
         """The transform these weights expect at inference (from ``model.preprocessing``)."""
@@ -378,20 +534,14 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         cams = class_activation_maps(x, head.weight) if want_all else None
         if not lcam_here:
             return x, head(x.mean(dim=(2, 3))), None, cams  # Eq. 1
-        if cams is not None and every_class:
-            keep = torch.ones(cams.shape[:2], dtype=torch.bool, device=x.device)
-            fuse_from = cams
-        elif cams is not None:  # asked for every map anyway: mask the children among them
-            assert prev_choice is not None
-            keep = getattr(self, f"_parent{depth}")[None, :] == prev_choice[:, None]
-            fuse_from = cams
-        else:
-            assert prev_choice is not None
-            table, counts = (
-                getattr(self, f"_children{depth}"),
-                getattr(self, f"_num_children{depth}"),
-            )
-            fuse_from, keep = selected_cams(x, head.weight, table, counts, prev_choice)
+        choice: Tensor = prev_choice  # type: ignore[assignment]  # None only with every_class
+        if cams is None:
+            tables = getattr(self, f"_children{depth}"), getattr(self, f"_num_children{depth}")
+            fuse_from, keep = selected_cams(x, head.weight, *tables, choice)
+        elif every_class:
+            fuse_from, keep = cams, torch.ones(cams.shape[:2], dtype=torch.bool, device=x.device)
+        else:  # every map asked for anyway: mask the children among them
+            fuse_from, keep = cams, getattr(self, f"_parent{depth}")[None, :] == choice[:, None]
         m = lcam_map(
             fuse_from, keep, use_mean=cfg.lcam_mean, use_max=cfg.lcam_max, norm=cfg.lcam_norm
         )
@@ -418,6 +568,16 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         Probabilities (the softmaxes, Eq. 2 and P_O) are computed in float32 even under
         autocast: Eq. 2 sums up to 25 children, and bf16 keeps 8 bits of mantissa.
         """
+        return self._head(features, return_cams=return_cams, top_down=None)
+
+    def _head(
+        self,
+        features: dict[str, Tensor],
+        *,
+        return_cams: bool,
+        top_down: dict[str, Tensor] | None,
+    ) -> MDANOutput:
+        """:meth:`forward_head`; ``top_down`` (a dict) receives the F maps by name (``"f5"`` ..)."""
         cfg = self.config
         tax = self.taxonomy
         c5 = features["c5"]
@@ -431,17 +591,22 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         # Top-down branch (Sec. 3.1 mapping (e), Sec. 4).
         levels: list[LevelOutput] = []
         f_prev = self.f5(c5)
+        if top_down is not None:
+            top_down["f5"] = f_prev
         prev_choice: Tensor | None = None
         for depth in range(tax.num_levels):
             c = features[f"c{_SEMANTIC_LEVEL[depth]}"]
-            up = upsample_to(f_prev, c.shape[-2:])  # bilinear (Sec. 3.1)
             lateral = self.laterals[depth]
-            if isinstance(lateral, MHCCA):  # UpsampleAdd is added where C' is written
-                x = lateral(up, c, residual=up if cfg.upsample_add else None, reuse_residual=True)
+            if self._checkpoint_top_down and torch.is_grad_enabled():
+                x = checkpointed(lateral, f_prev, c, call=partial(self._fuse, lateral))
             else:
-                x = lateral(c) + up if cfg.upsample_add else lateral(c)
+                x = self._fuse(lateral, f_prev, c)
             head: nn.Linear = self.local_heads[depth]  # type: ignore[assignment]
             x, local_logits, m, cams = self._lcam(x, head, depth, prev_choice, return_cams)
+            if top_down is not None:
+                if depth == last and m is not None:  # only asked for: the finest map, attended
+                    x = (1.0 + m) * x
+                top_down[f"f{_SEMANTIC_LEVEL[depth]}"] = x
             with _float32(x):
                 p_l = torch.softmax(_wide(local_logits), dim=1)
                 p_o = cfg.alpha * p_l + (1.0 - cfg.alpha) * global_probs[depth]
@@ -461,6 +626,14 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
             )
             f_prev = x
         return MDANOutput(levels=tuple(levels))
+
+    def _fuse(self, lateral: nn.Module, f_prev: Tensor, c: Tensor) -> Tensor:
+        """C' ⊕ Upsample(F) at ``c``'s level: MHCCA (or FPN's 1x1 conv) and UpsampleAdd."""
+        up = upsample_to(f_prev, c.shape[-2:])  # bilinear (Sec. 3.1)
+        if isinstance(lateral, MHCCA):  # UpsampleAdd is added where C' is written
+            upsample_add = self.config.upsample_add
+            return lateral(up, c, residual=up if upsample_add else None, reuse_residual=True)
+        return lateral(c) + up if self.config.upsample_add else lateral(c)
 
     def forward(self, x: Tensor, *, return_cams: bool = False) -> MDANOutput:
         """Images ``[B, 3, H, W]`` (normalised) -> :class:`MDANOutput`, coarse to fine."""

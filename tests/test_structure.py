@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "_io": 0,
     "_checks": 0,
     "_version": 0,
+    "_checkpointing": 0,
     "errors": 0,
     "taxonomy": 0,
     "config": 0,
@@ -40,6 +41,7 @@ LAYERS: dict[str, int] = {
     "model": 2,
     # 3: the zoo's factories and checkpoints as functions
     "_builder": 3,
+    "_timm": 3,
     "zoo": 3,
     # 4: evaluation, training, export for deployment
     "evaluation": 4,

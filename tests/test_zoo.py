@@ -125,7 +125,8 @@ def test_save_writes_hub_layout_and_config_alone_rebuilds(saved: tuple[MDAN, Pat
         "model.safetensors",
     ]
     cfg = json.loads((folder / "config.json").read_text())
-    assert cfg["architecture"] == model.config.to_dict()
+    assert cfg["model_config"] == model.config.to_dict()
+    assert cfg["architecture"] == "mdan"  # timm's entrypoint
     assert Taxonomy.from_dict(cfg["taxonomy"]).same_tree(model.taxonomy)
     assert cfg["preprocessing"] == TINY_PRE.to_dict()
     assert cfg["metrics"] == {"accuracy_O": {"2": 91.5}} and cfg["training"] == {"epochs": 1}

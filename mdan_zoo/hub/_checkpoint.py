@@ -38,17 +38,21 @@ __all__ = [
     "CONFIG_NAME",
     "FORMAT_VERSION",
     "MAX_CONFIG_BYTES",
+    "READ_VERSIONS",
+    "TIMM_ARCHITECTURE",
     "WEIGHTS_NAME",
     "Checkpoint",
     "ChecksumError",
     "WeightsError",
     "check_config",
+    "config_section",
     "parse_config",
     "read_json",
     "read_hashed_state_dict",
     "read_state_dict",
     "refuse_pickle",
     "sha256_file",
+    "sort_header_metadata",
     "stat_key",
     "write_checkpoint",
 ]
@@ -65,7 +69,21 @@ CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The config.json layout written. 2: the architecture (``MDANConfig``) is ``model_config`` and
+``architecture`` names timm's entrypoint (``"mdan"``), beside timm's ``pretrained_cfg``, so
+``timm.create_model("hf-hub:org/name")`` reads the file; 1 (read still): ``architecture`` held
+the ``MDANConfig``."""
+
+READ_VERSIONS = (1, 2)
+
+TIMM_ARCHITECTURE = "mdan"
+"""What config.json's ``architecture`` says: the timm entrypoint that rebuilds any MDAN."""
+
+
+def config_section(version: int) -> str:
+    """The config.json key holding ``MDANConfig.to_dict()`` in layout ``version``."""
+    return "architecture" if version == 1 else "model_config"
 
 
 META_KEY = "mdan_zoo"  # safetensors header key holding the config (without the file hash)
@@ -213,8 +231,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_SECTIONS = ("architecture", "taxonomy")
-_OPTIONAL_OBJECTS = ("preprocessing", "metrics", "training")
+_SECTIONS = ("taxonomy",)
+_OPTIONAL_OBJECTS = ("preprocessing", "metrics", "training", "pretrained_cfg")
 _SHA256_CHARS = frozenset("0123456789abcdef")
 
 
@@ -234,12 +252,14 @@ def check_config(data: Any, *, source: str) -> dict[str, Any]:
     version = data.get("format_version")
     if not _is_int(version):
         raise bad("format_version", f"the integer {FORMAT_VERSION}", version)
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise WeightsError(
             f"{source}: format_version {version!r} is not one this mdan_zoo reads "
-            f"({FORMAT_VERSION}); upgrade mdan_zoo (`pip install -U mdan-zoo`) or re-save the model"
+            f"{READ_VERSIONS}; upgrade mdan_zoo (`pip install -U mdan-zoo`) or re-save the model"
         )
-    for name in _SECTIONS:
+    if version >= 2 and not isinstance(data.get("architecture"), str):
+        raise bad("architecture", "a string (timm's entrypoint name)", data.get("architecture"))
+    for name in (config_section(version), *_SECTIONS):
         if name not in data:
             raise WeightsError(
                 f"{source}: missing field {name!r}; the file is not an mdan_zoo config"
@@ -252,8 +272,9 @@ def check_config(data: Any, *, source: str) -> dict[str, Any]:
     for name in ("library", "mdan_zoo_version"):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise bad(name, "a string", data[name])
-    if data.get("num_params") is not None and not _is_int(data["num_params"]):
-        raise bad("num_params", "an integer", data["num_params"])
+    for name in ("num_params", "num_features"):
+        if data.get(name) is not None and not _is_int(data[name]):
+            raise bad(name, "an integer", data[name])
     counts = data.get("num_classes")
     if counts is not None and not (isinstance(counts, list) and all(map(_is_int, counts))):
         raise bad("num_classes", "a list of integers", counts)
@@ -284,9 +305,10 @@ def parse_config(
     """
     check_config(data, source=source)
     parsed: dict[str, Any] = {}
+    section = config_section(data["format_version"])
     readers = (
         ("taxonomy", Taxonomy.from_dict),
-        ("architecture", MDANConfig.from_dict),
+        (section, MDANConfig.from_dict),
         ("preprocessing", Preprocessing.from_dict),
     )
     for name, read in readers:
@@ -305,7 +327,7 @@ def parse_config(
                 f"{source}: field {name!r}: {err}; the file is damaged or was not written by "
                 "mdan_zoo: save or download the checkpoint again"
             ) from None
-    return parsed["architecture"], parsed["taxonomy"], parsed["preprocessing"]
+    return parsed[section], parsed["taxonomy"], parsed["preprocessing"]
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -558,6 +580,29 @@ def _readinto_exact(fh: Any, view: memoryview) -> None:
         got += n
 
 
+def sort_header_metadata(path: Path) -> None:
+    """Rewrite a safetensors file's header with its ``__metadata__`` keys sorted, in place.
+
+    safetensors keeps the metadata in a hash map and writes its keys in an order that changes
+    from call to call, so the same tensors and metadata gave different bytes (and sha256) on
+    each save. The sorted header holds the same JSON text, reordered: it has the same length
+    and replaces the old one where it stands (a header that would change length, which valid
+    input never gives, is an error rather than a shifted file).
+    """
+    with open(path, "r+b") as fh:
+        length = int.from_bytes(fh.read(8), "little")
+        raw = fh.read(length)
+        header = json.loads(raw)
+        meta = header.pop("__metadata__", None)
+        ordered = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+        ordered.update(header)  # the tensors, in safetensors' own (deterministic) order
+        text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) != len(raw.rstrip(b" ")):
+            raise WeightsError(f"{path}: cannot sort the safetensors header in place")
+        fh.seek(8)
+        fh.write(text.ljust(length, b" "))
+
+
 def write_checkpoint(
     out: Path,
     state: Mapping[str, Tensor],
@@ -577,10 +622,11 @@ def write_checkpoint(
     header = {"format": "pt", META_KEY: json.dumps(description, sort_keys=True)}
     with atomic_path(out / WEIGHTS_NAME) as tmp:
         save_file(dict(state), str(tmp), metadata=header)
+        sort_header_metadata(tmp)
         digest = sha256_file(tmp)
         size = tmp.stat().st_size
     config = dict(description)
     config["weights"] = {"file": WEIGHTS_NAME, "sha256": digest, "size": size}
-    atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
     atomic_write_text(out / CARD_NAME, card(config))
     return out

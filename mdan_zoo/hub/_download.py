@@ -18,6 +18,7 @@ from ._checkpoint import (
     CONFIG_NAME,
     FORMAT_VERSION,
     PICKLE_SUFFIXES,
+    TIMM_ARCHITECTURE,
     WEIGHTS_NAME,
     Checkpoint,
     WeightsError,
@@ -185,7 +186,8 @@ def _resolve_run(path: Path) -> Checkpoint:
     config: dict[str, Any] = {
         "library": "mdan_zoo",
         "format_version": FORMAT_VERSION,
-        "architecture": state["model_config"],
+        "architecture": TIMM_ARCHITECTURE,
+        "model_config": state["model_config"],
         "taxonomy": state["taxonomy"],
         "preprocessing": state["preprocessing"],
         "training": {"run": str(path), "checkpoint": str(folder), "epoch": state["epoch"]},

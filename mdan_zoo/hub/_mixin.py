@@ -23,7 +23,14 @@ from .._version import __version__
 from ..config import MDANConfig, Preprocessing
 from ..taxonomy import Taxonomy, as_taxonomy
 from ..untrained import UNTRAINED_KEY, is_untrained, untrained_from_config
-from ._checkpoint import FORMAT_VERSION, PendingState, WeightsError, jsonable, write_checkpoint
+from ._checkpoint import (
+    FORMAT_VERSION,
+    TIMM_ARCHITECTURE,
+    PendingState,
+    WeightsError,
+    jsonable,
+    write_checkpoint,
+)
 from ._download import endpoint, offline_mode, resolve
 from ._model_card import model_card
 from ._network import hub_error, network_errors
@@ -58,10 +65,13 @@ class PretrainedMixin:
             "library": "mdan_zoo",
             "mdan_zoo_version": __version__,
             "format_version": FORMAT_VERSION,
-            "architecture": model.config.to_dict(),
+            "architecture": TIMM_ARCHITECTURE,  # what timm.create_model("hf-hub:...") calls
+            "model_config": model.config.to_dict(),
             "taxonomy": model.taxonomy.to_dict(),
             "preprocessing": model.preprocessing.to_dict(),
+            "pretrained_cfg": jsonable(model.pretrained_cfg, "pretrained_cfg"),
             "num_classes": list(model.taxonomy.num_classes),
+            "num_features": model.num_features,
             "num_params": sum(p.numel() for p in model.parameters()),
             **({UNTRAINED_KEY: True} if is_untrained(model) else {}),
         }
@@ -279,7 +289,7 @@ class PretrainedMixin:
         float32 (``dtype=None``), keep the checkpoint's dtype (``"auto"``) or become ``dtype``;
         an integer tensor where the model has a floating one is a :class:`WeightsError`.
         ``source`` and ``revision`` are recorded as ``model.checkpoint_source`` /
-        ``checkpoint_revision``. ``state`` may be a :class:`~mdan_zoo.checkpoint.PendingState`
+        ``checkpoint_revision``. ``state`` may be a ``PendingState``
         (``Checkpoint.read_in_background()``): the model is built while the file is read.
         """
         target = as_dtype(dtype)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..registry import CITATION
 from ..taxonomy import Taxonomy
+from ._checkpoint import config_section
 from ._refs import is_hub_ref
 
 __all__ = ["card_data", "model_card"]
@@ -90,7 +91,7 @@ def model_card(config: Mapping[str, Any], *, base_model: str | None = None) -> s
     then the description); ``base_model`` names the Hub repo it was fine-tuned from."""
     from huggingface_hub import ModelCard
 
-    arch = config["architecture"]
+    arch = config[config_section(config["format_version"])]
     tax = Taxonomy.from_dict(config["taxonomy"])
     pre = config["preprocessing"]
     metrics = config.get("metrics") or {}
