@@ -18,7 +18,7 @@ interpolation, L-CAM fusion, BatchNorm) is not counted, as in the usual MAC coun
 folds Q and O into its per-head matrices where that is cheaper; ``Q/O never folded`` rows count
 Eq. 4 evaluated literally (same function).
 
-    PYTHONPATH=$PWD python benchmarks/complexity.py [--size 448]
+    PYTHONPATH=$PWD python benchmarks/complexity.py [--size 448] [--quick]
 """
 
 from __future__ import annotations
@@ -80,12 +80,15 @@ def _extra_laterals(width: int, levels: int, size: int) -> tuple[float, float]:
     return params / 1e6, macs / 1e9
 
 
+WIDTHS = (256, 512, 1024, 2048)
+
+
 def candidates(size: int) -> list[tuple[str, str, float, float]]:
     """(dataset, structure, M params, GMACs) of every candidate."""
     rows: list[tuple[str, str, float, float]] = []
     for dataset, tax in TAXONOMIES.items():
         levels = get_taxonomy(tax).num_levels
-        for width in (256, 512, 1024, 2048):
+        for width in WIDTHS:
             for kv in (False, True):
                 label = f"width {width}" + (", + K/V 1x1 (Table 5 row 2)" if kv else "")
                 cfg = MDANConfig(fpn_channels=width, mhcca_kv_proj=kv)
@@ -115,7 +118,12 @@ def candidates(size: int) -> list[tuple[str, str, float, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=448)
+    parser.add_argument("--quick", action="store_true", help="FI only, width 256, 64 px")
+    parser.add_argument("--threads", type=int, default=0, help="unused: counts, not times")
     args = parser.parse_args()
+    if args.quick:
+        global TAXONOMIES, WIDTHS
+        TAXONOMIES, WIDTHS, args.size = {"FI": "fi"}, (256,), 64
     size = args.size
     print(f"input {size}x{size}, batch 1; GMACs = FlopCounterMode FLOPs / 2")
 

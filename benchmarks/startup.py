@@ -6,7 +6,7 @@ script prints each median and its ratio to the median of ``python -c "import tor
 torchvision"``, and whether the command imported torch at all. Goal (issue 12): ``--help``,
 ``list`` and ``info NAME`` each at most 0.3x the torch import, importing no torch.
 
-    PYTHONPATH=$PWD python benchmarks/startup.py [--repeats 7]
+    PYTHONPATH=$PWD python benchmarks/startup.py [--repeats 7] [--quick]
 
 The CLI runs as ``python -m mdan_zoo``, which imports the same ``mdan_zoo.cli`` as the
 ``mdan-zoo`` console script; PYTHONPATH=$PWD makes the checkout the one measured. This script
@@ -56,7 +56,20 @@ def _run(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="measured runs per command (7)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="5 runs of --help against a bare `python -c pass` (no torch import to wait for)",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="unused: fresh processes")
     args = parser.parse_args()
+    if args.repeats < 5:
+        parser.error("--repeats: at least 5")
+    global BASELINE, COMMANDS
+    if args.quick:
+        args.repeats = 5
+        BASELINE = ("python -c pass", ["-c", "pass"])
+        COMMANDS = COMMANDS[:1]
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])),
@@ -76,7 +89,7 @@ def main() -> None:
     )
     print("\n| fresh process | seconds (median) | vs import torch, torchvision | imports torch |")
     print("|---|---|---|---|")
-    print(f"| `{BASELINE[0]}` | {base:.2f} | 1.00x | yes |")
+    print(f"| `{BASELINE[0]}` | {base:.2f} | 1.00x | {'yes' if 'torch' in BASELINE[0] else 'no'} |")
     for name, _ in COMMANDS:
         med = statistics.median(times[name])
         print(f"| `{name}` | {med:.2f} | {med / base:.2f}x | {'yes' if imports[name] else 'no'} |")
