@@ -43,6 +43,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "Checkpoint",
     "ChecksumError",
+    "PendingState",
     "WeightsError",
     "check_config",
     "config_section",
