@@ -184,3 +184,37 @@ def test_only_the_childrens_cams_are_computed():
 
     small, large = flops((2, 6, 20)), flops((2, 300, 3000))
     assert large / small < 1.05  # all K CAMs: 3000 x 256 x 56 x 56 = 2.4 G more MACs (+50 %)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_no_tensor_is_saved_twice_for_backward(bf16):
+    """What autograd keeps for backward holds each activation once: no two saved storages
+    with the same numbers (a copy or cast of a map saved beside it), and the finest level's
+    top-down maps saved as two tensors at most (the upsampled F, which MHCCA's products need,
+    and C' + F, the CAM input)."""
+    torch.manual_seed(0)
+    cfg = MDANConfig.lite(backbone="resnet18", fpn_channels=48)
+    model = MDAN(generated_tree((2, 6, 40)), cfg).train()
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    x = torch.randn(2, 3, 96, 96)
+    seen: dict[int, torch.Tensor] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            seen.setdefault(ptr, t)
+        return t
+
+    hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+    with hooks, torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        model(x)
+    big = [t for t in seen.values() if t.numel() >= 4096]
+    finest = [t for t in big if t.numel() == 2 * 48 * 24 * 24]
+    assert 1 <= len(finest) <= 2, [tuple(t.shape) for t in finest]
+    contents: dict[tuple, list[tuple]] = {}
+    for t in big:
+        flat = t.detach().float().flatten()
+        key = (flat.numel(), round(float(flat.sum()), 3), round(float(flat.abs().sum()), 3))
+        contents.setdefault(key, []).append((tuple(t.shape), t.dtype))
+    twice = {k: v for k, v in contents.items() if len(v) > 1 and k[2] > 0}
+    assert not twice, twice
