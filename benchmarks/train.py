@@ -140,6 +140,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="64 px, no lite, 5 steps")
     parser.add_argument("--no-lite", action="store_true", help="leave out MDANConfig.lite()")
     parser.add_argument("--no-loader", action="store_true", help="skip the data-loading part")
+    parser.add_argument(
+        "--loader-only", action="store_true", help="only the data-loading part (no model)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
     if args.quick:
@@ -174,6 +177,8 @@ def main() -> None:
             makers[f"MDAN {name} {k}, {variant} ({cfg.fpn_channels})"] = lambda tax=tax, cfg=cfg: (
                 MDAN(tax, cfg)
             )
+    if args.loader_only:
+        makers = {}
     macs = {k: train_gmacs(make, args.size) for k, make in makers.items()}
     models = {k: make() for k, make in makers.items()}  # type: ignore[operator]
     opts = {}
@@ -211,8 +216,8 @@ def main() -> None:
     )
     if args.no_loader:
         return
-    mdan_key = next(k for k in models if k != BASE)  # the paper-size FI network
-    speed = {mdan_key: batch / wall[mdan_key]}
+    mdan_key = next((k for k in models if k != BASE), "")  # the paper-size FI network
+    speed = {mdan_key: batch / wall[mdan_key] if mdan_key else float("nan")}
 
     pre = Preprocessing(input_size=args.size, resize_size=max(args.size, int(args.size * 8 / 7)))
     print(
@@ -225,7 +230,8 @@ def main() -> None:
         paths = _photos(Path(tmp))
         for w in args.workers:
             rate = loader_rate(paths, pre, batch, w, args.loader_batches, gpu)
-            print(f"| {w} | {rate:.1f} | {rate / max(w, 1):.1f} | {rate / speed[mdan_key]:.1f}x |")
+            vs = f"{rate / speed[mdan_key]:.1f}x" if mdan_key else "-"
+            print(f"| {w} | {rate:.1f} | {rate / max(w, 1):.1f} | {vs} |")
     print("(0 workers: the main process decodes between steps; its rate is per process)")
 
 
