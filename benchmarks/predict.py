@@ -404,11 +404,11 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="pipeline and variants (no compile, no ONNX) on 16 photos at 64 px, batch 8",
+        help="the variants section (no compile, no ONNX) on 16 photos at 64 px, batch 8",
     )
     args = parser.parse_args()
     if args.quick:
-        args.sections = args.sections or "pipeline,variants"
+        args.sections = args.sections or "variants"
         args.images, args.size, args.resize, args.batch_size = 16, 64, 72, 8
         args.no_compile = args.no_onnx = True
     on_gpu = torch.device(args.device).type == "cuda"
