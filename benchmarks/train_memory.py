@@ -91,7 +91,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=448)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--quick", action="store_true", help="ResNet-18, width 64, 64 px")
+    parser.add_argument(
+        "--quick", action="store_true", help="ResNet-18, width 64, 64 px, fp32 only"
+    )
     args = parser.parse_args()
 
     import torch
@@ -103,7 +105,7 @@ def main() -> None:
     ckpt_ok = hasattr(MDAN, "set_grad_checkpointing")
     rows = []
     saved: dict[tuple[str, bool], float] = {}
-    for bf16 in (False, True):
+    for bf16 in (False,) if args.quick else (False, True):
         variants = [(BASE, False), ("fi", False), ("webemo", False)]
         if ckpt_ok:
             variants += [("fi", True), ("webemo", True)]
