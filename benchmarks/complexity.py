@@ -22,7 +22,7 @@ We count with ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per MAC for 
 convolutions) on the ``meta`` device (shapes only, no arithmetic). Elementwise work (softmax,
 interpolation, L-CAM fusion, BatchNorm) is not counted, as in the usual MAC counters.
 
-    PYTHONPATH=$PWD python benchmarks/complexity.py [--size 448] [--readings]
+    PYTHONPATH=$PWD python benchmarks/complexity.py [--size 448] [--readings] [--quick]
 """
 
 from __future__ import annotations
@@ -100,12 +100,15 @@ def _extra_laterals(width: int, levels: int, size: int) -> tuple[float, float]:
     return params / 1e6, macs / 1e9
 
 
+WIDTHS = (256, 512, 1024, 2048)
+
+
 def candidates(size: int) -> list[tuple[str, str, float, float]]:
     """(dataset, structure, M params, GMACs) of every candidate."""
     rows: list[tuple[str, str, float, float]] = []
     for dataset, tax in TAXONOMIES.items():
         levels = get_taxonomy(tax).num_levels
-        for width in (256, 512, 1024, 2048):
+        for width in WIDTHS:
             for kv in (False, True):
                 label = f"width {width}" + (", + K/V 1x1 (Table 5 row 2)" if kv else "")
                 cfg = MDANConfig(fpn_channels=width, mhcca_kv_proj=kv)
@@ -182,14 +185,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=448)
     parser.add_argument("--readings", action="store_true", help="also run the full grid (slow)")
+    parser.add_argument("--quick", action="store_true", help="FI only, width 256, 64 px")
+    parser.add_argument("--threads", type=int, default=0, help="unused: counts, not times")
     args = parser.parse_args()
+    if args.quick:
+        global TAXONOMIES, WIDTHS
+        TAXONOMIES, WIDTHS, args.size = {"FI": "fi"}, (256,), 64
     size = args.size
     print(f"input {size}x{size}, batch 1; GMACs = FlopCounterMode FLOPs / 2")
 
     print(f"\n## Which structure is Table 1's MDAN ({PAPER_PARAMS_M}M params, {PAPER_GFLOPS} G)?\n")
     print("| dataset | structure | params (M) | minus 48.79M | GMACs |")
     print("|---|---|---:|---:|---:|")
-    rows = candidates(size)
+    rows = [] if args.quick else candidates(size)  # quick: the built-in configs only
     for dataset, label, params, gmacs in rows:
         diff = params - PAPER_PARAMS_M
         mark = " **match**" if abs(diff) <= TOLERANCE_M else ""

@@ -6,7 +6,7 @@ tiny 1 x N file becomes a 512 x 512·N picture. Each image is measured in a fres
 with real photos, under an address-space cap so that a blow-up stops at the cap instead of
 eating the machine. ``--max-aspect-ratio 0`` turns the strip guard off, to see what it prevents.
 
-    PYTHONPATH=$PWD python benchmarks/image_memory.py [--max-aspect-ratio 50] [--cap-gb 3]
+    PYTHONPATH=$PWD python benchmarks/image_memory.py [--max-aspect-ratio 50] [--cap-gb 3] [--quick]
 """
 
 from __future__ import annotations
@@ -77,11 +77,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-aspect-ratio", type=float, default=50.0, help="0: no guard")
     parser.add_argument("--cap-gb", type=float, default=3.0, help="address space per child")
+    parser.add_argument("--quick", action="store_true", help="the photo only (one child process)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per child (1)")
     args = parser.parse_args()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, path in _images(Path(tmp)).items():
+        images = _images(Path(tmp))
+        if args.quick:
+            images = {k: v for k, v in images.items() if k.startswith("512 x 512")}
+        for name, path in images.items():
             proc = subprocess.run(
                 [
                     sys.executable,
@@ -100,9 +105,9 @@ def main() -> None:
             rows.append((name, path.stat().st_size, " ".join(outcome), mb))
     photo_mb = next(mb for name, _, _, mb in rows if name.startswith("512 x 512"))
     print(f"max_aspect_ratio={args.max_aspect_ratio:g} (0 = off), default Preprocessing()")
-    print(f"{'image':28s} {'file':>10s}  {'outcome':28s} {'peak MB':>8s} {'vs photo':>9s}")
+    print("\n| image | file bytes | outcome | peak MB | vs photo |\n|---|---:|---|---:|---:|")
     for name, size, outcome, mb in rows:
-        print(f"{name:28s} {size:>9,}B  {outcome:28s} {mb:8.1f} {mb / photo_mb:8.1f}x")
+        print(f"| {name} | {size:,} | {outcome} | {mb:.1f} | {mb / photo_mb:.1f}x |")
 
 
 if __name__ == "__main__":

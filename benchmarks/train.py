@@ -16,7 +16,13 @@ vs model throughput, side by side in one process.
 
 Runs unchanged on a GPU (device auto, bf16 autocast there, larger default batch):
 
-    PYTHONPATH=$PWD python benchmarks/train.py [--batch 2] [--steps 3] [--workers 0 2]
+    PYTHONPATH=$PWD python benchmarks/train.py [--batch 2] [--steps 5] [--workers 0 2]
+    PYTHONPATH=$PWD python benchmarks/train.py --quick    # 64 px, no lite, loader at 64 px
+
+CPU time comes first (``OMP_WAIT_POLICY=PASSIVE``, set by ``benchmarks/_common.py``); "ratio"
+is what a user pays, "per MAC" that divided by the ratio of MACs. The loader is measured in
+steady state: persistent workers, a warm-up of a few batches per worker (start-up, first
+prefetch), then ``--loader-batches`` (at least 20) timed batches; images/s per worker.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
 import torch
 import torchvision
 from PIL import Image
@@ -122,24 +129,32 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=448)
     parser.add_argument("--batch", type=int, default=0, help="default: 2 on CPU, 32 on GPU")
     parser.add_argument(
-        "--steps", type=int, default=0, help="timed steps per model (default 3 CPU, 20 GPU)"
+        "--steps", type=int, default=0, help="timed steps per model (default 5 CPU, 20 GPU)"
     )
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to try"
     )
     parser.add_argument(
-        "--loader-images", type=int, default=0, help="images per loader run (default 8x batch)"
+        "--loader-batches", type=int, default=20, help="timed batches per loader run (>= 20)"
     )
+    parser.add_argument("--quick", action="store_true", help="64 px, FI only, no lite, 5 steps")
     parser.add_argument("--no-lite", action="store_true", help="leave out MDANConfig.lite()")
     parser.add_argument("--no-loader", action="store_true", help="skip the data-loading part")
+    parser.add_argument(
+        "--loader-only", action="store_true", help="only the data-loading part (no model)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
+    if args.quick:
+        args.size, args.no_lite, args.workers = 64, True, [0, 1]
+    if args.loader_batches < 20:
+        parser.error("--loader-batches: at least 20 (a rate over fewer says little)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     gpu = device.type == "cuda"
     batch = args.batch or (32 if gpu else 2)
-    steps = args.steps or (20 if gpu else 3)
+    steps = max(args.steps or (20 if gpu else 5), _common.MIN_ROUNDS)
     amp = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if gpu else None
     if amp is torch.float16:
         amp = None  # keep the comparison simple: fp16 would need a GradScaler
@@ -156,12 +171,14 @@ def main() -> None:
         [("lite", MDANConfig.lite())] if not args.no_lite else []
     )
     for variant, cfg in variants:
-        for name in ("fi", "webemo"):
+        for name in ("fi",) if args.quick else ("fi", "webemo"):
             tax = get_taxonomy(name)
             k = "/".join(map(str, tax.num_classes))
             makers[f"MDAN {name} {k}, {variant} ({cfg.fpn_channels})"] = lambda tax=tax, cfg=cfg: (
                 MDAN(tax, cfg)
             )
+    if args.loader_only:
+        makers = {}
     macs = {k: train_gmacs(make, args.size) for k, make in makers.items()}
     models = {k: make() for k, make in makers.items()}  # type: ignore[operator]
     opts = {}
@@ -183,39 +200,60 @@ def main() -> None:
     cpu = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
     print("\ntraining step (median over steps):")
     print(
-        "| model | GMACs/img (fwd+bwd) | images/s | wall ratio | per MAC | CPU s/step | CPU ratio | per MAC |"
+        "| model | GMACs/img (fwd+bwd) | CPU s/step | CPU ratio | per MAC | images/s (wall) "
+        "| wall ratio | per MAC |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for k in models:
         mr = macs[k] / macs[BASE]
         w, c = wall[k] / wall[BASE], cpu[k] / cpu[BASE]
         print(
-            f"| {k} | {macs[k]:.1f} | {batch / wall[k]:.2f} | {w:.3f} | {w / mr:.3f} "
-            f"| {cpu[k]:.2f} | {c:.3f} | {c / mr:.3f} |"
+            f"| {k} | {macs[k]:.1f} | {cpu[k]:.2f} | {c:.3f} | {c / mr:.3f} "
+            f"| {batch / wall[k]:.2f} | {w:.3f} | {w / mr:.3f} |"
         )
     print(
         f"per MAC = (MDAN time / ResNet-101 time) / (MDAN MACs / ResNet-101 MACs); goal <= {GOAL}"
     )
     if args.no_loader:
         return
-    mdan_key = next(k for k in models if k != BASE)  # the paper-size FI network
-    speed = {mdan_key: batch / wall[mdan_key]}
+    mdan_key = next((k for k in models if k != BASE), "")  # the paper-size FI network
+    speed = {mdan_key: batch / wall[mdan_key] if mdan_key else float("nan")}
 
     pre = Preprocessing(input_size=args.size, resize_size=max(args.size, int(args.size * 8 / 7)))
-    n = args.loader_images or 8 * batch
-    print(f"\ndata loading (paper train transform, real JPEG photos, {n} images, batch {batch}):")
+    print(
+        f"\ndata loading, steady state (paper train transform, real JPEG photos, batch {batch}, "
+        f"{args.loader_batches} timed batches after a warm-up):"
+    )
+    print("\n| workers | images/s | images/s per worker | vs MDAN's training rate |")
+    print("|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         paths = _photos(Path(tmp))
-        ds = _Photos(paths, n, pre.train_transform())
         for w in args.workers:
-            loader = DataLoader(ds, batch_size=batch, num_workers=w, pin_memory=gpu)
-            t = time.perf_counter()
-            count = sum(len(b[0]) for b in loader)
-            rate = count / (time.perf_counter() - t)
-            print(
-                f"  {w} worker(s): {rate:8.1f} images/s = {rate / speed[mdan_key]:.1f}x MDAN's training "
-                f"throughput ({'enough' if rate >= speed[mdan_key] else 'the loader is the bottleneck'})"
-            )
+            rate = loader_rate(paths, pre, batch, w, args.loader_batches, gpu)
+            vs = f"{rate / speed[mdan_key]:.1f}x" if mdan_key else "-"
+            print(f"| {w} | {rate:.1f} | {rate / max(w, 1):.1f} | {vs} |")
+    print("(0 workers: the main process decodes between steps; its rate is per process)")
+
+
+def loader_rate(
+    paths: list[Path], pre: Preprocessing, batch: int, workers: int, timed: int, gpu: bool
+) -> float:
+    """Images/s of a DataLoader in steady state: persistent workers, ``2 + 2 x workers``
+    batches of warm-up (start-up and the first prefetch), then ``timed`` batches."""
+    warm = 2 + 2 * workers
+    ds = _Photos(paths, (warm + timed) * batch, pre.train_transform())
+    loader = DataLoader(
+        ds, batch_size=batch, num_workers=workers, pin_memory=gpu, persistent_workers=workers > 0
+    )
+    it = iter(loader)
+    for _ in range(warm):
+        next(it)
+    start, count = time.perf_counter(), 0
+    for _ in range(timed):
+        count += len(next(it)[0])
+    rate = count / (time.perf_counter() - start)
+    del it, loader
+    return rate
 
 
 if __name__ == "__main__":

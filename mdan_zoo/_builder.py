@@ -214,7 +214,11 @@ def _build(
             "backbone_weights only applies to a model built without weights: the checkpoint "
             "already holds the backbone"
         )
-    ckpt = resolve(source, fetch.replace(revision=revision, expected_sha256=expected_sha))
+    ckpt = resolve(
+        source,
+        fetch.replace(revision=revision, expected_sha256=expected_sha),
+        hash_on_read=True,  # hashed as the tensors are read
+    )
     default_tax = as_taxonomy(default_taxonomy) if default_taxonomy else None
     if ckpt.config is None:  # a bare safetensors file: the factory knows the architecture
         tax = explicit_tax or default_tax
@@ -224,7 +228,7 @@ def _build(
                 "the architecture is not the default) to know what it holds"
             )
         model = MDAN.from_state(
-            ckpt.state_dict(),
+            ckpt.read_in_background(),
             config=explicit_config or default_config,
             taxonomy=tax,
             source_taxonomy=tax,
@@ -254,7 +258,7 @@ def _build(
             )
         tax = explicit_tax or saved_tax
         model = MDAN.from_state(
-            ckpt.state_dict(),
+            ckpt.read_in_background(),
             config=saved_config,
             taxonomy=tax,
             source_taxonomy=saved_tax,

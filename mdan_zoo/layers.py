@@ -10,7 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MHCCA", "class_activation_maps", "lcam_map", "upsample_to"]
+__all__ = [
+    "MHCCA",
+    "child_table",
+    "class_activation_maps",
+    "lcam_map",
+    "selected_cams",
+    "upsample_to",
+]
 
 
 def upsample_to(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
@@ -238,6 +245,39 @@ def _autocast_on(t: Tensor) -> bool:
 def class_activation_maps(feature: Tensor, weight: Tensor) -> Tensor:
     """CAM of every class (Sec. 4.2.1): ``M^k(x, y) = sum_c w^k_c F^c(x, y)`` -> [B, K, H, W]."""
     return torch.einsum("kc,bchw->bkhw", weight, feature)
+
+
+def child_table(parents: Sequence[int], num_parents: int) -> tuple[Tensor, Tensor]:
+    """Each parent's children as rows of class indices: ``(table [P, n], counts [P])``, where
+    ``n`` is the largest number of children and shorter rows are padded with class 0 (the
+    padding is masked out by ``counts``). Children keep their class-index order."""
+    cpu = torch.device("cpu")  # index tables are built on the CPU, then moved with the model
+    parent = torch.as_tensor(list(parents), dtype=torch.long, device=cpu)
+    counts = torch.bincount(parent, minlength=num_parents)
+    order = torch.argsort(parent, stable=True)  # children grouped by parent, in class order
+    starts = torch.cumsum(counts, 0) - counts
+    column = torch.arange(len(parent), device=cpu) - starts[parent[order]]
+    width = max(1, int(counts.max())) if num_parents else 1
+    table = torch.zeros(num_parents, width, dtype=torch.long, device=cpu)
+    table[parent[order], column] = order
+    return table, counts
+
+
+def selected_cams(
+    feature: Tensor, weight: Tensor, table: Tensor, counts: Tensor, choice: Tensor
+) -> tuple[Tensor, Tensor]:
+    """CAMs of the children of each image's chosen parent only (Sec. 4.2.2): ``(cams [B, n, H,
+    W], keep [B, n])`` with ``table`` / ``counts`` from :func:`child_table` and ``choice`` [B]
+    the parent predicted at the level above. Costs ``n x C x H x W`` per image instead of
+    ``K x C x H x W`` for all K classes; outside compiling and exporting, ``n`` is the most
+    children any chosen parent has in this batch."""
+    index, count = table[choice], counts[choice]  # [B, n], [B]
+    if not _tracing() and feature.device.type != "meta":
+        index = index[:, : max(1, int(count.max()))]  # padding at the end of every row
+    keep = torch.arange(index.shape[1], device=index.device)[None, :] < count[:, None]
+    b, c, h, w = feature.shape
+    cams = torch.bmm(weight[index], feature.reshape(b, c, h * w))  # [B, n, HW]
+    return cams.view(b, -1, h, w), keep
 
 
 def lcam_map(

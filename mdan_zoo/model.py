@@ -31,7 +31,14 @@ from torch import Tensor, nn
 from ._checkpointing import checkpointed
 from .config import MDANConfig, Preprocessing
 from .hub import PretrainedMixin
-from .layers import MHCCA, class_activation_maps, lcam_map, upsample_to
+from .layers import (
+    MHCCA,
+    child_table,
+    class_activation_maps,
+    lcam_map,
+    selected_cams,
+    upsample_to,
+)
 from .prediction import PredictMixin
 from .taxonomy import Taxonomy, as_taxonomy
 from .untrained import loaded_hook
@@ -327,6 +334,10 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
             self.register_buffer(f"_fine_to{depth}", paths[:, depth].clone(), persistent=False)
             parent = torch.tensor(tax.parents[depth] or [0] * tax.num_classes[0], device=device)
             self.register_buffer(f"_parent{depth}", parent, persistent=False)
+            if depth > 0:  # L-CAM: the children of every class of the level above
+                table, counts = child_table(tax.parents[depth], tax.num_classes[depth - 1])
+                self.register_buffer(f"_children{depth}", table.to(device), persistent=False)
+                self.register_buffer(f"_num_children{depth}", counts.to(device), persistent=False)
 
     def reset_classifier(self, taxonomy: Taxonomy | str) -> None:
         """New classifier heads (randomly initialised) for ``taxonomy`` (a :class:`Taxonomy`, a
@@ -505,6 +516,61 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         out = p_fine.new_zeros(p_fine.shape[0], self.taxonomy.num_classes[depth])
         return out.index_add_(1, index, p_fine)
 
+    def _lcam(
+        self,
+        x: Tensor,
+        head: nn.Linear,
+        depth: int,
+        prev_choice: Tensor | None,
+        return_cams: bool,
+        *,
+        attend_next: bool,
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """L-CAM (Sec. 4.2) and the local classifier (Eq. 1) at ``depth``: (the map the next
+        level reads -- attended when ``attend_next`` --, local logits, M [B, 1, H, W] or None,
+        every class's CAMs or None).
+
+        Cost follows what M uses: below the first level only the CAMs of the children of each
+        image's predicted parent are computed (:func:`selected_cams`), and the classifier reads
+        ``W GAP((1 + M) x)`` from the pooled map unless all K CAMs exist anyway and K < C
+        (then ``GAP((1 + M) W x)``, the same number, is cheaper). Same outputs as fusing all
+        K CAMs under a mask; the first level (every class kept) still computes all of them.
+        """
+        cfg = self.config
+        lcam_here = cfg.lcam and (depth > 0 or cfg.lcam_root == "all")
+        every_class = depth == 0 or prev_choice is None
+        want_all = return_cams or (lcam_here and every_class)
+        cams = class_activation_maps(x, head.weight) if want_all else None
+        if not lcam_here:
+            return x, head(x.mean(dim=(2, 3))), None, cams  # Eq. 1
+        choice: Tensor = prev_choice  # type: ignore[assignment]  # None only with every_class
+        if cams is None:
+            tables = getattr(self, f"_children{depth}"), getattr(self, f"_num_children{depth}")
+            fuse_from, keep = selected_cams(x, head.weight, *tables, choice)
+        elif every_class:
+            fuse_from, keep = cams, torch.ones(cams.shape[:2], dtype=torch.bool, device=x.device)
+        else:  # every map asked for anyway: mask the children among them
+            fuse_from, keep = cams, getattr(self, f"_parent{depth}")[None, :] == choice[:, None]
+        m = lcam_map(
+            fuse_from, keep, use_mean=cfg.lcam_mean, use_max=cfg.lcam_max, norm=cfg.lcam_norm
+        )
+        if cfg.lcam_detach:
+            m = m.detach()
+        # Eq. 1 on F = (1 + M) ⊙ (C' ⊕ F) (Sec. 4.2.2).
+        gain = (1.0 + m).flatten(1)[:, :, None]  # [B, HW, 1]
+        last = not attend_next  # nothing reads the attended map after this level
+        if cams is not None and cams.shape[1] < x.shape[1]:
+            # W GAP((1 + M) ⊙ x) = GAP((1 + M) ⊙ W x): a [K, H, W] product, not [C, H, W]
+            local_logits = torch.bmm(cams.flatten(2), gain)[:, :, 0] / gain.shape[1] + head.bias
+            if not last:  # the next level reads the attended map
+                x = (1.0 + m) * x if torch.is_grad_enabled() else x.mul_(1.0 + m)
+            return x, local_logits, m, cams
+        if last:  # the attended map itself is never needed: pool it in one product
+            pooled = torch.bmm(x.flatten(2), gain)[:, :, 0] / gain.shape[1]
+            return x, head(pooled), m, cams
+        x = (1.0 + m) * x if torch.is_grad_enabled() else x.mul_(1.0 + m)
+        return x, head(x.mean(dim=(2, 3))), m, cams
+
     def forward_head(self, features: dict[str, Tensor], *, return_cams: bool = False) -> MDANOutput:
         """Both branches on backbone ``features``; ``return_cams`` adds the attention maps.
 
@@ -549,38 +615,13 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
             ls = self.semantic_levels[depth]
             x = built[ls] if ls in built else self._top_down_map(ls, features, f_prev)
             head: nn.Linear = self.local_heads[depth]  # type: ignore[assignment]
-            cams = class_activation_maps(x, head.weight) if (cfg.lcam or return_cams) else None
-            m: Tensor | None = None
-            if cfg.lcam and cams is not None and (depth > 0 or cfg.lcam_root == "all"):
-                if depth == 0 or prev_choice is None:
-                    keep = torch.ones(
-                        x.shape[0], tax.num_classes[depth], dtype=torch.bool, device=x.device
-                    )
-                else:
-                    parent = getattr(self, f"_parent{depth}")
-                    keep = (
-                        parent[None, :] == prev_choice[:, None]
-                    )  # children of the predicted parent
-                m = lcam_map(
-                    cams, keep, use_mean=cfg.lcam_mean, use_max=cfg.lcam_max, norm=cfg.lcam_norm
-                )
-                if cfg.lcam_detach:
-                    m = m.detach()
-            if m is not None and cams is not None:
-                # Eq. 1 on F = (1 + M) ⊙ (C' ⊕ F) (Sec. 4.2.2) through the CAMs, which are
-                # W (C' ⊕ F): W GAP((1 + M) ⊙ x) = GAP((1 + M) ⊙ W x), a [K, H, W] product
-                # instead of a pass over the [C, H, W] map.
-                gain = (1.0 + m).flatten(1)[:, :, None]  # [B, HW, 1]
-                pooled = torch.bmm(cams.flatten(2), gain)[:, :, 0] / gain.shape[1]
-                local_logits = pooled + head.bias
-                if depth < last and in_order:  # the next level reads the attended map
-                    grad = torch.is_grad_enabled()
-                    x = (1.0 + m) * x if grad else x.mul_(1.0 + m)
-                elif top_down is not None:  # only asked for: the finest map with its attention
-                    x = (1.0 + m) * x
-            else:
-                local_logits = head(x.mean(dim=(2, 3)))  # Eq. 1
+            attend_next = depth < last and in_order  # the next level reads the attended map
+            x, local_logits, m, cams = self._lcam(
+                x, head, depth, prev_choice, return_cams, attend_next=attend_next
+            )
             if top_down is not None:
+                if m is not None and not attend_next:  # only asked for: the map, attended
+                    x = (1.0 + m) * x
                 top_down[f"f{ls}"] = x
             with _float32(x):
                 p_l = torch.softmax(_wide(local_logits), dim=1)

@@ -360,16 +360,22 @@ def test_verified_shortcut_is_not_fooled_by_a_write_that_keeps_size_and_mtime(
 ) -> None:
     """Issue 9, case 8: a file verified once is not hashed again while unchanged, but an
     in-place write that puts size and mtime back is still caught (st_ctime_ns moves)."""
+    from mdan_zoo.hub import _checkpoint as checkpoint
     from mdan_zoo.hub import _integrity as integrity
 
     hashed: list[Path] = []
-    real_hash = integrity.sha256_file
+    real_hash, real_read = integrity.sha256_file, checkpoint.read_hashed_state_dict
 
     def counting(path: Path) -> str:
         hashed.append(Path(path))
         return real_hash(path)
 
+    def counting_read(path: Path, **kwargs: object) -> tuple[dict, str]:  # hashes as it reads
+        hashed.append(Path(path))
+        return real_read(path, **kwargs)  # type: ignore[arg-type]
+
     monkeypatch.setattr(integrity, "sha256_file", counting)
+    monkeypatch.setattr(checkpoint, "read_hashed_state_dict", counting_read)
     ref = f"hf-hub:org/fashion@{warm.rev_a}"
     assert same_state(mdan(weights=ref, progress=False), warm.model_a)
     assert len(hashed) == 1

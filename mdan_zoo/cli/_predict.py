@@ -42,7 +42,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="a folder saved by save_pretrained or `mdan-zoo export`, a training run's "
         "output_dir (its validation-selected epoch), a .safetensors file, "
-        "a Hub repo id org/name[@revision] or hf-hub:org/name[@revision]",
+        "a Hub repo id org/name[@revision] or hf-hub:org/name[@revision], or an .onnx "
+        "export (run by ONNX Runtime: pip install 'mdan_zoo[onnx]')",
     )
     p.add_argument(
         "--top-k", type=positive, default=3, metavar="K", help="labels listed per level (3)"

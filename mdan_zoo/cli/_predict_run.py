@@ -24,7 +24,6 @@ from typing import Any
 import torch
 
 from ..hub import WeightsError
-from ..model import MDAN
 from ..prediction import (
     PredictOptions,
     UsageError,
@@ -36,18 +35,20 @@ from ..prediction import (
 from ..untrained import mark_warned, untrained_message
 from ..zoo import create_model, load_pretrained
 
-__all__ = ["UsageError", "load_model", "run_cli"]
+__all__ = ["UsageError", "is_onnx", "load_model", "run_cli"]
 
 log = logging.getLogger(__name__)
 
 
-def load_model(*, name: str | None, weights: str | None, token: str | bool | None = None) -> MDAN:
+def load_model(*, name: str | None, weights: str | None, token: str | bool | None = None) -> Any:
     """The model the CLI asks for: a zoo name (``--model``, with its published weights) or a
     checkpoint (``--weights``: a folder written by ``save_pretrained``, a training run's
-    output_dir, a ``.safetensors`` file or a Hub repo ``org/name[@revision]``); loading errors
-    become :class:`UsageError`."""
+    output_dir, a ``.safetensors`` file, a Hub repo ``org/name[@revision]``, or an ``.onnx``
+    export, run by ONNX Runtime); loading errors become :class:`UsageError`."""
     if (name is None) == (weights is None):
         raise UsageError("give exactly one of --model NAME or --weights PATH")
+    if weights is not None and is_onnx(weights):
+        return _load_onnx(weights)
     try:
         if weights is not None:
             return load_pretrained(weights, token=token)
@@ -57,6 +58,52 @@ def load_model(*, name: str | None, weights: str | None, token: str | bool | Non
         what = f"--weights {weights}" if weights is not None else f"--model {name}"
         reason = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise UsageError(f"cannot load {what}: {reason}") from None
+
+
+def is_onnx(weights: str | None) -> bool:
+    """Whether ``--weights`` names an ONNX export (by its ``.onnx`` suffix)."""
+    return weights is not None and weights.lower().endswith(".onnx")
+
+
+def _load_onnx(path: str) -> Any:
+    """An ``export_onnx`` file as an :class:`~mdan_zoo.export.OnnxRuntimeModel`."""
+    if not Path(path).is_file():
+        raise UsageError(f"--weights {path}: no such file (an .onnx export written by export_onnx)")
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            f"--weights {path} is an ONNX export, which runs through ONNX Runtime: "
+            "pip install 'mdan_zoo[onnx]' (or pass the PyTorch checkpoint it came from)"
+        ) from None
+    from ..export import OnnxRuntimeModel
+
+    try:
+        return OnnxRuntimeModel(path)
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise UsageError(
+            f"cannot load --weights {path}: {err}; export it again with "
+            "mdan_zoo.export_onnx(model, path)"
+        ) from None
+
+
+def _check_onnx_options(weights: str, opts: PredictOptions, save_attention: str | None) -> None:
+    """What an ONNX export cannot do, refused before any work."""
+    if save_attention:
+        raise UsageError(
+            f"--save-attention needs the attention maps, which --weights {weights} (an ONNX "
+            "export of the probabilities) does not have: pass the PyTorch checkpoint instead"
+        )
+    if opts.bf16 or opts.channels_last:
+        raise UsageError(
+            "--bf16 applies to the PyTorch model; ONNX Runtime runs the export's float32 graph "
+            f"(--weights {weights}): drop --bf16, or pass the PyTorch checkpoint"
+        )
+    if opts.device is not None and torch.device(opts.device).type != "cpu":
+        raise UsageError(
+            f"--device {opts.device}: an ONNX export runs on ONNX Runtime's CPU provider here; "
+            "drop --device, or pass the PyTorch checkpoint"
+        )
 
 
 def run_cli(
@@ -82,6 +129,9 @@ def run_cli(
     resume = resume or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
     opts = options or PredictOptions(progress=True)
     try:
+        if is_onnx(weights):
+            assert weights is not None
+            _check_onnx_options(weights, opts, save_attention)
         device = shard.device(opts.device)
         if device is not None:
             try:

@@ -17,7 +17,9 @@ from ._checkpoint import (
     WEIGHTS_NAME,
     Checkpoint,
     ChecksumError,
+    PendingState,
     WeightsError,
+    read_hashed_state_dict,
     read_state_dict,
 )
 from ._download import download, parse_hub_ref, read_checkpoint_config, resolve
@@ -31,12 +33,14 @@ __all__ = [
     "ChecksumError",
     "Checkpoint",
     "FetchOptions",
+    "PendingState",
     "PretrainedMixin",
     "TransferReport",
     "WeightsError",
     "download",
     "parse_hub_ref",
     "read_checkpoint_config",
+    "read_hashed_state_dict",
     "read_state_dict",
     "resolve",
 ]

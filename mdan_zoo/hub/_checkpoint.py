@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
-from collections.abc import Mapping
+import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,11 +43,13 @@ __all__ = [
     "WEIGHTS_NAME",
     "Checkpoint",
     "ChecksumError",
+    "PendingState",
     "WeightsError",
     "check_config",
     "config_section",
     "parse_config",
     "read_json",
+    "read_hashed_state_dict",
     "read_state_dict",
     "refuse_pickle",
     "sha256_file",
@@ -120,6 +124,10 @@ class Checkpoint:
         config_origin: the file the config was read from, for messages.
         verified_stat: the :func:`stat_key` of the weights when their sha256 was checked (None:
             nothing to check against); :meth:`state_dict` refuses a file changed since.
+        check_on_read: set when the sha256 is to be checked as the tensors are read (one pass
+            over the file instead of two): called by :meth:`state_dict` with the digest of
+            the bytes read and the file's :func:`stat_key` before reading; raises
+            :class:`ChecksumError` on a mismatch (:func:`mdan_zoo.integrity.verify` sets it).
     """
 
     weights_path: Path
@@ -129,6 +137,12 @@ class Checkpoint:
     revision: str | None = None
     config_origin: str | None = None
     verified_stat: str | None = None
+    check_on_read: Callable[[str, str], None] | None = None
+
+    def read_in_background(self) -> PendingState:
+        """Start :meth:`state_dict` on a thread (reading and hashing release the GIL), so that
+        the model can be built while the file is read."""
+        return PendingState(self)
 
     def describe(self) -> tuple[MDANConfig, Taxonomy, Preprocessing]:
         """The architecture, taxonomy and preprocessing this checkpoint was saved with."""
@@ -140,10 +154,73 @@ class Checkpoint:
             )
         return parse_config(self.config, source=self.config_origin or self.source)
 
-    def state_dict(self) -> dict[str, Tensor]:
+    def state_dict(
+        self, *, on_header: Callable[[dict[str, tuple[int, ...]]], None] | None = None
+    ) -> dict[str, Tensor]:
         """The weights, in memory the caller owns (see :func:`read_state_dict`), refused when
-        the file changed after its sha256 was checked."""
-        return read_state_dict(self.weights_path, unchanged_since=self.verified_stat)
+        the file changed after its sha256 was checked, or hashed as they are read (and refused
+        on a mismatch) when the check was left to this read. ``on_header`` receives every
+        tensor's shape once the header is read (before the tensors, when they are hashed)."""
+        if self.check_on_read is None:
+            state = read_state_dict(self.weights_path, unchanged_since=self.verified_stat)
+            if on_header is not None:
+                on_header({k: tuple(v.shape) for k, v in state.items()})
+            return state
+        try:
+            before = stat_key(self.weights_path)
+        except OSError as err:
+            raise unreadable(self.weights_path, err) from None
+        try:
+            state, digest = read_hashed_state_dict(self.weights_path, on_header=on_header)
+        except WeightsError:  # damaged: a sha256 mismatch is the clearer thing to say
+            try:
+                digest = sha256_file(self.weights_path)
+            except OSError:
+                digest = ""
+            self.check_on_read(digest, before)
+            raise
+        self.check_on_read(digest, before)
+        return state
+
+
+class PendingState:
+    """The tensors of a checkpoint being read (and hashed) on a background thread, so that the
+    caller can build the model meanwhile: :meth:`shapes` as soon as the header is parsed,
+    :meth:`result` when every byte is read and the sha256 checked."""
+
+    def __init__(self, ckpt: Checkpoint) -> None:
+        import threading
+        from concurrent.futures import Future
+
+        self._header: Future[dict[str, tuple[int, ...]]] = Future()
+        self._state: Future[dict[str, Tensor]] = Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(ckpt,), name="mdan_zoo-read", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, ckpt: Checkpoint) -> None:
+        try:
+            state = ckpt.state_dict(on_header=self._header.set_result)
+        except BaseException as err:  # noqa: BLE001 - handed to the caller by result()
+            if not self._header.done():
+                self._header.set_exception(err)
+            self._state.set_exception(err)
+        else:
+            if not self._header.done():
+                self._header.set_result({k: tuple(v.shape) for k, v in state.items()})
+            self._state.set_result(state)
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every tensor's shape, from the file's header (raises what reading it raised)."""
+        return self._header.result()
+
+    def result(self) -> dict[str, Tensor]:
+        """The tensors, verified (raises :class:`WeightsError` / :class:`ChecksumError`)."""
+        try:
+            return self._state.result()
+        finally:
+            self._thread.join()
 
 
 def _kind(value: Any) -> str:
@@ -369,6 +446,139 @@ def read_state_dict(
             "being loaded); load it again, and if it keeps changing find what writes to it"
         )
     return state
+
+
+_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+    "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+}  # fmt: skip
+_ITEMSIZE = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2,
+             "int16": 2, "int8": 1, "uint8": 1, "bool": 1}  # fmt: skip
+_HASH_BLOCK = 256 * 1024  # read and hashed while it is still in the CPU cache
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
+
+
+class _Unsupported(Exception):
+    """A valid safetensors feature the one-pass reader does not handle (e.g. float8)."""
+
+
+def read_hashed_state_dict(
+    path: str | os.PathLike[str],
+    *,
+    on_header: Callable[[dict[str, tuple[int, ...]]], None] | None = None,
+) -> tuple[dict[str, Tensor], str]:
+    """All tensors of a safetensors file and the sha256 of its bytes, in one pass: every
+    tensor is read straight into memory of its own (no memory map, no second copy) in
+    blocks that are hashed as they arrive. The caller compares the digest before using the
+    tensors. ``on_header`` gets every tensor's shape before the tensors are read. A damaged
+    file raises :class:`WeightsError`."""
+    path = Path(path)
+    try:
+        try:
+            return _read_hashed(path, on_header)
+        except _Unsupported:  # hash the bytes safetensors itself then deserialises
+            from safetensors.torch import load
+
+            data = path.read_bytes()
+            state = load(data)
+            if on_header is not None:
+                on_header({k: tuple(v.shape) for k, v in state.items()})
+            return state, hashlib.sha256(data).hexdigest()
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - OSError, ValueError, SafetensorError...
+        raise unreadable(path, err) from None
+
+
+def _read_hashed(
+    path: Path, on_header: Callable[[dict[str, tuple[int, ...]]], None] | None
+) -> tuple[dict[str, Tensor], str]:
+    import torch
+
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = _read_exact(fh, 8)
+        (length,) = struct.unpack("<Q", head)
+        if length > min(_MAX_HEADER, size - 8):
+            raise ValueError(f"header length {length} does not fit a file of {size} bytes")
+        raw = _read_exact(fh, length)
+        digest.update(head)
+        digest.update(raw)
+        entries = _tensor_entries(raw, size - 8 - length)
+        if on_header is not None:
+            on_header({name: tuple(shape) for name, _, shape, _ in entries})
+        state: dict[str, Tensor] = {}
+        for name, dtype, shape, nbytes in entries:
+            tensor = torch.empty(shape, dtype=getattr(torch, dtype))
+            if nbytes:
+                view = tensor.view(-1).view(torch.uint8).numpy().data  # a uint8 memoryview
+                for start in range(0, nbytes, _HASH_BLOCK):
+                    block = view[start : start + _HASH_BLOCK]
+                    _readinto_exact(fh, block)
+                    digest.update(block)
+            state[name] = tensor
+        if fh.read(1):
+            raise ValueError("the file goes on after its last tensor")
+    return state, digest.hexdigest()
+
+
+def _tensor_entries(raw: bytes, data_size: int) -> list[tuple[str, str, list[int], int]]:
+    """(name, torch dtype, shape, bytes) of every tensor, in file order, checked as
+    safetensors checks them: the tensors tile the data section exactly, each as long as its
+    dtype and shape say."""
+    header = json.loads(raw)
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    entries = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(info, dict):
+            raise ValueError(f"tensor {name!r} has a malformed header entry")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if isinstance(dtype, str) and dtype not in _DTYPES:
+            raise _Unsupported(dtype)
+        if (
+            dtype not in _DTYPES
+            or not isinstance(shape, list)
+            or not all(type(d) is int and d >= 0 for d in shape)
+            or not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(type(o) is int for o in offsets)
+        ):
+            raise ValueError(f"tensor {name!r} has a malformed header entry")
+        nbytes = math.prod(shape) * _ITEMSIZE[_DTYPES[dtype]]
+        if offsets[1] - offsets[0] != nbytes:
+            raise ValueError(
+                f"tensor {name!r} has {nbytes} bytes by its shape, {offsets} in the file"
+            )
+        entries.append((offsets[0], name, _DTYPES[dtype], shape, nbytes))
+    entries.sort()
+    at = 0
+    for start, name, _, _, nbytes in entries:
+        if start != at:
+            raise ValueError(f"tensor {name!r} starts at byte {start}, expected {at}")
+        at += nbytes
+    if at != data_size:
+        raise ValueError(f"the tensors hold {at} bytes but the data section has {data_size}")
+    return [(name, dtype, shape, nbytes) for _, name, dtype, shape, nbytes in entries]
+
+
+def _read_exact(fh: Any, n: int) -> bytes:
+    data = fh.read(n)
+    if len(data) != n:
+        raise ValueError(f"the file ends after {len(data)} of {n} header bytes (truncated)")
+    return data
+
+
+def _readinto_exact(fh: Any, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        n = fh.readinto(view[got:])
+        if not n:
+            raise ValueError("the file ends inside a tensor (truncated)")
+        got += n
 
 
 def sort_header_metadata(path: Path) -> None:

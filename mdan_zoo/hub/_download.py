@@ -87,6 +87,7 @@ def resolve(
     options: FetchOptions | None = None,
     *,
     filename: str = WEIGHTS_NAME,
+    hash_on_read: bool = False,
 ) -> Checkpoint:
     """Find (and download if needed) the checkpoint ``source`` and verify it.
 
@@ -95,6 +96,8 @@ def resolve(
     (``org/name`` works too). ``options`` say how (:class:`FetchOptions`: revision, cache,
     offline, token, progress, the expected sha256 that overrides the one config.json records).
     A Hub ref and its revision are checked before any request or file write.
+    ``hash_on_read``: leave the sha256 check to ``Checkpoint.state_dict()``, which hashes the
+    bytes as it reads them (for callers that read the tensors next: one pass over the file).
     """
     opts = options or FetchOptions()
     if opts.revision is not None:
@@ -115,7 +118,7 @@ def resolve(
                 ".safetensors file, a folder written by save_pretrained, or "
                 "'hf-hub:org/name@revision'"
             ) from None
-    return verify(ckpt, opts.expected_sha256)
+    return verify(ckpt, opts.expected_sha256, on_read=hash_on_read)
 
 
 def _resolve_local(path: Path) -> Checkpoint:
@@ -169,7 +172,7 @@ def _resolve_run(path: Path) -> Checkpoint:
     the trainer wrote it: weights verified against the SHA-256 its state.json records, and the
     taxonomy, architecture and preprocessing it was trained with."""
     try:
-        folder, state = selected_checkpoint(path)
+        folder, state = selected_checkpoint(path, hash_files=False)  # hashed as it is read
     except (RunFolderError, FileNotFoundError) as err:
         raise WeightsError(str(err)) from None
     if folder != path:

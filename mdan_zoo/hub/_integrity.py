@@ -47,10 +47,14 @@ def _record_name(path: Path, digest: str) -> str:
     return f"{digest}-{where.hexdigest()[:16]}"
 
 
-def verify(ckpt: Checkpoint, expected: str | None) -> Checkpoint:
+def verify(ckpt: Checkpoint, expected: str | None, *, on_read: bool = False) -> Checkpoint:
     """Check the weights' sha256 against the registry (``expected``) or config.json; raise
     :class:`ChecksumError` on a mismatch. Returns ``ckpt`` with ``verified_stat`` set, so that
     reading it later refuses a file changed in between.
+
+    ``on_read=True`` leaves the hashing to :meth:`Checkpoint.state_dict`, which hashes the bytes
+    as it reads them (one pass over the file, not two) and raises the same error; callers that
+    read the tensors ask for it, those that only fetch or check (``download``) do not.
 
     A Hub checkpoint verified before is not hashed again while its stat key is unchanged; any
     write to the file, even one that restores size and mtime, changes its ctime.
@@ -69,10 +73,25 @@ def verify(ckpt: Checkpoint, expected: str | None) -> Checkpoint:
             return dataclasses.replace(ckpt, verified_stat=before)
     except OSError:
         pass
-    got = sha256_file(path)
+
+    def check(got: str, stat_before: str) -> None:
+        _check(ckpt, want, got, stat_before, record, from_registry=bool(expected))
+
+    if on_read:
+        return dataclasses.replace(ckpt, check_on_read=check)
+    check(sha256_file(path), before)
+    return dataclasses.replace(ckpt, verified_stat=before)
+
+
+def _check(
+    ckpt: Checkpoint, want: str, got: str, before: str, record: Path | None, *, from_registry: bool
+) -> None:
+    """Raise :class:`ChecksumError` unless ``got`` is ``want`` and the file kept its stat key
+    ``before`` while it was hashed; record a verified Hub file."""
+    path = ckpt.weights_path
     if got != want:
         real = Path(os.path.realpath(path))
-        where = "the registry" if expected else "its config.json"
+        where = "the registry" if from_registry else "its config.json"
         fix = (
             f"delete it (`rm '{real}'`, or `hf cache delete` / remove the repository folder from "
             "the Hub cache) and download again (`mdan-zoo download NAME --force`)"
@@ -81,7 +100,7 @@ def verify(ckpt: Checkpoint, expected: str | None) -> Checkpoint:
         )
         raise ChecksumError(
             f"sha256 mismatch for {real} (from {ckpt.source}): expected {want} ({where}), got "
-            f"{got}. The file is corrupted or was replaced; {fix}"
+            f"{got or 'an unreadable file'}. The file is corrupted or was replaced; {fix}"
         )
     if stat_key(path) != before:
         raise ChecksumError(
@@ -93,4 +112,3 @@ def verify(ckpt: Checkpoint, expected: str | None) -> Checkpoint:
             atomic_write_text(record, before)
         except OSError:  # a read-only assets folder only costs a re-hash next time
             logger.debug("cannot record verification of %s", path)
-    return dataclasses.replace(ckpt, verified_stat=before)

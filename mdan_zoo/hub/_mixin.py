@@ -26,6 +26,7 @@ from ..untrained import UNTRAINED_KEY, is_untrained, untrained_from_config
 from ._checkpoint import (
     FORMAT_VERSION,
     TIMM_ARCHITECTURE,
+    PendingState,
     WeightsError,
     jsonable,
     write_checkpoint,
@@ -233,14 +234,14 @@ class PretrainedMixin:
             progress=progress,
             expected_sha256=expected_sha256,
         )
-        ckpt = resolve(source, fetch)
+        ckpt = resolve(source, fetch, hash_on_read=True)  # hashed as the tensors are read
         if ckpt.config is None:
             if config is None or taxonomy is None:
                 ckpt.describe()  # raises the explanation
             assert config is not None and taxonomy is not None
             target_tax = as_taxonomy(taxonomy)
             return cls.from_state(
-                ckpt.state_dict(),
+                ckpt.read_in_background(),
                 config=config,
                 taxonomy=target_tax,
                 source_taxonomy=target_tax,
@@ -257,7 +258,7 @@ class PretrainedMixin:
                 "config"
             )
         model = cls.from_state(
-            ckpt.state_dict(),
+            ckpt.read_in_background(),  # read and hashed while the model is built
             config=saved_config,
             taxonomy=saved_tax if taxonomy is None else as_taxonomy(taxonomy),
             source_taxonomy=saved_tax,
@@ -271,7 +272,7 @@ class PretrainedMixin:
     @classmethod
     def from_state(
         cls: type[T],
-        state: Mapping[str, Tensor],
+        state: Mapping[str, Tensor] | PendingState,
         *,
         config: MDANConfig,
         taxonomy: Taxonomy,
@@ -288,12 +289,20 @@ class PretrainedMixin:
         float32 (``dtype=None``), keep the checkpoint's dtype (``"auto"``) or become ``dtype``;
         an integer tensor where the model has a floating one is a :class:`WeightsError`.
         ``source`` and ``revision`` are recorded as ``model.checkpoint_source`` /
-        ``checkpoint_revision``.
+        ``checkpoint_revision``. ``state`` may be a ``PendingState``
+        (``Checkpoint.read_in_background()``): the model is built while the file is read.
         """
         target = as_dtype(dtype)
-        _check_heads(state, source_taxonomy, source=source)  # before anything is built
-        with torch.device("meta"):
+        shapes = (
+            state.shapes()
+            if isinstance(state, PendingState)
+            else {k: tuple(v.shape) for k, v in state.items()}
+        )
+        _check_heads(shapes, source_taxonomy, source=source)  # before anything is built
+        with torch.device("meta"), _SkipInitOnMeta():
             model: Any = cls(taxonomy, config, preprocessing=preprocessing)  # type: ignore[call-arg]
+        if isinstance(state, PendingState):
+            state = state.result()
         saved = _saved_dtype(state)
         state = _as_model_dtypes(model, state, source=source)
         report: TransferReport | None = None
@@ -310,13 +319,28 @@ class PretrainedMixin:
         return model.eval()
 
 
-def _check_heads(state: Mapping[str, Tensor], taxonomy: Taxonomy, *, source: str) -> None:
+class _SkipInitOnMeta(torch.overrides.TorchFunctionMode):
+    """Skips the in-place random initialisations (``normal_``, ``uniform_``, ``fill_``,
+    ``zero_``) of meta tensors while a model is built to be filled from a file: on ``meta``
+    they run as Python decompositions and cost twice the rest of the build."""
+
+    _INIT = frozenset(
+        {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.fill_, torch.Tensor.zero_}
+    )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        if func in self._INIT and args and isinstance(args[0], Tensor) and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def _check_heads(shapes: Mapping[str, tuple[int, ...]], taxonomy: Taxonomy, *, source: str) -> None:
     """The classifier heads in ``state`` have one row per class of ``taxonomy`` (the one the
     checkpoint's config names); checked before a model (and its taxonomy buffers) is built, so a
     config naming 10^6 classes beside small weights fails at once."""
     heads = [(f"local_heads.{d}.weight", d) for d in range(taxonomy.num_levels)]
     for key, depth in [*heads, ("global_head.weight", taxonomy.num_levels - 1)]:
-        rows = state[key].shape[0] if key in state and state[key].ndim == 2 else None
+        rows = shapes[key][0] if key in shapes and len(shapes[key]) == 2 else None
         if rows is not None and rows != taxonomy.num_classes[depth]:
             raise WeightsError(
                 f"weights from {source} do not match their taxonomy {taxonomy.name!r}: it names "

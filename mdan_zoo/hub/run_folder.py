@@ -142,7 +142,7 @@ _RESUME_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def _check_file(path: Path, info: Any) -> str | None:
+def _check_file(path: Path, info: Any, *, hash_file: bool = True) -> str | None:
     if not isinstance(info, dict) or not isinstance(info.get("bytes"), int):
         return f"state.json's record of {path.name} is malformed"
     try:
@@ -151,6 +151,10 @@ def _check_file(path: Path, info: Any) -> str | None:
         return f"{path.name} is missing"
     if size != info["bytes"]:
         return f"{path.name} has {size} bytes, state.json recorded {info['bytes']} (truncated?)"
+    if not hash_file:
+        return None
+    if not isinstance(info.get("sha256"), str):
+        return f"state.json's record of {path.name} has no SHA-256"
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -161,11 +165,13 @@ def _check_file(path: Path, info: Any) -> str | None:
 
 
 def inspect_checkpoint(
-    path: Path, *, resumable: bool = False
+    path: Path, *, resumable: bool = False, hash_files: bool = True
 ) -> tuple[dict[str, Any] | None, str | None]:
     """``(state, None)`` for a checkpoint folder that can be trusted, ``(None, why)`` for one
-    that cannot: state.json must parse and have its fields, and every tensor file must have
-    the size and SHA-256 recorded in it. ``resumable`` also asks for the optimizer state."""
+    that cannot: state.json must parse and have its fields, and the tensor files needed must
+    have the size and SHA-256 recorded in it: the weights, and with ``resumable`` the
+    optimizer state too. ``hash_files=False`` checks sizes only, for a reader that hashes
+    the weights as it reads them (:meth:`~mdan_zoo.checkpoint.Checkpoint.state_dict`)."""
     if not path.is_dir():
         return None, "no such folder"
     state, why = _read_json(path / "state.json")
@@ -192,14 +198,16 @@ def inspect_checkpoint(
         return state, None
     if not isinstance(files, dict) or not set(needed) <= set(files) <= set(_TENSOR_FILES):
         return None, f"state.json's file list is wrong: {sorted(files) if files else files}"
-    for name, info in files.items():
-        why = _check_file(path / name, info)
+    for name in needed:
+        why = _check_file(path / name, files[name], hash_file=hash_files)
         if why is not None:
             return None, why
     return state, None
 
 
-def _best_of(ckpt_dir: Path, last: Path, state: Mapping[str, Any]) -> tuple[Path | None, str]:
+def _best_of(
+    ckpt_dir: Path, last: Path, state: Mapping[str, Any], *, hash_files: bool = True
+) -> tuple[Path | None, str]:
     """The selected checkpoint ``last``'s state names, verified; (None, why) if unusable."""
     epoch = state["best_epoch"]
     if epoch == 0:
@@ -215,7 +223,7 @@ def _best_of(ckpt_dir: Path, last: Path, state: Mapping[str, Any]) -> tuple[Path
         if not isinstance(name, str) or not (epoch_of(name) is not None or name == "best"):
             why = why or f"names no selected checkpoint for best epoch {epoch}"
             continue
-        best_state, reason = inspect_checkpoint(ckpt_dir / name)
+        best_state, reason = inspect_checkpoint(ckpt_dir / name, hash_files=hash_files)
         if best_state is None:
             why = why or f"its selected checkpoint {name} (epoch {epoch}) is unusable: {reason}"
         elif best_state["epoch"] != epoch:
@@ -225,11 +233,16 @@ def _best_of(ckpt_dir: Path, last: Path, state: Mapping[str, Any]) -> tuple[Path
     return None, why
 
 
-def find_checkpoints(run_dir: str | os.PathLike[str]) -> RunCheckpoints | None:
+def find_checkpoints(
+    run_dir: str | os.PathLike[str], *, for_resume: bool = True
+) -> RunCheckpoints | None:
     """The checkpoints of ``run_dir`` that can be trusted: ``last.json``'s epoch when it and
     the selected epoch it names verify, else the newest epoch folder for which both do
     (``skipped`` says what was passed over). ``None`` when the folder shows no trace of a run;
-    :class:`RunFolderError` when it shows some but no checkpoint can be trusted."""
+    :class:`RunFolderError` when it shows some but no checkpoint can be trusted.
+
+    ``for_resume=False`` (loading weights for inference) neither asks for nor hashes the
+    optimizer state, and checks the weights' sizes only: their reader hashes them."""
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     skipped: list[tuple[str, str]] = []
@@ -250,11 +263,11 @@ def find_checkpoints(run_dir: str | os.PathLike[str]) -> RunCheckpoints | None:
         folders.sort(key=lambda p: epoch_of(p.name) or 0, reverse=True)
         candidates += [p for p in folders if p not in candidates]
     for path in candidates:
-        state, why = inspect_checkpoint(path, resumable=True)
+        state, why = inspect_checkpoint(path, resumable=for_resume, hash_files=for_resume)
         if state is None:
             skipped.append((f"checkpoints/{path.name}", why or ""))
             continue
-        best, why = _best_of(ckpt_dir, path, state)
+        best, why = _best_of(ckpt_dir, path, state, hash_files=for_resume)
         if why:
             skipped.append((f"checkpoints/{path.name}", why))
             continue
@@ -294,23 +307,25 @@ def is_run_folder(path: str | os.PathLike[str]) -> bool:
 
 
 def selected_checkpoint(
-    path: str | os.PathLike[str], *, which: str = "best"
+    path: str | os.PathLike[str], *, which: str = "best", hash_files: bool = True
 ) -> tuple[Path, dict[str, Any]]:
     """The verified checkpoint folder and its state.json for ``path``: a checkpoint folder
     itself, or a run's validation-selected (``which="best"``) or newest (``"last"``) epoch.
 
     A damaged newest checkpoint of a run is skipped with a warning (:func:`find_checkpoints`);
     a damaged checkpoint folder is a :class:`RunFolderError` naming what is wrong.
+    ``hash_files=False`` checks the weights' recorded size but leaves their SHA-256 to a
+    reader that hashes as it reads, and never looks at the optimizer state.
     """
     path = Path(path)
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     if (path / "state.json").is_file():
-        state, why = inspect_checkpoint(path)
+        state, why = inspect_checkpoint(path, hash_files=hash_files)
         if state is None:
             raise RunFolderError(f"{path} is not a usable checkpoint: {why}")
         return path, state
-    found = find_checkpoints(path)
+    found = find_checkpoints(path, for_resume=hash_files)
     if found is None:
         raise FileNotFoundError(
             f"{path} holds no checkpoint: expected {path}/checkpoints/last.json (a training "
@@ -326,7 +341,7 @@ def selected_checkpoint(
         )
     if target == found.last:
         return target, found.state
-    state, why = inspect_checkpoint(target)
+    state, why = inspect_checkpoint(target, hash_files=hash_files)
     if state is None:  # changed since find_checkpoints verified it
         raise RunFolderError(f"{target} is not a usable checkpoint: {why}")
     return target, state

@@ -1,0 +1,35 @@
+"""Every script in benchmarks/ runs (``--quick``), so none can rot between the runs that fill
+docs/benchmarks.md (issue 21). Each runs in this process (no second torch import) with its
+tables checked for numbers; the measurements themselves live in the scripts, not here."""
+
+from __future__ import annotations
+
+import re
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_"))
+ROW = re.compile(r"^\|.*\d+\.\d+.*\|$", re.MULTILINE)  # a table row with a decimal number
+
+
+def test_every_script_is_covered() -> None:
+    assert set(SCRIPTS) >= {"load.py", "taxonomy_size.py", "train_memory.py", "forward.py"}
+    for name in SCRIPTS:
+        assert "--quick" in (ROOT / "benchmarks" / name).read_text(), f"{name} has no --quick"
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_quick_mode_runs_and_prints_its_tables(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.setattr(sys, "argv", [name, "--quick", "--threads", "1"])
+    runpy.run_path(str(ROOT / "benchmarks" / name), run_name="__main__")
+    out = capsys.readouterr().out
+    assert ROW.search(out), f"{name} printed no table of measurements:\n{out[-2000:]}"
+    assert "nan" not in out.lower().replace("nanos", ""), out[-2000:]
