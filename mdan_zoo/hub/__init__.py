@@ -22,15 +22,18 @@ from ._checkpoint import (
 )
 from ._download import download, parse_hub_ref, read_checkpoint_config, resolve
 from ._mixin import PretrainedMixin
-from ._options import FetchOptions
+from ._options import CONNECT_TIMEOUT_ENV, TIMEOUT_ENV, FetchOptions, HubDeadlines
 from ._transfer import TransferReport
 
 __all__ = [
     "CONFIG_NAME",
+    "CONNECT_TIMEOUT_ENV",
+    "TIMEOUT_ENV",
     "WEIGHTS_NAME",
     "ChecksumError",
     "Checkpoint",
     "FetchOptions",
+    "HubDeadlines",
     "PretrainedMixin",
     "TransferReport",
     "WeightsError",
