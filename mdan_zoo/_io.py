@@ -4,21 +4,80 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = [
+    "OutputLockedError",
+    "exclusive_lock",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "file_part",
+    "file_parts",
+]
+
+_NOT_IN_NAMES = re.compile(r"[^\w.-]+")
+
+
+class OutputLockedError(FileExistsError):
+    """Another process holds the lock of an output file or folder."""
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def exclusive_lock(target: str | os.PathLike[str], *, what: str) -> Iterator[None]:
+    """Hold the lock of the output ``target`` (a file or folder) while the block runs.
+
+    The lock is ``flock`` on a hidden ``.<name>.lock`` beside ``target``: a second writer gets
+    :class:`OutputLockedError` at once, and the kernel drops the lock when its holder dies (even
+    by ``kill -9``), so a killed run never blocks the next. The lock file is removed on release.
+    Without ``fcntl`` (Windows) there is no lock: two writers are the user's to avoid.
+    """
+    target = Path(target)
+    lock = target.with_name(f".{target.name}.lock")
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputLockedError(
+                f"another mdan-zoo {what} is writing {target} right now (it holds {lock}): "
+                "wait for it to finish, or choose another output; nothing was changed"
+            ) from None
+        try:  # the last holder may have removed the file between our open and our lock
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
     Use it for writers that want a file name (``safetensors.torch.save_file``, ``Image.save``).
+    ``replace=False`` never replaces an existing ``path`` (:class:`FileExistsError`, even when
+    another process creates it meanwhile: the file is published with a hard link).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not replace and path.exists():
+        raise FileExistsError(f"{path} already exists: not replaced")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -26,7 +85,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; shared checkpoints must be readable
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(f"{path} already exists: not replaced") from None
+            except OSError:  # no hard links on this file system: check, then rename
+                if path.exists():
+                    raise FileExistsError(f"{path} already exists: not replaced") from None
+                os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -50,3 +119,26 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_part(name: str, *, fallback: str = "x", limit: int = 80) -> str:
+    """``name`` (a level, label or file stem from a taxonomy, a checkpoint or an input) as one
+    safe part of a file name: letters, digits, ``_``, ``.`` and ``-`` only, no leading dot, at
+    most ``limit`` characters. Every name that becomes a path passes here, so none can hold a
+    separator, ``..``, a control character or an absolute path."""
+    part = _NOT_IN_NAMES.sub("_", name).lstrip(".")[:limit]
+    return part or fallback
+
+
+def file_parts(names: list[str] | tuple[str, ...]) -> list[str]:
+    """:func:`file_part` of each name, made unique (``_2``, ``_3``... on a clash, case ignored)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        part, n = file_part(name), 1
+        while part.lower() in seen:
+            n += 1
+            part = f"{file_part(name)}_{n}"
+        seen.add(part.lower())
+        out.append(part)
+    return out
