@@ -26,6 +26,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .._checks import unique_keys
 from .._io import atomic_path, atomic_write_text
 from ..config import ConfigError, MDANConfig, Preprocessing
 from ..errors import ChecksumError, WeightsError
@@ -275,7 +276,9 @@ def _parse_json(raw: bytes | str, origin: str) -> Any:
             f"{origin} is not UTF-8 text (byte {err.start}: {err.reason}): {fix}"
         ) from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=unique_keys(WeightsError, origin))
+    except WeightsError:
+        raise
     except RecursionError:
         raise WeightsError(
             f"{origin} is nested too deeply to be an mdan_zoo config: {fix}"
