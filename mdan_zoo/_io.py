@@ -1,13 +1,19 @@
-"""Atomic file writes: a crash or a full disk never leaves half a file under the final name."""
+"""Atomic file writes: a crash or a full disk never leaves half a file under the final name.
+
+A full disk, a read-only or forbidden folder is a :class:`~mdan_zoo.errors.StorageError`
+naming the path and the fix; locks for outputs that two processes could write at once."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import StorageError
 
 __all__ = [
     "OutputLockedError",
@@ -66,6 +72,19 @@ def exclusive_lock(target: str | os.PathLike[str], *, what: str) -> Iterator[Non
         os.close(fd)
 
 
+def _storage(err: BaseException, path: Path) -> BaseException:
+    """A full disk, a read-only folder... as :class:`StorageError` naming ``path``; other
+    errors as they are."""
+    code = getattr(err, "errno", None)
+    wrapped = type(err).__name__ == "SafetensorError" and "os error" in str(err)
+    if isinstance(err, StorageError) or not (wrapped or code in _STORAGE_ERRNOS):
+        return err
+    return StorageError.of(err, path, "cannot write")
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
@@ -75,13 +94,22 @@ def atomic_path(path: str | os.PathLike[str], *, replace: bool = True) -> Iterat
     another process creates it meanwhile: the file is published with a hard link).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not replace and path.exists():
         raise FileExistsError(f"{path} already exists: not replaced")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _storage(err, path) from None
     os.close(fd)
     try:
-        yield Path(tmp)
+        try:
+            yield Path(tmp)
+        except Exception as err:  # noqa: BLE001 - a full disk inside the writer (safetensors)
+            storage = _storage(err, path)
+            if storage is err:
+                raise
+            raise storage from None
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; shared checkpoints must be readable
@@ -96,6 +124,8 @@ def atomic_path(path: str | os.PathLike[str], *, replace: bool = True) -> Iterat
                 if path.exists():
                     raise FileExistsError(f"{path} already exists: not replaced") from None
                 os.replace(tmp, path)
+    except OSError as err:
+        raise _storage(err, path) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -107,8 +137,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a text file via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _storage(err, path) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -116,6 +149,9 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; written files must be readable by others
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise _storage(err, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -9,6 +9,8 @@ import os
 import sys
 from collections.abc import Iterator
 
+from ..errors import UsageError
+
 # mdan_zoo.hub's CONNECT_TIMEOUT_ENV / TIMEOUT_ENV, spelled out: importing the hub here would
 # import torch before every command (tests/test_hub_server_hostile.py checks they agree)
 CONNECT_TIMEOUT_ENV = "MDAN_ZOO_HUB_CONNECT_TIMEOUT"
@@ -69,8 +71,9 @@ def hub_deadlines(args: argparse.Namespace) -> Iterator[None]:
 
 
 def fail(err: BaseException | str) -> int:
+    """Print the one-paragraph message; the exit status: 2 for a usage error, else 1."""
     print(f"error: {err}", file=sys.stderr)
-    return 1
+    return 2 if isinstance(err, UsageError) else 1
 
 
 def rank0() -> bool:

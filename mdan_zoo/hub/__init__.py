@@ -19,6 +19,7 @@ from ._checkpoint import (
     ChecksumError,
     WeightsError,
     read_state_dict,
+    read_torch_state_dict,
 )
 from ._download import download, parse_hub_ref, read_checkpoint_config, resolve
 from ._mixin import PretrainedMixin
@@ -41,5 +42,6 @@ __all__ = [
     "parse_hub_ref",
     "read_checkpoint_config",
     "read_state_dict",
+    "read_torch_state_dict",
     "resolve",
 ]

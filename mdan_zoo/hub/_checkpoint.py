@@ -37,6 +37,7 @@ __all__ = [
     "CONFIG_NAME",
     "FORMAT_VERSION",
     "MAX_CONFIG_BYTES",
+    "read_torch_state_dict",
     "WEIGHTS_NAME",
     "Checkpoint",
     "ChecksumError",
@@ -285,6 +286,31 @@ def _parse_json(raw: bytes | str, origin: str) -> Any:
         ) from None
     except ValueError as err:
         raise WeightsError(f"{origin} is not valid JSON ({err}): {fix}") from None
+
+
+def read_torch_state_dict(path: str | os.PathLike[str], *, what: str) -> Any:
+    """A torchvision-style ``.pth`` state dict, read with ``torch.load(weights_only=True)``; a
+    file that holds other pickled objects is refused with a message that never advises
+    unpickling it (torch's own does, and unpickling runs whatever code the file carries)."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(
+            f"{what} {path} holds pickled Python objects besides tensors: loading them could "
+            "run code the file carries, so mdan_zoo never does. Use a plain state dict of "
+            "tensors or a .safetensors file (a torchvision weights name such as IMAGENET1K_V1 "
+            "works too); a file you made yourself can be re-saved as `torch.save("
+            "model.state_dict(), path)`"
+        ) from None
+    except (OSError, RuntimeError, EOFError, ValueError) as err:
+        raise WeightsError(
+            f"{what} {path} is not a readable torch state dict ({type(err).__name__}); pass a "
+            ".safetensors file or a torchvision .pth state dict"
+        ) from None
 
 
 def read_json(path: Path) -> dict[str, Any]:

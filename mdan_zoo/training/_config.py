@@ -184,6 +184,11 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ConfigError(
+                f"workers must be 0 (read images in the training process) or more, got "
+                f"{self.workers}: set workers to 0 or a small count such as 2"
+            )
         for name in ("lr_backbone", "lr_new", "lr_gamma"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")

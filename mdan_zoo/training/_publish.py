@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import exclusive_lock
+from ..errors import StorageError
 from ..hub.run_folder import RunFolderError, is_run_folder
 from ..model import MDAN
 from ._checkpoints import load_checkpoint
@@ -129,6 +130,15 @@ def export_run(
     the second is refused while the first runs.
     """
     out = Path(out_dir)
+    try:
+        return _export(run_dir, out, which=which, overwrite=overwrite)
+    except OSError as err:  # a full disk, a read-only target: the path and the fix
+        if isinstance(err, (StorageError, FileExistsError)):
+            raise
+        raise StorageError.of(err, out, "cannot export to") from None
+
+
+def _export(run_dir: str | os.PathLike[str], out: Path, *, which: str, overwrite: bool) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out, what="export"):
         _recover(out)
