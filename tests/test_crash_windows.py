@@ -207,9 +207,11 @@ def test_two_exports_to_one_folder(two_runs: tuple[Path, Path], tmp_path: Path) 
     from mdan_zoo.training import export_run
 
     out = tmp_path / "out"
-    with exclusive_lock(out, what="export"):
-        with pytest.raises(FileExistsError, match="another mdan-zoo export is writing"):
-            export_run(two_runs[0], out)
+    with (
+        exclusive_lock(out, what="export"),
+        pytest.raises(FileExistsError, match="another mdan-zoo export is writing"),
+    ):
+        export_run(two_runs[0], out)
     assert not out.exists()
 
 

@@ -40,7 +40,7 @@ from .._io import atomic_write_text
 from ..config import ConfigError
 from ..errors import NonFiniteLossError, RunExistsError, StorageError
 from ..model import MDAN
-from ._batching import EpochBatches, Step, plan_epoch
+from ._batching import EpochBatches, SeededSamples, Step, plan_epoch
 from ._checkpoints import checkpoint_name, find_checkpoints, load_checkpoint, resume_checkpoint
 from ._config import RESUME_FREE, TrainConfig, config_diff
 from ._distributed import epoch_seed, seed_all, set_bn_frozen, setup_distributed
@@ -171,8 +171,8 @@ class Trainer:
             epoch=epoch,
         )
         gen = torch.Generator().manual_seed(epoch_seed(self.config.seed, epoch, self.dist.rank))
-        return DataLoader(
-            self.datasets["train"],
+        return DataLoader(  # augmentation seeded per image: the worker count changes nothing
+            SeededSamples(self.datasets["train"], self.config.seed, epoch),
             batch_sampler=EpochBatches(steps),
             num_workers=self.config.loader_workers(),
             pin_memory=self.device.type == "cuda",
