@@ -65,10 +65,11 @@ def load_model(*, name: str | None, weights: str | None, token: str | bool | Non
 def _lock_output(locks: contextlib.ExitStack, output: Path, shard: Any) -> None:
     """Lock ``--output`` (under torchrun, this rank's part of it) for the whole run."""
     locked = part_path(output, shard.rank, shard.world) if shard.sharded else output
+    if output.is_dir():
+        return  # check_output says what is wrong with it
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)
         locks.enter_context(exclusive_lock(locked, what="predict"))
-    except FileNotFoundError:  # no folder yet: check_output makes it (or says why it cannot)
-        return
     except OutputLockedError as exc:
         raise UsageError(f"--output {output}: {exc}") from None
     except OSError as exc:
