@@ -17,10 +17,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TypedDict, TypeVar, Unpack
 
-import torch
-
 from .config import MDANConfig, Preprocessing
-from .hub import FetchOptions, WeightsError, read_state_dict, resolve
+from .hub import FetchOptions, WeightsError, read_state_dict, read_torch_state_dict, resolve
 from .model import MDAN
 from .registry import WeightsEntry, get_weights
 from .taxonomy import Taxonomy, as_taxonomy
@@ -91,7 +89,7 @@ def load_backbone_weights(
     """
     path = Path(backbone_weights)
     if path.suffix in (".pth", ".pt") and path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_torch_state_dict(path, what="backbone weights")
     elif path.suffix == ".safetensors":
         state = read_state_dict(path)
     elif isinstance(backbone_weights, str) and "/" not in backbone_weights and not path.suffix:

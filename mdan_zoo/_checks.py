@@ -41,6 +41,24 @@ def preview(items: Sequence[Any], limit: int = 20) -> str:
     return "[" + ", ".join(short(x) for x in items[:limit]) + more + "]"
 
 
+def unique_keys(error: type[Exception], where: str) -> Any:
+    """A ``json.loads`` ``object_pairs_hook`` that refuses a key repeated in one object: JSON
+    keeps the last silently, so ``"positive"`` twice would drop the first subtree."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise error(
+                    f"{where}: the key {short(key)} appears twice in one object (JSON would keep "
+                    "only the last and silently drop the first); merge the two or rename one"
+                )
+            out[key] = value
+        return out
+
+    return hook
+
+
 def read_json_file(
     path: str | os.PathLike[str],
     *,
@@ -86,7 +104,7 @@ def read_json_file(
                 f"{max_strings:,} a file within the size limits can hold"
             )
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=unique_keys(error, f"{what} {path}"))
     except json.JSONDecodeError as err:
         raise error(f"{what} {path} is not valid JSON: {err}") from None
     except RecursionError:

@@ -8,7 +8,9 @@ working. The modules that raise them re-export them under their old names
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 from pathlib import Path
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "RunFolderError",
     "RunsError",
     "SplitError",
+    "StorageError",
     "TaxonomyError",
     "UnpublishedWeightsError",
     "UntrainedWeightsWarning",
@@ -125,6 +128,51 @@ class UsageError(MDANZooError, ValueError):
 
 class OutputError(MDANZooError, ValueError):
     """An ``--output`` file that cannot be used as asked (a usage error: exit status 2)."""
+
+
+_STORAGE = {  # errno -> (what happened, the fix)
+    errno.ENOSPC: (
+        "no space left on the disk",
+        "free some space there, or choose a folder on another disk, and run the command again",
+    ),  # fmt: skip
+    errno.EDQUOT: (
+        "the disk quota is used up",
+        "free some of your space, or choose a folder on another disk, and run the command again",
+    ),  # fmt: skip
+    errno.EROFS: ("the file system is read-only", "choose a writable folder"),
+    errno.EACCES: (
+        "permission denied",
+        "choose a folder you may write in, or fix its permissions",
+    ),  # fmt: skip
+    errno.EPERM: ("operation not permitted", "choose a folder you may write in"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "choose another path"),
+    errno.EISDIR: ("the path is a folder", "name a file"),
+    errno.ENAMETOOLONG: ("the name is too long", "choose a shorter path"),
+}
+
+
+class StorageError(MDANZooError, OSError):
+    """Writing a file or folder failed (a full disk, a read-only or forbidden folder, a file in
+    the way); the message names the path and the fix. Nothing half-written is left under a
+    real name: every write goes to a temporary name first (``mdan_zoo._io``)."""
+
+    @classmethod
+    def of(cls, err: BaseException, path: str | os.PathLike[str], doing: str) -> StorageError:
+        """The error for ``err`` (an ``OSError``, or safetensors' error around one) raised
+        while ``doing`` (e.g. "writing the checkpoint") at ``path``."""
+        code = getattr(err, "errno", None)
+        if code is None:  # safetensors: "... No space left on device (os error 28)"
+            found = re.search(r"os error (\d+)", str(err))
+            code = int(found.group(1)) if found else None
+        why, fix = _STORAGE.get(code or -1, (getattr(err, "strerror", None) or str(err), ""))
+        fix = fix or "check the path and the disk, and run the command again"
+        new = cls(code or errno.EIO, f"{doing} {path}: {why}; {fix} (nothing half-written was "
+                  "left under a real name)")  # fmt: skip
+        new.filename = str(path)
+        return new
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class UntrainedWeightsWarning(UserWarning):

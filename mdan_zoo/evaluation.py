@@ -33,7 +33,7 @@ import torch.distributed as dist
 from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ._io import atomic_path, atomic_write_text
+from ._io import atomic_path, atomic_write_text, file_parts
 from .prediction.overlay import font as overlay_font
 from .taxonomy import Taxonomy
 
@@ -43,6 +43,7 @@ __all__ = [
     "collect_predictions",
     "compute_report",
     "confusion_matrix",
+    "confusion_stem",
     "evaluate",
     "save_confusion_csv",
     "save_confusion_png",
@@ -159,15 +160,18 @@ class EvalReport:
         self, directory: str | os.PathLike[str], *, title: str | None = None
     ) -> dict[str, Path]:
         """Write ``report.json``, ``report.txt`` and, per branch P_O / P_L and level, the
-        confusion matrix as CSV and PNG. Returns the paths by name."""
+        confusion matrix as CSV and PNG (``confusion_<branch>_<level>``, the level name made
+        a safe file-name part by :func:`~mdan_zoo._io.file_parts`). Each file is atomic and
+        ``report.json`` comes last, so a kill midway never leaves a report.json without the
+        rest (the protocol's "finished" test). Returns the paths by name."""
         directory = Path(directory)
         paths = {"json": directory / "report.json", "text": directory / "report.txt"}
-        self.to_json(paths["json"])
         atomic_write_text(paths["text"], self.table(title) + "\n")
         tag = {"overall": "P_O", "local": "P_L"}
+        parts = file_parts(self.taxonomy.level_names)  # names from a tree never steer a path
         for branch in ("overall", "local"):
-            for d, name in enumerate(self.taxonomy.level_names):
-                stem = f"confusion_{tag[branch]}_{name}"
+            for d, (name, part) in enumerate(zip(self.taxonomy.level_names, parts, strict=True)):
+                stem = confusion_stem(tag[branch], part)
                 save_confusion_csv(
                     self.confusion[branch][d], self.taxonomy, d, directory / f"{stem}.csv"
                 )
@@ -179,7 +183,13 @@ class EvalReport:
                     title=f"{tag[branch]}, level '{name}'",
                 )
                 paths[stem] = directory / f"{stem}.png"
+        self.to_json(paths["json"])  # last: where report.json is, the whole report is
         return paths
+
+
+def confusion_stem(branch_tag: str, level_part: str) -> str:
+    """``confusion_<P_O|P_L>_<level>``, ``level_part`` from :func:`~mdan_zoo._io.file_parts`."""
+    return f"confusion_{branch_tag}_{level_part}"
 
 
 def compute_report(

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 
 from ..errors import MDANZooError, UsageError
 from . import _predict, _train, _zoo
+from ._common import hub_deadlines
 
 __all__ = ["build_parser", "main"]
 
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    with _logging(args.verbose, args.quiet):
+    with _logging(args.verbose, args.quiet), hub_deadlines(args):
         try:
             return int(args.func(args) or 0)
         except MDANZooError as err:  # the one family: a message with the fix, no traceback

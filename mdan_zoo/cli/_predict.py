@@ -59,6 +59,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--save-attention", metavar="DIR", help="write a Fig. 8-style attention PNG per image"
     )
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace attention PNGs already in --save-attention DIR (refused otherwise)",
+    )
+    p.add_argument(
         "--allow-truncated", action="store_true", help="decode truncated files instead of failing"
     )
     p.add_argument(
@@ -115,4 +120,5 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         token=args.token,
         output=args.output,
         resume=args.resume,
+        overwrite=args.overwrite,
     )

@@ -14,6 +14,7 @@ the error records say which.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -23,11 +24,13 @@ from typing import Any
 
 import torch
 
+from .._io import OutputLockedError, exclusive_lock
 from ..hub import WeightsError
 from ..prediction import (
     PredictOptions,
     UsageError,
     check_output,
+    part_path,
     print_results,
     shard_from_env,
     stream_results,
@@ -106,6 +109,34 @@ def _check_onnx_options(weights: str, opts: PredictOptions, save_attention: str 
         )
 
 
+def _lock_output(locks: contextlib.ExitStack, output: Path, shard: Any) -> None:
+    """Lock ``--output`` (under torchrun, this rank's part of it) for the whole run."""
+    locked = part_path(output, shard.rank, shard.world) if shard.sharded else output
+    if output.is_dir():
+        return  # check_output says what is wrong with it
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        locks.enter_context(exclusive_lock(locked, what="predict"))
+    except OutputLockedError as exc:
+        raise UsageError(f"--output {output}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(
+            f"--output {output}: cannot write in the folder {output.parent} "
+            f"({exc.strerror or exc}); choose a writable folder"
+        ) from None
+
+
+def _check_attention_dir(folder: Path, *, replace: bool) -> None:
+    """Refuse, before any work, to write maps into a folder that holds some, unless asked."""
+    found = None if replace else next(folder.glob("*_attention.png"), None)
+    if found is not None:
+        raise UsageError(
+            f"--save-attention {folder} already holds attention maps ({found.name}, ...); "
+            "nothing was replaced: pass --overwrite to replace maps of the same names, or "
+            "choose an empty folder"
+        )
+
+
 def run_cli(
     images: Sequence[str],
     *,
@@ -117,17 +148,24 @@ def run_cli(
     token: str | bool | None = None,
     output: str | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     stdout: Any = None,
     stderr: Any = None,
 ) -> int:
     """``mdan-zoo predict``: 0 when every image was predicted, 1 when some failed (each is
-    reported with its reason, the rest still run) or the run stopped, 2 on usage errors."""
+    reported with its reason, the rest still run) or the run stopped, 2 on usage errors.
+
+    ``--output`` is locked from before its "already exists" check to the last record, so a
+    second writer (two runs, two ``--resume``) is refused at once; attention maps already in
+    ``save_attention`` are replaced only with ``overwrite`` (or by ``--resume`` of the run that
+    wrote them)."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     shard = shard_from_env()
     # a worker torchrun restarted (--max-restarts) carries on what its first attempt wrote
     resume = resume or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
     opts = options or PredictOptions(progress=True)
+    locks = contextlib.ExitStack()
     try:
         if is_onnx(weights):
             assert weights is not None
@@ -145,6 +183,9 @@ def run_cli(
                 raise UsageError(
                     f"--save-attention {save_attention} is not a writable folder ({exc})"
                 ) from None
+            _check_attention_dir(Path(save_attention), replace=overwrite or resume)
+        if output is not None:
+            _lock_output(locks, Path(output), shard)
         target = check_output(Path(output), resume=resume) if output is not None else None
         if target is None and shard.sharded:
             raise UsageError(
@@ -155,9 +196,29 @@ def run_cli(
             raise UsageError("--resume carries on an --output file: give --output FILE")
         model = load_model(name=model_name, weights=weights, token=token)
     except UsageError as exc:
+        locks.close()
         if shard.rank == 0:
             print(f"mdan-zoo predict: error: {exc}", file=err)
         return 2
+    with locks:
+        return _run(model, images, opts, device, save_attention, json_lines, target, resume,
+                    overwrite or resume, shard, out, err)  # fmt: skip
+
+
+def _run(
+    model: Any,  # an MDAN, or an OnnxRuntimeModel for --weights model.onnx
+    images: Sequence[str],
+    opts: PredictOptions,
+    device: Any,
+    save_attention: str | None,
+    json_lines: bool,
+    target: Path | None,
+    resume: bool,
+    replace_maps: bool,
+    shard: Any,
+    out: Any,
+    err: Any,
+) -> int:
     untrained = untrained_message(model)
     if untrained is not None:  # the same warning as model.predict, on stderr, once
         if shard.rank == 0:
@@ -171,9 +232,21 @@ def run_cli(
     )
     attention_dir = Path(save_attention) if save_attention else None
     if target is None:
-        return print_results(model, images, opts, attention_dir, json_lines, out, err)
+        return print_results(
+            model, images, opts, attention_dir, json_lines, out, err, replace_maps=replace_maps
+        )
     try:
-        return stream_results(model, images, opts, attention_dir, target, resume, shard, err)
+        return stream_results(
+            model,
+            images,
+            opts,
+            attention_dir,
+            target,
+            resume,
+            shard,
+            err,
+            replace_maps=replace_maps,
+        )
     except UsageError as exc:  # a damaged --output found while reading it back
         where = f"rank {shard.rank} of {shard.world}: " if shard.sharded else ""
         print(f"mdan-zoo predict: {where}error: {exc}", file=err)

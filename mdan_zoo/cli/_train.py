@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from ..errors import MDANZooError
+from ..errors import MDANZooError, UsageError
 from ._common import add_token, fail, rank0
 
 __all__ = ["add_commands"]
@@ -231,6 +231,11 @@ def _train_eval(args: argparse.Namespace) -> int:
 
     try:
         cfg = _load_config(args)
+        if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+            raise UsageError(
+                f"--out {args.out} is a file; eval writes a folder there (report.json, "
+                "report.txt, confusion matrices): name a new or existing folder"
+            )
         if args.out and (Path(args.out) / "report.json").exists() and not args.overwrite:
             raise FileExistsError(
                 f"{args.out} already holds a report (report.json). Nothing was changed: pass "

@@ -7,6 +7,7 @@ of a :class:`~.dataset.Listing` (empty classes, unknown labels, the fix to print
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from collections import defaultdict
@@ -228,6 +229,19 @@ def read_lines(path: Path) -> list[str]:
         return path.read_text(encoding="latin-1").splitlines()
     except OSError as err:
         raise DatasetError(f"cannot read {path}: {err}") from err
+
+
+def read_csv_rows(path: Path) -> list[list[str]]:
+    """The rows of a CSV file; a malformed one (a field over csv's 128 KiB limit, a NUL) is a
+    :class:`DatasetError` naming the file and the line."""
+    reader = csv.reader(read_lines(path))
+    try:
+        return list(reader)
+    except csv.Error as err:
+        raise DatasetError(
+            f"{path} line {reader.line_num}: {err}; a label file holds short `path,label` "
+            "fields: check that this is the right file and that its quotes are balanced"
+        ) from None
 
 
 def canonical_or_none(tax: Taxonomy, label: str) -> str:

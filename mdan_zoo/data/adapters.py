@@ -8,7 +8,6 @@ with one error naming them and the known labels. Layouts: ``../docs/datasets.md`
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ from ._listing import (
     dataset_root,
     find_file,
     finish_listing,
+    read_csv_rows,
     read_lines,
     relative_name,
     walk_images,
@@ -203,7 +203,7 @@ def list_csv(csv_file: str | os.PathLike[str], *, taxonomy: Taxonomy) -> Listing
             f"csv: missing label file {path}: pass the CSV file itself (rows `path,label`)"
         )
     base = path.parent
-    rows = list(csv.reader(read_lines(path)))
+    rows = read_csv_rows(path)
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if not rows:
         raise DatasetError(f"csv: {path} has no rows; expected `path,label` lines")
@@ -435,7 +435,7 @@ def list_abstract(root: str | os.PathLike[str], *, taxonomy: Taxonomy | None = N
     tax = taxonomy or get_taxonomy("abstract")
     base = dataset_root(root, "Abstract")
     gt = find_file(base, ["ABSTRACT_groundTruth.csv"], "Abstract", _ABSTRACT_FIX)
-    rows = [r for r in csv.reader(read_lines(gt)) if r and any(c.strip() for c in r)]
+    rows = [r for r in read_csv_rows(gt) if r and any(c.strip() for c in r)]
     if len(rows) < 2:
         raise DatasetError(f"Abstract {gt}: needs a header and one row per image")
     header = [_unquote(c) for c in rows[0]]

@@ -21,19 +21,23 @@ from ._checkpoint import (
     WeightsError,
     read_hashed_state_dict,
     read_state_dict,
+    read_torch_state_dict,
 )
 from ._download import download, parse_hub_ref, read_checkpoint_config, resolve
 from ._mixin import PretrainedMixin
-from ._options import FetchOptions
+from ._options import CONNECT_TIMEOUT_ENV, TIMEOUT_ENV, FetchOptions, HubDeadlines
 from ._transfer import TransferReport
 
 __all__ = [
     "CONFIG_NAME",
+    "CONNECT_TIMEOUT_ENV",
+    "TIMEOUT_ENV",
     "WEIGHTS_NAME",
     "ChecksumError",
     "Checkpoint",
     "FetchOptions",
     "PendingState",
+    "HubDeadlines",
     "PretrainedMixin",
     "TransferReport",
     "WeightsError",
@@ -42,5 +46,6 @@ __all__ = [
     "read_checkpoint_config",
     "read_hashed_state_dict",
     "read_state_dict",
+    "read_torch_state_dict",
     "resolve",
 ]

@@ -28,6 +28,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .._checks import unique_keys
 from .._io import atomic_path, atomic_write_text
 from ..config import ConfigError, MDANConfig, Preprocessing
 from ..errors import ChecksumError, WeightsError
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "READ_VERSIONS",
     "TIMM_ARCHITECTURE",
+    "read_torch_state_dict",
     "WEIGHTS_NAME",
     "Checkpoint",
     "ChecksumError",
@@ -374,13 +376,40 @@ def _parse_json(raw: bytes | str, origin: str) -> Any:
             f"{origin} is not UTF-8 text (byte {err.start}: {err.reason}): {fix}"
         ) from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=unique_keys(WeightsError, origin))
+    except WeightsError:
+        raise
     except RecursionError:
         raise WeightsError(
             f"{origin} is nested too deeply to be an mdan_zoo config: {fix}"
         ) from None
     except ValueError as err:
         raise WeightsError(f"{origin} is not valid JSON ({err}): {fix}") from None
+
+
+def read_torch_state_dict(path: str | os.PathLike[str], *, what: str) -> Any:
+    """A torchvision-style ``.pth`` state dict, read with ``torch.load(weights_only=True)``; a
+    file that holds other pickled objects is refused with a message that never advises
+    unpickling it (torch's own does, and unpickling runs whatever code the file carries)."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(
+            f"{what} {path} holds pickled Python objects besides tensors: loading them could "
+            "run code the file carries, so mdan_zoo never does. Use a plain state dict of "
+            "tensors or a .safetensors file (a torchvision weights name such as IMAGENET1K_V1 "
+            "works too); a file you made yourself can be re-saved as `torch.save("
+            "model.state_dict(), path)`"
+        ) from None
+    except (OSError, RuntimeError, EOFError, ValueError) as err:
+        raise WeightsError(
+            f"{what} {path} is not a readable torch state dict ({type(err).__name__}); pass a "
+            ".safetensors file or a torchvision .pth state dict"
+        ) from None
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Hub transport: turn a reference (file, folder, ``hf-hub:org/name@rev``) into verified local files.
 
-The download, cache layout and revision pinning are huggingface_hub's. ``HF_ENDPOINT``,
+The cache layout and revision pinning are huggingface_hub's; a download goes through
+:mod:`._fetch` (paths this package names, never ones a server does; deadlines; a size cap).
+``HF_ENDPOINT``,
 ``HF_HUB_CACHE``/``HF_HOME`` and ``HF_HUB_OFFLINE`` are read at call time (huggingface_hub
 reads them once at import), so a process can switch them, as tests and notebooks do.
 """
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import WeightsEntry
+from . import _checkpoint
 from ._checkpoint import (
     CONFIG_NAME,
     FORMAT_VERSION,
@@ -27,9 +30,10 @@ from ._checkpoint import (
     read_json,
     refuse_pickle,
 )
+from ._fetch import fetch
 from ._integrity import verify
 from ._network import Token, endpoint, hub_error, network_errors, offline_mode
-from ._options import FetchOptions
+from ._options import MAX_BYTES_ENV, FetchOptions, HubDeadlines
 from ._refs import check_revision, is_hub_ref, parse_hub_ref, shown
 from .run_folder import RunFolderError, is_run_folder, protocol_runs, selected_checkpoint
 
@@ -62,24 +66,6 @@ def default_cache_dir() -> Path:
     from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE)
-
-
-def _tqdm_class(progress: bool) -> Any:
-    """A tqdm class for huggingface_hub: the normal bar, or one that never draws.
-
-    Passed per call, so turning the bar off here never touches anyone else's bars.
-    """
-    from tqdm.auto import tqdm
-
-    if progress:
-        return None
-
-    class _Silent(tqdm):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-
-    return _Silent
 
 
 def resolve(
@@ -230,23 +216,34 @@ def _resolve_hub(ref: str, opts: FetchOptions, *, filename: str) -> Checkpoint:
         if ref.startswith("hf-hub:")
         else f"; if you meant a local folder, {Path(ref).resolve()} does not exist"
     )
+    deadlines = opts.deadlines or HubDeadlines.from_env()
+    config: dict[str, Any] = {}
     for name in (CONFIG_NAME, filename):
-        # huggingface_hub returns a pinned commit already in the cache without a network call.
         try:
-            paths[name] = Path(
-                hf_hub_download(
+            if offline:  # the cache only: huggingface_hub reads its refs, nothing is asked
+                paths[name] = Path(
+                    hf_hub_download(
+                        repo_id,
+                        name,
+                        revision=revision,
+                        cache_dir=cache,
+                        local_files_only=True,
+                        token=token,
+                        endpoint=endpoint(),
+                    )
+                )
+            else:  # through paths this package names (_fetch), under the deadlines
+                paths[name] = _fetch_or_cached(
                     repo_id,
                     name,
                     revision=revision,
-                    cache_dir=cache,
-                    local_files_only=offline,
-                    force_download=opts.force_download,
+                    cache=cache,
                     token=token,
-                    endpoint=endpoint(),
-                    tqdm_class=_tqdm_class(opts.progress),
-                    library_name="mdan_zoo",
+                    cap=_cap(config, name, deadlines),
+                    deadlines=deadlines,
+                    force_download=opts.force_download,
+                    progress=opts.progress,
                 )
-            )
         except RepositoryNotFoundError as err:
             if paths:  # config.json came from this repo, so the repo exists: the file is missing
                 # (some mirrors, olah among them, answer a missing file as a missing repo)
@@ -286,6 +283,70 @@ def _resolve_hub(ref: str, opts: FetchOptions, *, filename: str) -> Checkpoint:
         revision=_commit_of(paths[filename]),
         config_origin=origin,
     )
+
+
+def _cap(config: dict[str, Any], name: str, deadlines: HubDeadlines) -> tuple[int, str]:
+    """The most bytes a download of ``name`` may write, and why: config.json's own limit; the
+    size config.json records for the weights; else the documented cap."""
+    if name == CONFIG_NAME:
+        return _checkpoint.MAX_CONFIG_BYTES, "bytes a checkpoint's config.json may hold"
+    weights = config.get("weights")
+    size = weights.get("size") if isinstance(weights, dict) else None
+    recorded = isinstance(weights, dict) and (weights.get("file") or WEIGHTS_NAME) == name
+    if recorded and isinstance(size, int) and not isinstance(size, bool):
+        return size, "bytes the checkpoint's config.json records for it"
+    why = f"bytes a file may have when config.json records no size ({MAX_BYTES_ENV})"
+    return deadlines.max_bytes, why
+
+
+def _fetch_or_cached(
+    repo_id: str,
+    name: str,
+    *,
+    revision: str | None,
+    cache: Path,
+    token: Token,
+    cap: tuple[int, str],
+    deadlines: HubDeadlines,
+    force_download: bool,
+    progress: bool,
+) -> Path:
+    """:func:`fetch`; when the Hub cannot be reached at all, the cached copy of the revision
+    (as huggingface_hub falls back), else ``LocalEntryNotFoundError``."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return fetch(
+            repo_id,
+            name,
+            revision=revision or "main",
+            cache=cache,
+            token=token,
+            endpoint=endpoint(),
+            limit=cap[0],
+            limit_why=cap[1],
+            deadlines=deadlines,
+            force_download=force_download,
+            progress=progress,
+        )
+    except network_errors() as err:
+        if isinstance(err, HfHubHTTPError):  # the server answered: its answer stands
+            raise
+        try:
+            found = hf_hub_download(
+                repo_id, name, revision=revision, cache_dir=cache, local_files_only=True
+            )
+        except LocalEntryNotFoundError:
+            raise LocalEntryNotFoundError(str(err)) from None
+        logger.warning(
+            "cannot reach the Hub at %s (%s): using the cached %s/%s",
+            endpoint() or "huggingface.co",
+            type(err).__name__,
+            repo_id,
+            name,
+        )
+        return Path(found)
 
 
 def _commit_of(path: Path) -> str | None:

@@ -8,7 +8,7 @@ sharded across torchrun ranks), ``_stream`` (the work behind ``mdan-zoo predict`
 """
 
 from ._options import PredictOptions
-from ._output import shard_from_env
+from ._output import part_path, shard_from_env
 from ._pipeline import (
     AttentionMaps,
     LabelProb,
@@ -28,6 +28,7 @@ from ._pipeline import (
 __all__ = [
     "UsageError",
     "check_output",
+    "part_path",
     "print_results",
     "shard_from_env",
     "stream_results",

@@ -171,11 +171,14 @@ class AttentionMaps:
             self.image, self.levels, panel_size=panel_size, alpha=alpha, labels=answer
         )
 
-    def save(self, path: str | os.PathLike[str], *, panel_size: int = 256) -> Path:
-        """Write :meth:`overlay` as a PNG (atomically) and return its path."""
+    def save(
+        self, path: str | os.PathLike[str], *, panel_size: int = 256, overwrite: bool = True
+    ) -> Path:
+        """Write :meth:`overlay` as a PNG (atomically) and return its path. ``overwrite=False``
+        never replaces an existing file (:class:`FileExistsError`; the CLI's default)."""
         path = Path(path)
         picture = self.overlay(panel_size=panel_size)
-        with atomic_path(path) as tmp:
+        with atomic_path(path, replace=overwrite) as tmp:
             picture.save(tmp, format="PNG")
         return path
 

@@ -103,7 +103,7 @@ class _Counts:
 
 
 def _attention(
-    result: AttentionMaps, folder: Path | None, used: set[str], stable: bool
+    result: AttentionMaps, folder: Path | None, used: set[str], stable: bool, replace: bool
 ) -> str | None:
     if folder is None or not result.ok:
         return None
@@ -114,7 +114,7 @@ def _attention(
         )
     else:
         name = attention_filename(result.source, used)
-    return str(result.save(folder / name))
+    return str(result.save(folder / name, overwrite=replace))
 
 
 def print_results(
@@ -125,14 +125,19 @@ def print_results(
     json_lines: bool,
     out: Any,
     err: Any,
+    *,
+    replace_maps: bool = False,
 ) -> int:
+    """Predict and print each image (a block, or a JSON line); attention maps already in
+    ``attention_dir`` are replaced only with ``replace_maps`` (a :class:`FileExistsError`
+    stops the run otherwise)."""
     used: set[str] = set()
     counts = _Counts()
     try:
         for batch in iter_batches(model, iter_image_paths(images), options):
             for result in batch:
                 pred = result.prediction
-                saved = _attention(result, attention_dir, used, stable=False)
+                saved = _attention(result, attention_dir, used, stable=False, replace=replace_maps)
                 counts.done += pred.ok
                 counts.failed += not pred.ok
                 if json_lines:
@@ -186,7 +191,11 @@ def stream_results(
     resume: bool,
     shard: Shard,
     err: Any,
+    *,
+    replace_maps: bool = False,
 ) -> int:
+    """Predict into ``target`` (this rank's part under torchrun), carrying on what is there
+    with ``resume``; attention maps as :func:`print_results`."""
     header = csv_header(model.taxonomy.level_names, attention=attention_dir is not None)
     sharded = shard.sharded or bool(resume and existing_parts(target))
     mine = part_path(target, shard.rank, shard.world) if sharded else target
@@ -229,7 +238,7 @@ def stream_results(
         for batch in iter_batches(model, todo(), options):
             lines = []
             for result in batch:
-                saved = _attention(result, attention_dir, set(), stable=True)
+                saved = _attention(result, attention_dir, set(), stable=True, replace=replace_maps)
                 lines.append(writer.line(result.prediction, saved))
             writer.write_batch(lines)
             good = sum(r.prediction.ok for r in batch)

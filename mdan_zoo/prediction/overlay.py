@@ -13,6 +13,8 @@ from typing import Protocol
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .._io import file_part
+
 __all__ = ["attention_filename", "fit_text", "font", "jet", "render_overlay"]
 
 
@@ -111,7 +113,7 @@ def fit_text(draw: ImageDraw.ImageDraw, text: str, face: object, width: int) -> 
 def attention_filename(source: str, used: set[str]) -> str:
     """A file name for the overlay of ``source``, unique within ``used`` (which it updates)."""
     stem = Path(source).stem if not source.startswith("<") else source.strip("<>").replace(" ", "_")
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "image"
+    stem = file_part(stem, fallback="image")  # the one sanitiser of names that become paths
     name = f"{stem}_attention.png"
     n = 1
     while name in used:

@@ -7,6 +7,7 @@ copies anything, in time linear in the input (``docs/taxonomy.md``, "Limits").
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -80,8 +81,16 @@ def check_sizes(levels: Sequence[Sequence[Any]]) -> None:
         check_counts(depth, len(level), total)
 
 
+# C0/C1 controls (ESC starts terminal escapes, NL forges lines), line and paragraph separators,
+# and the bidirectional embeddings, overrides, isolates and marks that reorder printed text.
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
 def check_name(value: Any, what: str) -> str:
-    """A label, alias, level or taxonomy name: a non-empty string of bounded length."""
+    """A label, alias, level or taxonomy name: a non-empty string of bounded length, free of
+    control characters (names reach terminals, CSV files and file names)."""
     if not isinstance(value, str):
         raise TaxonomyError(f"{what} must be a string, got {kind(value)}")
     if not value.strip():
@@ -90,6 +99,13 @@ def check_name(value: Any, what: str) -> str:
         raise TaxonomyError(
             f"{what} {short(value)} is {len(value):,} characters long, more than the limit of "
             f"MAX_NAME_LENGTH = {MAX_NAME_LENGTH}"
+        )
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        raise TaxonomyError(
+            f"{what} {short(value)} holds the control character U+{ord(bad.group()):04X}: names "
+            "are printed in terminals and written to files, where control characters and "
+            "text-direction overrides forge or reorder text; remove it"
         )
     return value
 

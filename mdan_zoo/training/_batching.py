@@ -31,11 +31,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 from ..config import ConfigError
 
-__all__ = ["EpochBatches", "Step", "plan_epoch"]
+__all__ = ["EpochBatches", "SeededSamples", "Step", "plan_epoch", "sample_seed"]
 
 MIN_PER_PROCESS = 2
 """Fewest images a process gets in a step (BatchNorm needs two to normalise)."""
@@ -116,3 +116,33 @@ class EpochBatches(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return sum(len(s.micro) for s in self.steps)
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one training image's augmentation in one epoch (a 63-bit mix)."""
+    x = seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB
+    x &= (1 << 64) - 1
+    x ^= x >> 31
+    return x & ((1 << 63) - 1)
+
+
+class SeededSamples(Dataset):  # type: ignore[type-arg]
+    """``dataset`` whose samples draw their random augmentation (flips, crops) from torch's
+    CPU generator seeded by :func:`sample_seed` of ``(seed, epoch, index)``, restored after.
+
+    DataLoader workers each get their own generator, seeded per worker, so without this an
+    image's flip depended on which worker read it and a run's weights on ``workers`` (and on
+    the CPUs, which cap it). Now it depends on the seed, the epoch and the image only: the
+    number of workers and of processes never changes a run.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, epoch: int) -> None:  # type: ignore[type-arg]
+        self.dataset, self.seed, self.epoch = dataset, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> object:
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(sample_seed(self.seed, self.epoch, index))
+            return self.dataset[index]

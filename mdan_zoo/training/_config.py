@@ -21,7 +21,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from .._checks import typed_fields
+from .._checks import typed_fields, unique_keys
 from .._io import atomic_write_text
 from ..config import BACKBONES, ConfigError, MDANConfig, Preprocessing
 from ..taxonomy import Taxonomy, get_taxonomy, list_taxonomies
@@ -190,6 +190,11 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ConfigError(
+                f"workers must be 0 (read images in the training process) or more, got "
+                f"{self.workers}: set workers to 0 or a small count such as 2"
+            )
         for name in ("lr_backbone", "lr_new", "lr_gamma"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -326,11 +331,16 @@ class TrainConfig:
             if suffix == ".toml":
                 data = tomllib.loads(text)
             elif suffix == ".json":
-                data = json.loads(text)
+                data = json.loads(text, object_pairs_hook=unique_keys(ConfigError, source))
             else:
                 raise ConfigError(f"config file {source} must end in .json or .toml")
         except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
             raise ConfigError(f"cannot parse {source}: {err}") from err
+        except RecursionError:
+            raise ConfigError(
+                f"cannot parse {source}: it is nested too deeply (tables or arrays inside each "
+                "other thousands of times); a training config is a few levels deep"
+            ) from None
         if not isinstance(data, dict):
             raise ConfigError(f"{source} must hold a JSON/TOML table of config keys")
         try:

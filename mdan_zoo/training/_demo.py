@@ -26,10 +26,10 @@ import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import TensorDataset
 
-from .._io import atomic_path, atomic_write_text
+from .._io import atomic_path, atomic_write_text, file_parts
 from ..config import LITE_FPN_CHANNELS, Preprocessing
 from ..data.fashion_mnist import FashionMNIST
-from ..evaluation import EvalReport
+from ..evaluation import EvalReport, confusion_stem
 from ..model import MDAN
 from ..prediction.overlay import font
 from ..taxonomy import get_taxonomy
@@ -268,7 +268,8 @@ def run_demo(
     atomic_write_text(out / "predictions.json", json.dumps(predictions, indent=2) + "\n")
     attention = _attention_png(reloaded, images, truth, out / "attention.png")
     confusion = out / "confusion.png"
-    shutil.copyfile(run_dir / "test" / f"confusion_P_O_{tax.level_names[-1]}.png", confusion)
+    stem = confusion_stem("P_O", file_parts(tax.level_names)[-1])
+    shutil.copyfile(run_dir / "test" / f"{stem}.png", confusion)
     summary = {
         "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - t_start,

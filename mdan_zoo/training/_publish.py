@@ -12,12 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
+from .._io import exclusive_lock
+from ..errors import StorageError
 from ..hub.run_folder import RunFolderError, is_run_folder
 from ..model import MDAN
 from ._checkpoints import load_checkpoint
+from ._run_writer import _fsync_dir
 from ._runs import is_protocol_dir, report_runs
 from ._trainer import saved_state
 
@@ -118,18 +123,92 @@ def export_run(
     and records all (:func:`select_run`). Returns the folder.
 
     ``out_dir`` must be new or empty unless ``overwrite=True`` (then model.safetensors,
-    config.json and README.md there are replaced); a training run's folder is always refused.
+    config.json and README.md there are replaced, other files kept); a training run's folder is
+    always refused. The export is written into a hidden folder beside ``out_dir`` and swapped
+    in by renames (:func:`_publish`), so a kill at any instant leaves the old export or the new
+    one, never a mix; the next export cleans what a killed one left. Two exports to one folder:
+    the second is refused while the first runs.
     """
-    _check_out_dir(Path(out_dir), overwrite=overwrite)
-    run, runs = select_run(run_dir)
-    ckpt = load_checkpoint(run, which=which)
-    out = ckpt.model.save_pretrained(
-        out_dir,
-        metrics=_metrics(run, runs, which),
-        training=_training_card(ckpt.state),
-    )
+    out = Path(out_dir)
+    try:
+        return _export(run_dir, out, which=which, overwrite=overwrite)
+    except OSError as err:  # a full disk, a read-only target: the path and the fix
+        if isinstance(err, (StorageError, FileExistsError)):
+            raise
+        raise StorageError.of(err, out, "cannot export to") from None
+
+
+def _export(run_dir: str | os.PathLike[str], out: Path, *, which: str, overwrite: bool) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out, what="export"):
+        _recover(out)
+        _check_out_dir(out, overwrite=overwrite)
+        run, runs = select_run(run_dir)
+        ckpt = load_checkpoint(run, which=which)
+        stage = out.with_name(f".{out.name}.export-{os.getpid()}")
+        try:
+            ckpt.model.save_pretrained(
+                stage, metrics=_metrics(run, runs, which), training=_training_card(ckpt.state)
+            )
+            _publish(stage, out)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     logger.info("exported %s (epoch %d) to %s", ckpt.path, ckpt.epoch, out)
-    return Path(out)
+    return out
+
+
+# what save_pretrained writes, and what its atomic writes leave when killed (older exports
+# wrote in place)
+_EXPORT_FILES = {"model.safetensors", "config.json", "README.md"}
+_EXPORT_TMP = re.compile(r"^\.(model\.safetensors|config\.json|README\.md)\.[a-z0-9_]{8}\.tmp$")
+
+
+def _publish(stage: Path, out: Path) -> None:
+    """Swap the complete export ``stage`` in for ``out``: ``out`` is renamed aside, ``stage``
+    renamed to ``out``, the user's other files in the old folder moved into the new one, the
+    old export removed. :func:`_recover` finishes any step a kill cut short."""
+    if not out.exists():
+        os.replace(stage, out)
+        _fsync_dir(out.parent)
+        return
+    aside = out.with_name(f".{out.name}.old-{os.getpid()}")
+    os.replace(out, aside)
+    os.replace(stage, out)
+    _fsync_dir(out.parent)
+    _carry_over(aside, out)
+
+
+def _carry_over(aside: Path, out: Path) -> None:
+    """Move what the user kept in the old folder (all but an export's own files) into ``out``,
+    then remove the old folder."""
+    for entry in aside.iterdir():
+        if entry.name in _EXPORT_FILES or _EXPORT_TMP.match(entry.name):
+            continue
+        if not (out / entry.name).exists():
+            os.replace(entry, out / entry.name)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _recover(out: Path) -> None:
+    """Before an export (with the lock held): finish or undo what a killed export left."""
+    parent = out.parent
+    if not parent.is_dir():
+        return
+    for entry in sorted(parent.iterdir()):
+        if entry.name.startswith(f".{out.name}.export-") and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)  # never published: its export is lost
+            logger.info("removed %s, left by a killed export", entry)
+        elif entry.name.startswith(f".{out.name}.old-") and entry.is_dir():
+            if out.exists():  # the new export was in place: keep the user's files, drop the rest
+                _carry_over(entry, out)
+            else:  # killed between the two renames: the old export comes back
+                os.replace(entry, out)
+            logger.info("finished the swap a killed export of %s left", out)
+    if out.is_dir():
+        for entry in out.iterdir():
+            if _EXPORT_TMP.match(entry.name) and entry.is_file():
+                entry.unlink(missing_ok=True)
+                logger.info("removed %s, left by a killed export", entry)
 
 
 def push_run(

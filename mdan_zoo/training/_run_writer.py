@@ -126,16 +126,20 @@ def write_checkpoint_dir(
     parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    files: dict[str, dict[str, Any]] = {}
-    for name, group in tensors.items():
-        data = save(dict(group))
-        _write_synced(tmp / name, data)
-        files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        fault_point(f"tmp-{name.split('.')[0]}", epoch)
-    text = json.dumps({**state, "files": files}, indent=1) + "\n"
-    _write_synced(tmp / "state.json", text.encode("utf-8"))
-    _fsync_dir(tmp)
+    try:
+        tmp.mkdir()
+        files: dict[str, dict[str, Any]] = {}
+        for name, group in tensors.items():
+            data = save(dict(group))
+            _write_synced(tmp / name, data)
+            files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            fault_point(f"tmp-{name.split('.')[0]}", epoch)
+        text = json.dumps({**state, "files": files}, indent=1) + "\n"
+        _write_synced(tmp / "state.json", text.encode("utf-8"))
+        _fsync_dir(tmp)
+    except OSError:  # a full disk: the half-written folder goes, the committed ones stay
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     fault_point("tmp-state", epoch)
     aside = None
     if final.exists():

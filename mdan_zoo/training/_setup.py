@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..config import ConfigError, Preprocessing
+from ..hub import WeightsError, read_torch_state_dict
 from ..hub.run_folder import is_run_folder, protocol_runs
 from ..model import MDAN
 from ..taxonomy import Taxonomy
@@ -147,7 +148,10 @@ def _read_state_dict(source: str, backbone: str) -> dict[str, Tensor]:
         )
     if path.suffix == ".safetensors":
         return load_file(str(path))
-    sd = torch.load(path, map_location="cpu", weights_only=True)  # local file, tensors only
+    try:  # a local file, tensors only
+        sd = read_torch_state_dict(path, what="the pretrained file")
+    except WeightsError as err:
+        raise ConfigError(str(err)) from None
     if not isinstance(sd, dict):
         raise ConfigError(f"{path} does not hold a state dict")
     return sd

@@ -38,9 +38,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from .._io import atomic_write_text
 from ..config import ConfigError
-from ..errors import NonFiniteLossError, RunExistsError
+from ..errors import NonFiniteLossError, RunExistsError, StorageError
 from ..model import MDAN
-from ._batching import EpochBatches, Step, plan_epoch
+from ._batching import EpochBatches, SeededSamples, Step, plan_epoch
 from ._checkpoints import checkpoint_name, find_checkpoints, load_checkpoint, resume_checkpoint
 from ._config import RESUME_FREE, TrainConfig, config_diff
 from ._distributed import epoch_seed, seed_all, set_bn_frozen, setup_distributed
@@ -171,8 +171,8 @@ class Trainer:
             epoch=epoch,
         )
         gen = torch.Generator().manual_seed(epoch_seed(self.config.seed, epoch, self.dist.rank))
-        return DataLoader(
-            self.datasets["train"],
+        return DataLoader(  # augmentation seeded per image: the worker count changes nothing
+            SeededSamples(self.datasets["train"], self.config.seed, epoch),
             batch_sampler=EpochBatches(steps),
             num_workers=self.config.loader_workers(),
             pin_memory=self.device.type == "cuda",
@@ -292,6 +292,19 @@ class Trainer:
             self.best_metric = float(metrics.get(f"val/{self.config.select_metric}", math.nan))
         if not self.dist.main:
             return self.output_dir / "checkpoints" / checkpoint_name(epoch)
+        try:
+            return self._save(epoch, metrics)
+        except OSError as err:
+            if isinstance(err, StorageError):
+                raise
+            raise StorageError.of(
+                err,
+                self.output_dir,
+                f"cannot write the checkpoint of epoch {epoch} (the last complete one is intact: "
+                "--resume continues from it) into",
+            ) from None
+
+    def _save(self, epoch: int, metrics: Mapping[str, Any]) -> Path:
         return save_training_checkpoint(
             self.output_dir,
             epoch,
