@@ -86,7 +86,7 @@ def sizes(smoke: bool, batch: int | None, steps: int | None) -> Sizes:
         s = Sizes(32, 36, 4, 2, 48, 12, "resnet18", 32, "resnet18", "eager", 1, 2, 8)
     else:
         workers = max(1, min(16, (cpus or 2) - 2))
-        s = Sizes(448, 512, 64, 64, 5200, 400, "resnet101", 1024, "resnet101", "inductor",
+        s = Sizes(448, 512, 64, 48, 4000, 400, "resnet101", 1024, "resnet101", "inductor",
                   workers, 10, 4096)  # fmt: skip
     changes = {k: v for k, v in (("batch", batch), ("steps", steps)) if v is not None}
     return Sizes(**{**asdict(s), **changes})
@@ -228,7 +228,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="folder for the results and data")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (seconds)")
     ap.add_argument("--batch", type=int, help="training batch (default 64; smoke 4)")
-    ap.add_argument("--steps", type=int, help="optimizer steps per epoch (default 64; smoke 2)")
+    ap.add_argument("--steps", type=int, help="optimizer steps per epoch (default 48; smoke 2)")
     ap.add_argument("--budget-s", type=float, default=300.0, help="skip what starts after this")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"subset of {SECTIONS}")
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # torchrun's child: a training phase

@@ -31,7 +31,8 @@ def test_gpu_check_smoke(tmp_path: Path) -> None:
     sections = record["sections"]
     assert list(sections) == ["env", "gpu_tests", "train", "decode", "models"]
     assert all(s["ok"] for s in sections.values()), sections
-    assert sections["gpu_tests"]["skipped"] == 5  # no CUDA here: collected, and skipped
+    gpu_tests = sections["gpu_tests"]  # no CUDA here: every test collected, and skipped
+    assert gpu_tests["skipped"] >= 6 and gpu_tests["passed"] == gpu_tests["failed"] == 0
     train = sections["train"]
     assert (train["backend"], train["world"]) == ("gloo", 1)
     assert train["roundtrip_bitwise"] and train["resume_bitwise"]

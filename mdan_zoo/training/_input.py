@@ -164,6 +164,7 @@ def starvation_warning(
         if need
         else f"more workers (workers={workers} now, one CPU core each; {cpus} here)"
     )
+    who = f"{workers} workers, {per_worker:.0f} each" if workers else "in the main process"
     fixes = [more, "a smaller resize_size (decoding and resizing the photo dominate)"]
     fixes.append("files resized beforehand to resize_size on the shorter side")
     if decode != "gpu":
@@ -171,7 +172,7 @@ def starvation_warning(
     return (
         f"epoch {epoch}: the input starved the model: the steps waited for data "
         f"{100 * share:.0f}% of the time ({stats['data_wait_s']:.1f} s). The loader delivers "
-        f"about {stats['loader_images_per_s']:.0f} images/s ({workers} workers, "
-        f"{per_worker:.0f} each), the model took {model:.0f} images/s when fed. Fixes: "
+        f"about {stats['loader_images_per_s']:.0f} images/s ({who}), the model took "
+        f"{model:.0f} images/s when fed. Fixes: "
         + "; ".join(fixes)
     )
