@@ -173,6 +173,5 @@ def starvation_warning(
         f"epoch {epoch}: the input starved the model: the steps waited for data "
         f"{100 * share:.0f}% of the time ({stats['data_wait_s']:.1f} s). The loader delivers "
         f"about {stats['loader_images_per_s']:.0f} images/s ({who}), the model took "
-        f"{model:.0f} images/s when fed. Fixes: "
-        + "; ".join(fixes)
+        f"{model:.0f} images/s when fed. Fixes: " + "; ".join(fixes)
     )
