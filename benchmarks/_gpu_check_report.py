@@ -15,6 +15,10 @@ def _num(v: Any, digits: int = 1) -> str:
     return str(v)
 
 
+def _g(v: float) -> str:
+    return f"{v:.3g}"
+
+
 def _state(entry: dict[str, Any]) -> str:
     if entry.get("ok") is None:
         return f"skipped ({entry.get('skipped', '')})"
@@ -32,7 +36,8 @@ def markdown(record: dict[str, Any]) -> str:
         f"{env.get('cuda', '-')}, {env.get('cpus', '?')} CPUs, load average "
         f"{_num(list(env.get('load_average', [None]))[0], 2)}, {env.get('date_utc', '?')} UTC; "
         f"{'smoke run (tiny sizes, CPU)' if record['smoke'] else 'full run'}; "
-        f"{record.get('total_s', '?')} s of a {record['budget_s']:.0f} s budget.",
+        f"{record.get('total_s', '?')} s"
+        + (f" of a {record['budget_s']:.0f} s budget." if record["budget_s"] < 1e8 else "."),
         "",
         "| section | result | s | notes |",
         "|---|---|---:|---|",
@@ -96,9 +101,9 @@ def _model_table(models: dict[str, Any]) -> list[str]:
         "",
         f"## {a_name} vs {b_name}, batch {models['batch']}, {models['size']} px",
         "",
-        f"MACs per image: training {_num(models['gmacs_train'][MDAN_NAME])} vs "
-        f"{_num(models['gmacs_train'][BASE_NAME])} G, forward {_num(models['gmacs_forward'][MDAN_NAME])}"
-        f" vs {_num(models['gmacs_forward'][BASE_NAME])} G. Ratios: MDAN time / ResNet time, and "
+        f"MACs per image: training {_g(models['gmacs_train'][MDAN_NAME])} vs "
+        f"{_g(models['gmacs_train'][BASE_NAME])} G, forward {_g(models['gmacs_forward'][MDAN_NAME])}"
+        f" vs {_g(models['gmacs_forward'][BASE_NAME])} G. Ratios: MDAN time / ResNet time, and "
         "that divided by the MAC ratio (per MAC).",
         "",
         f"| measure | {a_name} | {b_name} | time ratio | per MAC |",
