@@ -216,8 +216,10 @@ def train_section(check: Check, args: argparse.Namespace, s: Sizes) -> dict[str,
 
 
 def decode_section(check: Check, device: torch.device, s: Sizes) -> dict[str, Any]:
-    return compare_decoders(check.out / "data" / "FI", device, size=s.size, resize=s.resize,
-                            batch=s.batch, smoke=check.smoke)  # fmt: skip
+    data = check.out / "data" / "FI"
+    write_photos(data, files=s.files, unique=s.unique, seed=0)  # kept from `train` if it ran
+    return compare_decoders(data, device, size=s.size, resize=s.resize, batch=s.batch,
+                            smoke=check.smoke)  # fmt: skip
 
 
 def models_section(check: Check, device: torch.device, s: Sizes) -> dict[str, Any]:
