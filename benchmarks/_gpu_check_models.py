@@ -233,7 +233,8 @@ def _peak(b: Bench, n: int, device: torch.device) -> int:
 
 def _memory(benches: dict[str, Bench], device: torch.device, sizes: Any) -> dict[str, Any]:
     """Training memory per image (MB): the slope of the step's peak between batch n/2 and n
-    (what one more image costs; weights, gradients and optimizer state are the ``fixed`` part),
+    (what one more image costs; weights, gradients and optimizer state are the ``fixed`` part;
+    ``*_peak_per_image_mb`` is the step's whole peak at batch n divided by n),
     with and without gradient checkpointing where the model offers ``set_grad_checkpointing``."""
     out: dict[str, Any] = {}
     n, half = sizes.batch, max(1, sizes.batch // 2)
@@ -253,6 +254,7 @@ def _memory(benches: dict[str, Bench], device: torch.device, sizes: Any) -> dict
                 per_image = (full - part) / (n - half) if n > half else full / n
                 entry[label] = per_image / 2**20
                 entry[f"{label}_fixed_mb"] = (full - n * per_image) / 2**20
+                entry[f"{label}_peak_per_image_mb"] = full / n / 2**20  # the step's peak / n
         out[k] = entry
     return out
 

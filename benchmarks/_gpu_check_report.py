@@ -118,11 +118,18 @@ def _model_table(models: dict[str, Any]) -> list[str]:
             f"{_num(r.get('time_ratio'), 3)} | {_num(r.get('per_mac'), 3)} |"
         )
     for label in ("plain", "checkpointing"):
-        a, b = mem.get(MDAN_NAME, {}).get(label), mem.get(BASE_NAME, {}).get(label)
-        ratio = a / b if isinstance(a, float) and isinstance(b, float) and b else None
-        lines.append(
-            f"| training memory per image, MB ({label}) | {_num(a)} | {_num(b)} | {_num(ratio, 3)} | |"
-        )
+        for key, what in (
+            (label, "per extra image"),
+            (f"{label}_peak_per_image_mb", "peak / batch"),
+        ):
+            a, b = mem.get(MDAN_NAME, {}).get(key), mem.get(BASE_NAME, {}).get(key)
+            if key != label and a is None and b is None:
+                continue
+            ratio = a / b if isinstance(a, float) and isinstance(b, float) and b else None
+            lines.append(
+                f"| training memory, MB {what} ({label}) | {_num(a)} | {_num(b)} | "
+                f"{_num(ratio, 3)} | |"
+            )
     if MDAN_NAME in big:
         a, b = big[MDAN_NAME], big[BASE_NAME]
         cap = lambda e: f"{e['fits']}{'+ (search cap)' if e['capped'] else ''}"  # noqa: E731
