@@ -22,7 +22,7 @@ from ._config import (
     list_configs,
 )
 from ._demo import DemoResult, DemoSize, run_demo
-from ._input import STARVED_SHARE
+from ._input import STARVED_SHARE, TIMING_KEYS
 from ._protocol import ProtocolRun, protocol_configs, run_status, train_runs
 from ._publish import export_run, push_run, run_metrics, select_run
 from ._runs import BRANCH_TAGS, RunsError, RunsReport, find_runs, is_protocol_dir, report_runs
@@ -36,6 +36,7 @@ __all__ = [
     "DECODE_MODES",
     "RESUME_FREE",
     "STARVED_SHARE",
+    "TIMING_KEYS",
     "RunCheckpoint",
     "DemoResult",
     "DemoSize",

@@ -21,11 +21,32 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-__all__ = ["STARVED_SHARE", "EpochInput", "TimedDataset", "loader_options", "starvation_warning"]
+__all__ = [
+    "STARVED_SHARE",
+    "TIMING_KEYS",
+    "EpochInput",
+    "TimedDataset",
+    "loader_options",
+    "starvation_warning",
+]
 
 logger = logging.getLogger(__name__)
 
 STARVED_SHARE = 0.2  # warn when the steps waited for data more than this share of the epoch
+# the keys of an epoch's row (metrics.jsonl, TrainResult.history) that measure time: they differ
+# between two runs of one config (a resumed run and an uninterrupted one agree on the others)
+TIMING_KEYS = frozenset(
+    {
+        "train_seconds",
+        "train_images_per_s",
+        "data_wait_s",
+        "data_wait_share",
+        "first_batch_s",
+        "loader_images_per_s",
+        "loader_images_per_s_per_worker",
+        "model_images_per_s",
+    }
+)
 _MAX_SLOTS = 256  # worker slots in the shared timing tensor (DataLoader workers per process)
 _PREFETCH = 2  # torch's default prefetch_factor
 _RAM_SHARE = 0.25  # in-flight batches may take at most this share of the available memory
