@@ -1,4 +1,5 @@
-"""GPU readiness: AMP (bf16, fp16 + GradScaler) training steps, channels_last, predict on cuda.
+"""GPU readiness: AMP (bf16, fp16 + GradScaler) training steps, channels_last, predict and
+decode=gpu (nvJPEG) on cuda.
 
 Marked ``gpu`` and skipped without CUDA; on a GPU machine run ``python -m pytest -m gpu``
 (docs/reproduce.md). Random images: these check numerics and plumbing on the device, not
@@ -165,3 +166,33 @@ def test_predict_on_cuda_matches_cpu(exact_fp32: None) -> None:
             want = {t.label: t.prob for t in lp.top_k}
             assert max(abs(t.prob - want[t.label]) for t in lq.top_k) < 1e-4
             assert max(abs(t.prob - want[t.label]) for t in lr.top_k) < 0.05
+
+
+def test_decode_gpu_matches_the_cpu_path_on_cuda(tmp_path: Path) -> None:
+    """decode=gpu's nvJPEG + CUDA kernels against Pillow + the CPU v2 kernels on the same JPEGs
+    with the same draws: within the JPEG decoders' tolerance (issue 24)."""
+    from PIL import Image
+
+    from mdan_zoo import Preprocessing
+    from mdan_zoo.data import EncodedImages, ImageDataset, collate_encoded, decode_batch
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(8):
+        small = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+        img = Image.fromarray(small).resize((640 - 20 * i, 480), Image.Resampling.BICUBIC)
+        paths.append(tmp_path / f"{i}.jpg")
+        img.save(paths[-1], quality=90)
+    pre = Preprocessing()
+    cpu = ImageDataset([(p, 0) for p in paths], get_taxonomy("fi"), pre.train_transform())
+    gpu = EncodedImages(ImageDataset([(p, 0) for p in paths], get_taxonomy("fi")), pre)
+    want, items = [], []
+    for i in range(len(paths)):
+        torch.manual_seed(i)
+        want.append(cpu[i][0])
+        torch.manual_seed(i)
+        items.append(gpu[i])
+    got = decode_batch(collate_encoded(items)[0], "cuda", pre, dataset=gpu.dataset)
+    assert got.device.type == "cuda"
+    grey = ((got.cpu() - torch.stack(want)) * torch.tensor(pre.std).view(1, 3, 1, 1) * 255).abs()
+    assert float(grey.mean()) <= 1.0 and float(grey.max()) <= 48.0, (grey.mean(), grey.max())

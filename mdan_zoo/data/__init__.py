@@ -1,5 +1,6 @@
 """Datasets: adapters for the public emotion datasets, a generic folder/CSV reader, splits,
-transforms. Layouts, splits and errors: docs/datasets.md."""
+transforms; ``device_decode``: JPEG decoding and augmentation on the training device
+(``TrainConfig.decode = "gpu"``). Layouts, splits and errors: docs/datasets.md."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .adapters import (
 )
 from .catalog import DATASETS, DatasetInfo
 from .dataset import IMAGE_EXTENSIONS, ImageDataset, Listing, check_files
+from .device_decode import EncodedBatch, EncodedImages, collate_encoded, decode_batch
 from .emoset import EMOSET_ATTRIBUTES, EMOSET_SPLITS, EmoSetAttributes, list_emoset
 from .fashion_mnist import FASHION_MNIST_DIR, DatasetError, FashionMNIST
 from .findingemo import (
@@ -53,6 +55,8 @@ __all__ = [
     "DatasetError",
     "DatasetInfo",
     "EmoSetAttributes",
+    "EncodedBatch",
+    "EncodedImages",
     "FashionMNIST",
     "ImageDataset",
     "Listing",
@@ -60,7 +64,9 @@ __all__ = [
     "SplitSpec",
     "build_transform",
     "check_files",
+    "collate_encoded",
     "content_hash",
+    "decode_batch",
     "default_split_file",
     "denormalize",
     "findingemo_annotation_file",

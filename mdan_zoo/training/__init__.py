@@ -6,13 +6,15 @@ run folder; :class:`TrainConfig` is its typed config; :func:`train_runs` and
 :func:`export_run` / :func:`push_run` publish a run's selected epoch; :func:`run_demo` is the
 Fashion-MNIST demo. The machinery is private: ``_setup`` (datasets and model from a config),
 ``_batching``, ``_distributed``, ``_state`` (RNG and optimizer state), ``_checkpoints`` and
-``_run_writer`` (run checkpoints, read and written crash-safely).
+``_run_writer`` (run checkpoints, read and written crash-safely), ``_input`` (DataLoader
+settings from the machine, and whether the input starves the model).
 """
 
 from ._checkpoints import RunCheckpoint, load_checkpoint, resume_checkpoint
 from ._config import (
     AMP_MODES,
     BN_MODES,
+    DECODE_MODES,
     RESUME_FREE,
     TrainConfig,
     config_diff,
@@ -20,6 +22,7 @@ from ._config import (
     list_configs,
 )
 from ._demo import DemoResult, DemoSize, run_demo
+from ._input import STARVED_SHARE, TIMING_KEYS
 from ._protocol import ProtocolRun, protocol_configs, run_status, train_runs
 from ._publish import export_run, push_run, run_metrics, select_run
 from ._runs import BRANCH_TAGS, RunsError, RunsReport, find_runs, is_protocol_dir, report_runs
@@ -30,7 +33,10 @@ __all__ = [
     "AMP_MODES",
     "BN_MODES",
     "BRANCH_TAGS",
+    "DECODE_MODES",
     "RESUME_FREE",
+    "STARVED_SHARE",
+    "TIMING_KEYS",
     "RunCheckpoint",
     "DemoResult",
     "DemoSize",

@@ -29,6 +29,7 @@ from ..taxonomy import Taxonomy, get_taxonomy, list_taxonomies
 __all__ = [
     "AMP_MODES",
     "BN_MODES",
+    "DECODE_MODES",
     "RESUME_FREE",
     "TrainConfig",
     "config_diff",
@@ -40,7 +41,19 @@ logger = logging.getLogger(__name__)
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 BN_MODES = ("train", "frozen", "sync")
-RESUME_FREE = {"epochs", "progress", "workers", "output_dir", "eval_test", "paper", "description"}
+DECODE_MODES = ("cpu", "gpu")
+RESUME_FREE = {
+    "epochs",
+    "progress",
+    "workers",
+    "output_dir",
+    "eval_test",
+    "paper",
+    "description",
+    "pin_memory",
+    "prefetch_factor",
+    "decode",
+}
 CONFIG_SUFFIXES = (".json", ".toml")
 _WORKER_NOTES: set[tuple[int, int]] = set()
 
@@ -119,6 +132,14 @@ class TrainConfig:
             ``bf16``, ``fp16`` or ``off``; CPUs always run in float32.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         workers: DataLoader worker processes per process.
+        pin_memory: page-locked batches for asynchronous copies to the GPU; ``None``
+            (default): on when training on CUDA, off on CPUs.
+        prefetch_factor: batches each worker keeps ready; ``None`` (default): torch's 2,
+            or 1 where ``workers x 2`` batches would take over a quarter of the free memory.
+        decode: ``cpu`` (default: the workers decode with Pillow and augment) or ``gpu``
+            (the workers only read the files; JPEG decoding and the train augmentations run
+            on the training device, :mod:`mdan_zoo.data.device_decode`; for image-file
+            datasets). The trainer logs, every epoch, how long the steps waited for data.
         seed: seeds the initialisation, the data order and the augmentations, and the split
             unless ``split_seed`` is given.
         split_seed: seeds the train/val/test split (and ``subset_per_class``); ``None`` (the
@@ -167,6 +188,9 @@ class TrainConfig:
     amp: str = "auto"
     device: str = "auto"
     workers: int = 4
+    pin_memory: bool | None = None
+    prefetch_factor: int | None = None
+    decode: str = "cpu"
     seed: int = 0
     split_seed: int | None = None
     deterministic: bool = False
@@ -206,6 +230,13 @@ class TrainConfig:
             raise ConfigError(f"backbone {self.backbone!r} unknown; choose one of {BACKBONES}")
         if self.amp not in AMP_MODES:
             raise ConfigError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.decode not in DECODE_MODES:
+            raise ConfigError(f"decode must be one of {DECODE_MODES}, got {self.decode!r}")
+        if self.prefetch_factor is not None and self.prefetch_factor < 1:
+            raise ConfigError(
+                f"prefetch_factor must be >= 1 or null (chosen from the machine), got "
+                f"{self.prefetch_factor}"
+            )
         if self.batchnorm not in BN_MODES:
             raise ConfigError(f"batchnorm must be one of {BN_MODES}, got {self.batchnorm!r}")
         if self.on_missing not in ("error", "skip"):

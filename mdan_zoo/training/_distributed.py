@@ -27,6 +27,8 @@ class DistInfo:
     rank: int
     world: int
     local_rank: int
+    distributed: bool = False  # a process group runs (also with one process, when the caller
+    # started it: the DDP and collective code paths then run as with many)
 
     @property
     def main(self) -> bool:
@@ -37,6 +39,8 @@ def setup_distributed(config: TrainConfig) -> tuple[DistInfo, torch.device, bool
     """Read torchrun's environment; start the process group if it is not running yet."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    if dist.is_initialized():  # the caller's process group: its own size and rank
+        world, rank = dist.get_world_size(), dist.get_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     if config.device == "auto":
         device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
@@ -57,7 +61,13 @@ def setup_distributed(config: TrainConfig) -> tuple[DistInfo, torch.device, bool
         raise ConfigError(
             "batchnorm=sync needs GPUs (torch's SyncBatchNorm); on CPU use batchnorm=frozen"
         )
-    return DistInfo(rank=rank, world=world, local_rank=local_rank), device, started
+    info = DistInfo(
+        rank=rank,
+        world=world,
+        local_rank=local_rank,
+        distributed=world > 1 or dist.is_initialized(),
+    )
+    return info, device, started
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:

@@ -38,12 +38,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from .._io import atomic_write_text
 from ..config import ConfigError
+from ..data.dataset import ImageDataset
+from ..data.device_decode import EncodedBatch, EncodedImages, collate_encoded, decode_batch
 from ..errors import NonFiniteLossError, RunExistsError, StorageError
 from ..model import MDAN
 from ._batching import EpochBatches, SeededSamples, Step, plan_epoch
 from ._checkpoints import checkpoint_name, find_checkpoints, load_checkpoint, resume_checkpoint
 from ._config import RESUME_FREE, TrainConfig, config_diff
 from ._distributed import epoch_seed, seed_all, set_bn_frozen, setup_distributed
+from ._input import EpochInput, TimedDataset, loader_options, starvation_warning, usable_cpus
 from ._run_writer import (
     fault_point,
     prepare_run_dir,
@@ -95,6 +98,9 @@ class Trainer:
             if datasets is not None
             else build_datasets(config, taxonomy=self.taxonomy)
         )
+        self._encoded_from: ImageDataset | None = None
+        self._train_base = self._train_input(config)
+        self._timed = TimedDataset(self._train_base)
         seed_all(config.seed)
         self.model = model if model is not None else build_model(config, taxonomy=self.taxonomy)
         self.model.to(self.device)
@@ -133,7 +139,7 @@ class Trainer:
             )
         self.accum = per_rank // self.micro
         self.net: nn.Module = self.model
-        if self.dist.world > 1:
+        if self.dist.distributed:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
@@ -144,6 +150,22 @@ class Trainer:
         self._unreadable: set[str] = set()
 
     # ------------------------------------------------------------------ pieces
+    def _train_input(self, config: TrainConfig) -> Dataset:
+        """What the train loader reads: the dataset, or with ``decode=gpu`` its files' bytes."""
+        train_set = self.datasets.get("train")
+        if config.decode != "gpu" or train_set is None:
+            return train_set  # type: ignore[return-value]  # missing: refused below
+        if not isinstance(train_set, ImageDataset):
+            raise ConfigError(
+                f"decode=gpu reads the training images' files, but the train dataset is a "
+                f"{type(train_set).__name__}, not an ImageDataset (what the dataset adapters "
+                "and mdan_zoo.data.load_dataset give): use decode=cpu"
+            )
+        if self.device.type != "cuda":
+            logger.info("decode=gpu on %s: the main process decodes the batches", self.device)
+        self._encoded_from = train_set
+        return EncodedImages(train_set, config.preprocessing())
+
     def _amp_dtype(self) -> torch.dtype | None:
         mode = self.config.amp
         if self.device.type != "cuda" or mode == "off":
@@ -159,25 +181,37 @@ class Trainer:
 
     def _loader(self, epoch: int) -> DataLoader:
         """This process's micro-batches of ``epoch``: every training image once, the last
-        partial batch included (:mod:`mdan_zoo.training._batching`); ``loader.batch_sampler.steps``
-        groups them into optimizer steps."""
+        partial batch included (:mod:`mdan_zoo.training._batching`);
+        ``loader.batch_sampler.steps`` groups them into optimizer steps. The dataset is read
+        through a :class:`~mdan_zoo.training._input.TimedDataset` (the workers' busy time);
+        the DataLoader settings come from :func:`~mdan_zoo.training._input.loader_options`."""
+        cfg = self.config
         steps = plan_epoch(
             len(self.datasets["train"]),  # type: ignore[arg-type]
-            batch_size=self.config.batch_size,
+            batch_size=cfg.batch_size,
             world=self.dist.world,
             rank=self.dist.rank,
             micro_batch_size=self.micro,
-            seed=self.config.seed,
+            seed=cfg.seed,
             epoch=epoch,
         )
-        gen = torch.Generator().manual_seed(epoch_seed(self.config.seed, epoch, self.dist.rank))
-        return DataLoader(  # augmentation seeded per image: the worker count changes nothing
-            SeededSamples(self.datasets["train"], self.config.seed, epoch),
+        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, self.dist.rank))
+        # augmentation seeded per image (issue 18): the worker count changes nothing
+        self._timed.dataset = SeededSamples(self._train_base, cfg.seed, epoch)
+        self._timed.reset()
+        options = loader_options(
+            workers=cfg.loader_workers(),
+            device=self.device,
+            batch_bytes=self.micro * 3 * cfg.input_size**2 * 4,
+            pin_memory=cfg.pin_memory,
+            prefetch_factor=cfg.prefetch_factor,
+        )
+        return DataLoader(
+            self._timed,
             batch_sampler=EpochBatches(steps),
-            num_workers=self.config.loader_workers(),
-            pin_memory=self.device.type == "cuda",
             generator=gen,
-            persistent_workers=False,
+            collate_fn=collate_encoded if cfg.decode == "gpu" else None,
+            **options,
         )
 
     def _progress(self, iterable: Any, **kw: Any) -> Any:
@@ -203,6 +237,7 @@ class Trainer:
         if cfg.batchnorm == "frozen":
             set_bn_frozen(self.net)
         it = iter(loader)
+        feed = EpochInput(workers=loader.num_workers)
         total_loss, seen, t0 = 0.0, 0, time.perf_counter()
         bar = self._progress(range(1, steps + 1), desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
         for step in bar:
@@ -210,8 +245,14 @@ class Trainer:
             step_loss = torch.zeros((), device=self.device, dtype=torch.float64)
             plan_step = plan[step - 1]
             for micro in range(len(plan_step.micro)):
+                asked = time.perf_counter()
                 images, targets = next(it)
-                images = images.to(self.device, non_blocking=True)
+                waited = time.perf_counter() - asked
+                if step == 1 and micro == 0:
+                    feed.first_batch_s = waited
+                else:
+                    feed.wait_s += waited
+                images = self._to_device(images)
                 targets = torch.as_tensor(targets).to(self.device, non_blocking=True)
                 sync = micro == len(plan_step.micro) - 1 or not isinstance(
                     self.net, nn.parallel.DistributedDataParallel
@@ -224,7 +265,7 @@ class Trainer:
                         loss = self.model.loss(out, targets) * weight
                     self.scaler.scale(loss).backward()
                 step_loss += loss.detach().double()
-            if self.dist.world > 1:
+            if self.dist.distributed:
                 dist.all_reduce(step_loss)
                 step_loss /= self.dist.world
             value = float(step_loss)
@@ -245,13 +286,53 @@ class Trainer:
             fault_point("train-step", epoch)
         elapsed = time.perf_counter() - t0
         self._log_unreadable(epoch)
+        feed.images, feed.epoch_s = seen, elapsed
+        feed.busy_s, feed.prepared = self._timed.busy_seconds(), self._timed.prepared()
         return {
             "train_loss": total_loss / steps,
             "train_steps": steps,
             "train_images": seen,
             "train_seconds": elapsed,
             "train_images_per_s": seen / elapsed if elapsed > 0 else float("nan"),
+            **self._input_report(epoch, feed),
         }
+
+    def _to_device(self, images: Any) -> torch.Tensor:
+        """The micro-batch on the training device (``decode=gpu``: decoded and augmented there)."""
+        if isinstance(images, EncodedBatch):
+            return decode_batch(
+                images, self.device, self.config.preprocessing(), dataset=self._encoded_from
+            )
+        return images.to(self.device, non_blocking=True)
+
+    def _input_report(self, epoch: int, feed: EpochInput) -> dict[str, float]:
+        """The epoch's input figures (the slowest process's wait when there are several), and
+        the starvation warning when the steps waited for data too long."""
+        if self.dist.distributed:
+            waits = torch.tensor(
+                [feed.wait_s, feed.first_batch_s], device=self.device, dtype=torch.float64
+            )
+            dist.all_reduce(waits, op=dist.ReduceOp.MAX)
+            feed.wait_s, feed.first_batch_s = (float(v) for v in waits)
+        stats = feed.stats()
+        if self.dist.main:
+            logger.info(
+                "epoch %d: waited for data %.0f%% of the steps' time (%.1f s; first batch "
+                "%.1f s); loader %.0f images/s (%d workers), model %.0f images/s",
+                epoch,
+                100 * stats["data_wait_share"],
+                stats["data_wait_s"],
+                stats["first_batch_s"],
+                stats["loader_images_per_s"],
+                feed.workers,
+                stats["model_images_per_s"],
+            )
+            text = starvation_warning(
+                epoch, stats, workers=feed.workers, cpus=usable_cpus(), decode=self.config.decode
+            )
+            if text:
+                logger.warning("%s", text)
+        return stats
 
     def _log_unreadable(self, epoch: int) -> None:
         """Name the training images that failed to decode and were left out (``skip``)."""
@@ -279,7 +360,7 @@ class Trainer:
             workers=self.config.loader_workers(),
             amp_dtype=self.amp_dtype,
             progress=self.config.progress and self.dist.main,
-            distributed=self.dist.world > 1,
+            distributed=self.dist.distributed,
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -370,7 +451,7 @@ class Trainer:
                 stack.enter_context(run_lock(self.output_dir))
                 for done in prepare_run_dir(self.output_dir, resume=resume):
                     logger.info("%s: after an interrupted write, %s", self.output_dir, done)
-            if self.dist.world > 1:
+            if self.dist.distributed:
                 dist.barrier()
             if resume and not self.resume():
                 logger.info("no checkpoint in %s: starting from epoch 1", self.output_dir)
@@ -418,7 +499,7 @@ class Trainer:
                         " (best)" if is_best else "",
                     )
             self.model.weights_origin = "trained"  # predictions no longer warn (untrained.py)
-            if self.dist.world > 1:
+            if self.dist.distributed:
                 dist.barrier()
             best = self.output_dir / "checkpoints" / checkpoint_name(self.best_epoch)
             test_report = None
