@@ -23,6 +23,7 @@ __all__ = [
     "RunExistsError",
     "RunFolderError",
     "RunsError",
+    "ServeExtraMissing",
     "SplitError",
     "TaxonomyError",
     "UnpublishedWeightsError",
@@ -125,6 +126,11 @@ class UsageError(MDANZooError, ValueError):
 
 class OutputError(MDANZooError, ValueError):
     """An ``--output`` file that cannot be used as asked (a usage error: exit status 2)."""
+
+
+class ServeExtraMissing(MDANZooError, ImportError):
+    """The web app (``mdan-zoo serve``) needs gradio, the ``serve`` extra, and it is missing or
+    too old; the message gives the exact ``pip install 'mdan_zoo[serve]'`` command."""
 
 
 class UntrainedWeightsWarning(UserWarning):
