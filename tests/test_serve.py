@@ -287,3 +287,22 @@ def test_serve_flags_and_their_defaults() -> None:
     for bad in (["--queue", "0"], ["--max-upload-mb", "0"], ["--port", "70000"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["serve", "--weights", "w", *bad])
+
+
+def test_ci_installs_what_the_browser_test_needs() -> None:
+    """The README's test command (which .ci/run runs) brings Chromium, and the test extra the
+    Python side, so tests/test_serve_browser.py runs in CI instead of skipping."""
+    import configparser
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = readme.split("<!-- test-command -->")[1].split("<!-- /test-command -->")[0]
+    assert "apt-get install -y" in command and " chromium chromium-driver " in command
+    assert "'.[test]'" in command
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    extras = cfg["options.extras_require"]
+    names = {
+        k: [r.split(">")[0].strip() for r in v.split("\n") if r.strip()] for k, v in extras.items()
+    }
+    assert {"gradio", "selenium"} <= set(names["test"])
+    assert names["serve"] == ["gradio"]

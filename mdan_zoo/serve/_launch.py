@@ -40,6 +40,7 @@ GRADIO_FLOOR = (6, 0)
 
 def require_gradio() -> None:
     """Raise :class:`ServeExtraMissing` naming :data:`PIP_COMMAND` unless gradio is importable."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local app calls no one
     try:
         import gradio
     except ImportError as err:
