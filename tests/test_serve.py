@@ -306,3 +306,19 @@ def test_ci_installs_what_the_browser_test_needs() -> None:
     }
     assert {"gradio", "selenium"} <= set(names["test"])
     assert names["serve"] == ["gradio"]
+
+
+def test_settings_that_cannot_work_say_which_and_the_fix(tmp_path: Path) -> None:
+    from mdan_zoo.errors import ConfigError, UsageError
+    from mdan_zoo.serve import WEIGHTS_ENV, app_from_env, load_served_model
+
+    with pytest.raises(ConfigError, match=WEIGHTS_ENV):
+        app_from_env({})
+    with pytest.raises(ConfigError, match=f"{WEIGHTS_ENV}: cannot load"):
+        app_from_env({WEIGHTS_ENV: str(tmp_path / "nothing-here")})
+    with pytest.raises(UsageError, match="--pretrained.*--model mdan_fi"):
+        load_served_model(weights="mdan_fi", model_name=None, pretrained=False, token=None)
+    with pytest.raises(UsageError, match="cannot load --weights"):
+        load_served_model(
+            weights=str(tmp_path / "missing"), model_name=None, pretrained=False, token=None
+        )

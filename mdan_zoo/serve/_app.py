@@ -64,7 +64,9 @@ def build_blocks(session: Session, *, device: str) -> Any:
             raise gr.Error(f"the model could not answer: {type(err).__name__}: {err}") from None
         return results_html(preds, branches=branches), [], None, None, None, (uploads, preds)
 
-    def details(done: tuple[list[Upload], list[Any]] | None) -> tuple[Any, ...]:
+    def details(
+        done: tuple[list[Upload], list[Any]] | None, with_maps: bool = True
+    ) -> tuple[Any, ...]:
         """Then the table, the files and the attention pictures (a second event, started by
         the browser once the labels are on the page, so it never delays them)."""
         uploads, preds = done or ([], [])
@@ -72,7 +74,7 @@ def build_blocks(session: Session, *, device: str) -> Any:
             return None, None, None, []
         try:
             dl = session.downloads(preds)
-            pictures = session.attention(uploads, preds)
+            pictures = session.attention(uploads, preds) if with_maps else []
         except Exception as err:  # noqa: BLE001
             log.exception("attention maps failed")
             raise gr.Error(f"the attention maps failed: {type(err).__name__}: {err}") from None
@@ -109,6 +111,11 @@ def build_blocks(session: Session, *, device: str) -> Any:
                         label="show P_L and P_G beside P_O (the local and global branches)",
                         elem_id="mdan-branches",
                     )
+                    with_maps = gr.Checkbox(
+                        value=True,
+                        label="attention maps (a second pass of the model, after the labels)",
+                        elem_id="mdan-with-maps",
+                    )
                     run = gr.Button("Analyse again", elem_id="mdan-run")
                 gallery = gr.Gallery(
                     label="Where each level looks: L-CAM attention (as predict --save-attention)",
@@ -135,7 +142,7 @@ def build_blocks(session: Session, *, device: str) -> Any:
             concurrency_id="model",  # one model call at a time, whichever event asks
         ).then(
             details,
-            inputs=state,
+            inputs=[state, with_maps],
             outputs=[table, csv_file, jsonl_file, gallery],
             api_name="details",
             concurrency_id="model",

@@ -45,6 +45,8 @@ def run_serve(
             weights=weights, model_name=model_name, pretrained=pretrained, token=token
         )
         app = build_app(model, max_upload_mb=max_upload_mb, queue=queue, device=device)
+        if app.session.untrained is not None:  # the page says it in red; the terminal too
+            print(f"mdan-zoo serve: UntrainedWeightsWarning: {app.session.untrained}", file=err)
     except _Usage as exc:
         print(f"mdan-zoo serve: error: {exc}", file=err)
         return 2

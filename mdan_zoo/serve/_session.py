@@ -20,7 +20,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,13 @@ class Session:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mdan-serve-"))
         self._folders: deque[Path] = deque()
         self._lock = threading.Lock()
+        # Every model call runs on this one thread: one call at a time whatever the web server
+        # does (memory stays that of one batch), and one OpenMP thread team for the process
+        # instead of a new one for each of the web server's worker threads.
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="mdan-model")
+
+    def _on_model_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return self._model_thread.submit(fn, *args, **kwargs).result()
 
     # ------------------------------------------------------------------ the answers
     def _checked(self, uploads: Sequence[Upload]) -> list[Prediction | None]:
@@ -112,7 +120,9 @@ class Session:
         refused = self._checked(uploads)
         todo = [up for up, r in zip(uploads, refused, strict=True) if r is None]
         answers = iter(
-            self.model.predict([Path(up.path) for up in todo], top_k=self.top_k, workers=0)
+            self._on_model_thread(
+                self.model.predict, [Path(up.path) for up in todo], top_k=self.top_k, workers=0
+            )
             if todo
             else []
         )
@@ -137,8 +147,8 @@ class Session:
         if not todo:
             return []
         folder = self._new_folder()
-        maps = self.model.attention_maps(
-            [Path(up.path) for up in todo], top_k=self.top_k, workers=0
+        maps = self._on_model_thread(
+            self.model.attention_maps, [Path(up.path) for up in todo], top_k=self.top_k, workers=0
         )
         shown = []
         for k, (up, result) in enumerate(zip(todo, maps, strict=True)):
@@ -173,7 +183,8 @@ class Session:
         return folder
 
     def close(self) -> None:
-        """Remove the files this session wrote."""
+        """Remove the files this session wrote and stop its model thread."""
+        self._model_thread.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             while self._folders:
                 shutil.rmtree(self._folders.popleft(), ignore_errors=True)
