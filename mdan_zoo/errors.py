@@ -25,6 +25,7 @@ __all__ = [
     "RunExistsError",
     "RunFolderError",
     "RunsError",
+    "ServeExtraMissing",
     "SplitError",
     "StorageError",
     "TaxonomyError",
@@ -173,6 +174,11 @@ class StorageError(MDANZooError, OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class ServeExtraMissing(MDANZooError, ImportError):
+    """The web app (``mdan-zoo serve``) needs gradio, the ``serve`` extra, and it is missing or
+    too old; the message gives the exact ``pip install 'mdan_zoo[serve]'`` command."""
 
 
 class UntrainedWeightsWarning(UserWarning):

@@ -156,6 +156,7 @@ def test_light_cli_commands_do_not_import_torch() -> None:
         "predict",
         "report",
         "configs",
+        "serve",
     ],  # fmt: skip
 )
 def test_cli_has_every_command_the_issues_name(command: str) -> None:

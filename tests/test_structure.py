@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "evaluation": 4,
     "export": 4,
     "training": 4,
+    "serve": 4,
     # 5: the command line
     "cli": 5,
     "__main__": 5,

@@ -4,11 +4,13 @@
 without this package importing the network. The machinery is private: ``_pipeline`` (batches in,
 results out), ``_inputs`` (paths, folders, arrays), ``_loader`` (decoding, optionally in worker
 processes), ``_results`` (the result records), ``_output`` (streamed jsonl/csv output, resumable,
-sharded across torchrun ranks), ``_stream`` (the work behind ``mdan-zoo predict``); :mod:`.overlay` draws attention overlays.
+sharded across torchrun ranks; :func:`write_predictions` writes a finished list in the same
+format), ``_stream`` (the work behind ``mdan-zoo predict``); :mod:`.overlay` draws attention
+overlays.
 """
 
 from ._options import PredictOptions
-from ._output import part_path, shard_from_env
+from ._output import part_path, shard_from_env, write_predictions
 from ._pipeline import (
     AttentionMaps,
     LabelProb,
@@ -46,5 +48,6 @@ __all__ = [
     "iter_batches",
     "iter_results",
     "predict",
+    "write_predictions",
 ]
 from ._stream import UsageError, check_output, print_results, stream_results

@@ -60,6 +60,7 @@ __all__ = [
     "scan_output",
     "shard_from_env",
     "source_key",
+    "write_predictions",
 ]
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,19 @@ def _csv_line(fields: Sequence[str]) -> str:
     return buf.getvalue()
 
 
+def _line(fmt: str, header: Sequence[str], pred: Prediction, attention: str | None) -> str:
+    data = _record(pred, attention)
+    try:  # strict JSON; ASCII escapes keep odd file names (lone surrogates) writable
+        text = json.dumps(data, allow_nan=False)
+    except ValueError:
+        bad = Prediction(source=pred.source, error="the result holds NaN or infinite numbers")
+        data = _record(bad, None)
+        text = json.dumps(data)
+    if fmt == "jsonl":
+        return text + "\n"
+    return _csv_line(_csv_row(data, header))
+
+
 class ResultWriter:
     """Appends records to an output file (JSON lines or CSV), one flush per batch.
 
@@ -157,16 +171,7 @@ class ResultWriter:
 
     def line(self, pred: Prediction, attention: str | None = None) -> str:
         """One record as text, newline included; a non-finite number becomes an error record."""
-        data = _record(pred, attention)
-        try:  # strict JSON; ASCII escapes keep odd file names (lone surrogates) writable
-            text = json.dumps(data, allow_nan=False)
-        except ValueError:
-            bad = Prediction(source=pred.source, error="the result holds NaN or infinite numbers")
-            data = _record(bad, None)
-            text = json.dumps(data)
-        if self.format == "jsonl":
-            return text + "\n"
-        return _csv_line(_csv_row(data, self.header))
+        return _line(self.format, self.header, pred, attention)
 
     def write_batch(self, lines: Iterable[str]) -> None:
         """Append one batch of records and flush, so a reader sees whole batches."""
@@ -184,6 +189,23 @@ class ResultWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
+
+
+def write_predictions(
+    path: str | os.PathLike[str], predictions: Iterable[Prediction], *, levels: Sequence[str]
+) -> Path:
+    """Write ``predictions`` to ``path`` (``.jsonl`` / ``.ndjson`` / ``.csv``) exactly as
+    ``mdan-zoo predict --output`` writes them (its CSV columns from the model's ``levels``), in
+    one go: a temporary file renamed onto ``path``, so no half file is ever seen there."""
+    from .._io import atomic_write_bytes
+
+    target = Path(path)
+    fmt = output_format(target)  # an unknown suffix is refused before anything is written
+    header = csv_header(levels)
+    lines = [_csv_line(header)] if fmt == "csv" else []
+    lines += [_line(fmt, header, p, None) for p in predictions]
+    atomic_write_bytes(target, "".join(lines).encode("utf-8", "surrogateescape"))
+    return target
 
 
 def _kill_batch(rank: int) -> int | None:

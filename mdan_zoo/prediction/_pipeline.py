@@ -104,6 +104,17 @@ def _predictions_from_output(
 ) -> list[Prediction]:
     tax = model.taxonomy
     probs = [lv.probs.float().cpu() for lv in out]
+    local = [lv.local_probs.float().cpu() for lv in out]  # P_L and P_G, shown beside P_O
+    glob = [lv.global_probs.float().cpu() for lv in out]
+
+    def entry(depth: int, i: int, j: int) -> LabelProb:
+        return LabelProb(
+            out[depth].labels[j],
+            float(probs[depth][i, j]),
+            float(local[depth][i, j]),
+            float(glob[depth][i, j]),
+        )
+
     best, joint = consistent_paths(model, probs)
     argmax = [p.argmax(dim=1) for p in probs]
     finite = torch.stack([torch.isfinite(p).all(dim=1) for p in probs]).all(dim=0)
@@ -115,17 +126,11 @@ def _predictions_from_output(
         levels = []
         for depth, (lv, p) in enumerate(zip(out, probs, strict=True)):
             k = min(top_k, p.shape[1])
-            values, indices = p[i].topk(k)
-            top = tuple(
-                LabelProb(lv.labels[j], float(v))
-                for v, j in zip(values.tolist(), indices.tolist(), strict=True)
-            )
+            top = tuple(entry(depth, i, j) for j in p[i].topk(k).indices.tolist())
             j = int(argmax[depth][i])
             levels.append(LevelPrediction(lv.name, lv.labels[j], float(p[i, j]), top))
         path = tax.ancestor_indices(int(best[i]))
-        consistent = tuple(
-            LabelProb(tax.labels[d][c], float(probs[d][i, c])) for d, c in enumerate(path)
-        )
+        consistent = tuple(entry(d, i, c) for d, c in enumerate(path))
         argmax_path = [int(a[i]) for a in argmax]
         results.append(
             Prediction(

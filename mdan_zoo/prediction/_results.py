@@ -6,7 +6,7 @@ Plain dataclasses with ``to_dict()`` for JSON; :mod:`mdan_zoo.prediction` fills 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,18 @@ __all__ = ["AttentionMaps", "LabelProb", "LevelAttention", "LevelPrediction", "P
 
 @dataclass(frozen=True)
 class LabelProb:
-    """A label name with its probability (P_O at its level)."""
+    """A label name with its probability (P_O at its level).
+
+    ``local_prob`` and ``global_prob`` are the same label's P_L and P_G, the paper's two
+    branches (``P_O = alpha P_L + (1 - alpha) P_G``, Sec. 3.2), where the prediction filled
+    them (``predict`` does). They take no part in equality, and :meth:`to_dict` leaves them out,
+    so the JSON and CSV outputs keep their format.
+    """
 
     label: str
     prob: float
+    local_prob: float | None = field(default=None, compare=False)
+    global_prob: float | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "prob": self.prob}
