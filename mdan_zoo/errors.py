@@ -18,6 +18,7 @@ __all__ = [
     "DatasetError",
     "ImageDecodeError",
     "ImageReadError",
+    "MissingDependencyError",
     "NonFiniteLossError",
     "OutputError",
     "RunExistsError",
@@ -125,6 +126,16 @@ class UsageError(MDANZooError, ValueError):
 
 class OutputError(MDANZooError, ValueError):
     """An ``--output`` file that cannot be used as asked (a usage error: exit status 2)."""
+
+
+class MissingDependencyError(MDANZooError, ImportError):
+    """An optional package a feature needs is not installed; the message gives the exact
+    ``pip install 'mdan_zoo[extra]'`` (``extra`` and ``packages`` say which)."""
+
+    def __init__(self, message: str, *, extra: str, packages: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.extra = extra
+        self.packages = packages
 
 
 class UntrainedWeightsWarning(UserWarning):

@@ -207,7 +207,10 @@ def test_attention_maps_follow_the_model(tmp_path: Path) -> None:
     assert maps.prediction.ok and maps.prediction.levels[0].label == maps.levels[0].label
     path = maps.save(tmp_path / "out" / "fig8.png", panel_size=200)
     sheet = Image.open(path)
-    assert sheet.format == "PNG" and sheet.height == 200 + 2 * 8 + 30
+    caption, strip = 3 * 15 + 4, 15 + 10  # three caption lines; the colour-bar strip
+    assert sheet.format == "PNG" and sheet.height == 200 + 2 * 8 + caption + strip
+    cam = maps.levels[0]  # a CAM is built from its own class alone
+    assert cam.classes == (cam.label,) and cam.built_from() == f"CAM of {cam.label}"
     panel_w = round(maps.image.size[0] * 200 / max(maps.image.size))
     assert sheet.width == 4 * panel_w + 5 * 8
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["fig8.png"]  # no temp file left
