@@ -127,9 +127,13 @@ def test_threads_and_workers_fit_the_cores() -> None:
     torch_default = torch.get_num_threads()
     for cores in (1, 2, 4, 16):
         for workers in (0, 1, 4, 32):
-            threads, w = thread_budget(None, workers, cores=cores)
+            threads, w = thread_budget(None, workers, cores=cores, load=0.0)
             assert threads >= 1 and threads + w <= max(cores, 1 + w) and threads <= torch_default
             assert w + threads <= cores or (cores == 1 and w == 0)
+    # a machine other work already fills (load above cores + 1): one thread, not a spin-fight
+    assert thread_budget(None, 0, cores=2, load=9.0)[0] == 1
+    assert thread_budget(None, 0, cores=2, load=2.5)[0] == min(2, torch_default)
+    assert thread_budget(2, 0, cores=2, load=9.0) == (2, 0)  # asked for: honoured
     assert thread_budget(3, 4, cores=4) == (3, 1)
     assert thread_budget(8, 4, cores=4) == (8, 0)  # asked for: honoured, no worker left
     with pytest.raises(ValueError, match="threads"):

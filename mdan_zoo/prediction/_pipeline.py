@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .._threads import available_cores, using_threads
+from .._threads import default_threads, using_threads
 from ..untrained import warn_if_untrained
 from ._inputs import iter_inputs
 from ._loader import LoadedBatch, batch_loader, default_workers
@@ -167,7 +167,7 @@ def iter_batches(
         workers = 0 if single else default_workers(dev)
     threads = opts.threads  # within the cores beside the workers (mdan_zoo._threads)
     if threads is None:
-        threads = max(1, min(torch.get_num_threads(), available_cores() - workers))
+        threads = default_threads(workers)
     budget = using_threads(threads) if dev.type == "cpu" else contextlib.nullcontext()
     loader = batch_loader(
         itertools.chain(head, stream),
