@@ -66,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     "attention_maps": "prediction",
     "predict": "prediction",
     "ImageReadError": "errors",
+    "MissingDependencyError": "errors",
     "read_image": "imageio",
     "OnnxRuntimeModel": "export",
     "ProbabilityModel": "export",
@@ -131,6 +132,7 @@ __all__ = [  # the same names as _EXPORTS (a test checks)
     "LabelProb",
     "LevelAttention",
     "LevelPrediction",
+    "MissingDependencyError",
     "OnnxRuntimeModel",
     "Prediction",
     "ProbabilityModel",
@@ -165,7 +167,9 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """The public names only (``Any``, ``importlib`` and the other module machinery stay out
+    of ``dir(mdan_zoo)`` and tab completion)."""
+    return sorted(__all__)
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
@@ -175,6 +179,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         ConfigError,
         ImageReadError,
         MDANZooError,
+        MissingDependencyError,
         NonFiniteLossError,
         TaxonomyError,
         UnpublishedWeightsError,

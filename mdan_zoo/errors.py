@@ -20,6 +20,7 @@ __all__ = [
     "DatasetError",
     "ImageDecodeError",
     "ImageReadError",
+    "MissingDependencyError",
     "NonFiniteLossError",
     "OutputError",
     "RunExistsError",
@@ -179,6 +180,16 @@ class StorageError(MDANZooError, OSError):
 class ServeExtraMissing(MDANZooError, ImportError):
     """The web app (``mdan-zoo serve``) needs gradio, the ``serve`` extra, and it is missing or
     too old; the message gives the exact ``pip install 'mdan_zoo[serve]'`` command."""
+
+
+class MissingDependencyError(MDANZooError, ImportError):
+    """An optional package a feature needs is not installed; the message gives the exact
+    ``pip install 'mdan_zoo[extra]'`` (``extra`` and ``packages`` say which)."""
+
+    def __init__(self, message: str, *, extra: str, packages: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.extra = extra
+        self.packages = packages
 
 
 class UntrainedWeightsWarning(UserWarning):

@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._io import atomic_path, atomic_write_text, file_parts
+from ._threads import thread_budget, using_threads
 from .prediction.overlay import font as overlay_font
 from .taxonomy import Taxonomy
 
@@ -82,6 +83,10 @@ class EvalReport:
         per_class: for P_O, per level, ``{label: {precision, recall, support}}``.
         off_block_rate: ``{branch: {level name: fraction of samples predicted outside the true
             parent's block}}`` for every level below the top (Fig. 6).
+        title: the first line of :meth:`table` (default ``"<taxonomy>: <n> images"``).
+        warnings: sentences printed under the table and kept in ``report.json`` (the trainer
+            puts there what :mod:`mdan_zoo.judge` found: a split too small, a model that
+            learned nothing).
     """
 
     taxonomy: Taxonomy
@@ -91,6 +96,18 @@ class EvalReport:
     confusion: dict[str, list[np.ndarray]]
     per_class: list[dict[str, dict[str, float]]] = field(default_factory=list)
     off_block_rate: dict[str, dict[str, float]] = field(default_factory=dict)
+    title: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def baselines(self) -> dict[str, list[float]]:
+        """What a model that learned nothing scores, per level (coarse to fine): ``majority``,
+        always answering this split's most common class; ``chance``, a uniform guess
+        (1 / classes)."""
+        majority = []
+        for m in self.confusion["overall"]:
+            rows = np.asarray(m).sum(axis=1)
+            majority.append(float(rows.max() / max(1, rows.sum())))
+        return {"majority": majority, "chance": [1.0 / k for k in self.taxonomy.num_classes]}
 
     def flat(self) -> dict[str, float]:
         """Scalar metrics by name: ``overall/acc/<level>``, ``overall/mean`` (mean over levels),
@@ -124,23 +141,36 @@ class EvalReport:
                 for b, ms in self.confusion.items()
             },
             "metrics": self.flat(),
+            "baselines": {
+                b: dict(zip(tax.level_names, v, strict=True)) for b, v in self.baselines().items()
+            },
+            "warnings": list(self.warnings),
         }
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     def table(self, title: str | None = None) -> str:
-        """The report as text: a Table-3 block (Acc_L / Acc_G / Acc_O per level) and violations."""
+        """The report as text: a Table-3 block (Acc_L / Acc_G / Acc_O per level, beside the
+        majority-class and chance baselines), violations, then any warnings."""
         tax = self.taxonomy
-        lines = [title or f"{tax.name}: {self.num_samples} images"]
+        lines = [title or self.title or f"{tax.name}: {self.num_samples} images"]
         width = max(
             len(f"{n} ({k})") for n, k in zip(tax.level_names, tax.num_classes, strict=True)
         )
         width = max(width, len("level"))
-        lines.append(f"{'level':<{width}}  {'Acc_L':>7} {'Acc_G':>7} {'Acc_O':>7}")
+        base = self.baselines()
+        lines.append(
+            f"{'level':<{width}}  {'Acc_L':>7} {'Acc_G':>7} {'Acc_O':>7}  {'majority':>8} "
+            f"{'chance':>7}"
+        )
         for d, (name, k) in enumerate(zip(tax.level_names, tax.num_classes, strict=True)):
             cells = " ".join(f"{100 * self.accuracy[b][d]:7.2f}" for b in BRANCHES)
-            lines.append(f"{f'{name} ({k})':<{width}}  {cells}")
+            floor = f"{100 * base['majority'][d]:8.2f} {100 * base['chance'][d]:7.2f}"
+            lines.append(f"{f'{name} ({k})':<{width}}  {cells}  {floor}")
+        lines.append(
+            "(accuracy in %; majority: always this split's most common class; chance: 1/classes)"
+        )
         if tax.num_levels > 1:
             v = self.violation_rate
             lines.append(
@@ -154,6 +184,7 @@ class EvalReport:
                     f"  {name}: P_L {100 * r['local']:.2f}%  P_O {100 * r['overall']:.2f}%"
                     f"  P_G {100 * r['global']:.2f}%"
                 )
+        lines += [f"WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)
 
     def write(
@@ -364,18 +395,25 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     progress: bool = False,
     distributed: bool = False,
+    threads: int | None = None,
 ) -> EvalReport:
-    """Evaluate an MDAN on a dataset of ``(image_tensor, fine_index)``: the Table-3 report."""
-    y, probs = collect_predictions(
-        model,
-        dataset,
-        batch_size=batch_size,
-        device=device,
-        workers=workers,
-        amp_dtype=amp_dtype,
-        progress=progress,
-        distributed=distributed,
-    )
+    """Evaluate an MDAN on a dataset of ``(image_tensor, fine_index)``: the Table-3 report.
+
+    ``threads``: torch intra-op threads for the call (None: the cores ``workers`` leave, so
+    the two never exceed the cores; :func:`~mdan_zoo._threads.thread_budget`); ``workers``
+    is capped to fit beside them."""
+    n_threads, workers = thread_budget(threads, workers)
+    with using_threads(n_threads):
+        y, probs = collect_predictions(
+            model,
+            dataset,
+            batch_size=batch_size,
+            device=device,
+            workers=workers,
+            amp_dtype=amp_dtype,
+            progress=progress,
+            distributed=distributed,
+        )
     return compute_report(model.taxonomy, y, probs)
 
 
@@ -413,6 +451,9 @@ def save_confusion_png(
 ) -> dict[str, Any]:
     """Draw a row-normalised confusion matrix like the paper's Fig. 6: grey levels (dark =
     many), classes grouped by parent, red lines between parent groups, a grey scale bar.
+    Cells print their row percentage with "%"; the column right of the grid gives each row's
+    number of images (``n``), and a row without images is shaded and says so (rather than
+    reading as 0 % recall).
 
     Returns the geometry (``x0``, ``y0``, ``cell``, ``order``, ``bounds``) so that callers and
     tests can find cells and lines in the picture.
@@ -427,6 +468,7 @@ def save_confusion_png(
     m = m[np.ix_(order, order)]
     rows = m.sum(axis=1, keepdims=True)
     norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    counts = rows[:, 0].astype(np.int64)
     labels = [taxonomy.labels[level][i] for i in order]
     cell = int(max(22, min(56, 560 // k)))
     font = overlay_font(max(9, min(14, cell // 3)))
@@ -434,7 +476,8 @@ def save_confusion_png(
     text_w = max(int(probe.textlength(lb, font=font)) for lb in labels) + 10
     x0, y0 = text_w + 24, text_w + 40
     grid = cell * k
-    width, height = x0 + grid + 80, y0 + grid + 16
+    n_w = int(probe.textlength(f"n={max(int(counts.max()), 0)}", font=font)) + 12
+    width, height = x0 + grid + n_w + 90, y0 + grid + 16
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     draw.text(
@@ -444,13 +487,27 @@ def save_confusion_png(
         font=font,
     )
     for r in range(k):
+        if counts[r] == 0:  # no image of this class: nothing to say, not 0 % recall
+            row_box = (x0, y0 + r * cell, x0 + grid - 1, y0 + (r + 1) * cell - 1)
+            draw.rectangle(row_box, fill=(250, 236, 190))
+            note = "no images of this class"
+            draw.text(
+                (
+                    x0 + max(2, (grid - probe.textlength(note, font=font)) / 2),
+                    y0 + r * cell + cell / 2 - 6,
+                ),
+                note,
+                fill=(120, 80, 0),
+                font=font,
+            )
+            continue
         for c in range(k):
             v = norm[r, c]
             g = int(round(255 * (1.0 - v)))
             box = (x0 + c * cell, y0 + r * cell, x0 + (c + 1) * cell - 1, y0 + (r + 1) * cell - 1)
             draw.rectangle(box, fill=(g, g, g))
             if cell >= 26:
-                txt = f"{100 * v:.0f}"
+                txt = f"{100 * v:.0f}%"
                 tw = probe.textlength(txt, font=font)
                 draw.text(
                     (box[0] + (cell - tw) / 2, box[1] + cell / 2 - 6),
@@ -471,18 +528,22 @@ def save_confusion_png(
         ImageDraw.Draw(tile).text((2, 1), lb, fill="black", font=font)
         tile = tile.rotate(90, expand=True)
         img.paste(tile, (x0 + c * cell + cell // 2 - 8, y0 - 6 - tile.height))
+    for r in range(k):  # images per row, right of the grid
+        draw.text(
+            (x0 + grid + 6, y0 + r * cell + cell / 2 - 6), f"n={counts[r]}", fill="black", font=font
+        )
     draw.text((4, y0 + grid // 2), "true", fill="black", font=font)
     draw.text((x0 + grid // 2 - 20, 22), "predicted", fill="black", font=font)
     for b in bounds:  # parent groups (Fig. 6's red lines)
         pos = b * cell
         draw.line([(x0 + pos, y0), (x0 + pos, y0 + grid)], fill=(255, 0, 0), width=2)
         draw.line([(x0, y0 + pos), (x0 + grid, y0 + pos)], fill=(255, 0, 0), width=2)
-    bx = x0 + grid + 24  # grey scale bar
+    bx = x0 + grid + n_w + 14  # grey scale bar
     for i in range(grid):
         g = int(round(255 * i / max(grid - 1, 1)))
         draw.line([(bx, y0 + i), (bx + 14, y0 + i)], fill=(g, g, g))
-    draw.text((bx + 18, y0 - 4), "1", fill="black", font=font)
-    draw.text((bx + 18, y0 + grid - 10), "0", fill="black", font=font)
+    draw.text((bx + 18, y0 - 4), "100%", fill="black", font=font)
+    draw.text((bx + 18, y0 + grid - 10), "0%", fill="black", font=font)
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
     return {"x0": x0, "y0": y0, "cell": cell, "order": order, "bounds": bounds}

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ._hints import require
 from ._io import atomic_path, atomic_write_bytes
 from .config import Preprocessing
 from .taxonomy import Taxonomy
@@ -138,6 +139,7 @@ def export_onnx(
     :func:`export_program` result to reuse (made with the same ``outputs``).
     """
     path = Path(path)
+    require("onnx", "onnxscript", extra="onnx", what="ONNX export")  # before any work
     if program is None:
         program = export_program(model, outputs=outputs)
     wrapper = ProbabilityModel(model, outputs=outputs)
@@ -189,7 +191,7 @@ class OnnxRuntimeModel:
         providers: Sequence[str] = ("CPUExecutionProvider",),
         threads: int | None = None,
     ) -> None:
-        import onnxruntime as ort
+        (ort,) = require("onnxruntime", extra="onnx", what="running an ONNX file")
 
         self.path = Path(path)
         options = ort.SessionOptions()

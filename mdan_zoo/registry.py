@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._hints import docs_url
 from .config import MDANConfig, Preprocessing
 from .errors import UnpublishedWeightsError
 from .taxonomy import Taxonomy, get_taxonomy
@@ -144,7 +145,7 @@ class WeightsEntry:
         return (
             f"train it with `mdan-zoo train {self.recipe.get('trainer_config', 'CONFIG')} "
             f"--set data_root=/path/to/{self.dataset}` (a config that ships with mdan_zoo; "
-            "the paper's protocol and the rest in docs/reproduce.md), "
+            f"the paper's protocol and the rest in {docs_url('reproduce.md')}), "
             f"then load the result with `{self.name}(weights='path/to/run')` or "
             f"`MDAN.from_pretrained('path/to/run')` (the run's validation-selected epoch); "
             "`mdan-zoo export path/to/run OUT_DIR` makes the Hub-layout folder to publish, and a "

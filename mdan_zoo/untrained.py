@@ -15,6 +15,7 @@ import sys
 import warnings
 from typing import Any
 
+from ._hints import docs_url
 from .errors import UntrainedWeightsWarning
 
 __all__ = ["UntrainedWeightsWarning", "untrained_message", "warn_if_untrained"]
@@ -44,7 +45,7 @@ def untrained_message(model: Any) -> str | None:
     return (
         f"{what}, so its emotion labels are random. Load trained weights (weights=..., "
         "MDAN.from_pretrained(...), `mdan-zoo predict --weights ...`) or train them first "
-        "(docs/finetune.md); no checkpoint of the paper is published yet"
+        f"({docs_url('finetune.md')}); no checkpoint of the paper is published yet"
     )
 
 

@@ -2,9 +2,11 @@
 
 Each page runs as its reader would follow it: its blocks in document order, in one fresh
 temporary folder, on the CPU, never reaching the network (the Hugging Face cache is empty and
-offline, torchvision's download folder empty). Python blocks share one interpreter per page (a
-later block sees the names an earlier one defined); bash blocks run with ``bash -euo pipefail``
-in the same folder, so files one block writes are there for the next. The folder starts with
+offline, torchvision's download folder empty). Every python block runs by itself, in a fresh
+interpreter, so that a reader can copy any one of them: it imports what it uses. A block that
+goes on from an earlier one says so in a ``continues`` marker and runs in that block's
+interpreter, after it. Bash blocks run with ``bash -euo pipefail`` in the same folder, so files
+one block writes (a python block's too) are there for the next. The folder starts with
 real photos under the names the docs use (``photo.jpg``, ``holiday/``, ``photos/``), the
 repository's ``configs/`` (the reader works in a clone) and, for the pages that need them, the
 files made by ``PAGE_FILES`` (``my_photos/`` for finetune.md, a checkpoint for predict.md...).
@@ -18,6 +20,9 @@ the Markdown source:
 * ``<!-- test-replace: OLD => NEW -->``: run the block with OLD replaced by NEW (small settings
   for the CPU, e.g. ``resnet101 => resnet18``); several may stand above one block; OLD must
   occur in the block. ``{repo}`` in NEW is this repository's folder (a reader's clone).
+* ``<!-- continues: TEXT -->``: this python block goes on from the nearest earlier python block
+  whose code holds TEXT (a line of it, e.g. ``model = mdan_webemo()``), with the names that
+  block (and what it continued) defined; without the marker a block starts from nothing.
 * ``<!-- test-output -->`` above a fenced block that follows a code block: the output the code
   prints (stdout), compared line by line; a line ``...`` matches any number of lines and
   ``...`` inside a line matches any text. Trailing spaces are ignored.
@@ -49,7 +54,7 @@ RUNNABLE = ("python", "bash")
 BLOCK_TIMEOUT = 300  # seconds for one block
 _FENCE = re.compile(r"^(\s*)```\s*([\w+-]*)\s*$")
 _COMMENT = re.compile(r"^<!--.*-->$")  # other comments (README's test-command) are transparent
-_MARK = re.compile(r"^<!--\s*(skip-test|test-replace|test-output)\s*:?\s*(.*?)\s*-->$")
+_MARK = re.compile(r"^<!--\s*(skip-test|test-replace|test-output|continues)\s*:?\s*(.*?)\s*-->$")
 
 
 @dataclass
@@ -61,6 +66,7 @@ class Block:
     skip: str | None = None
     replace: list[tuple[str, str]] = field(default_factory=list)
     expected: str | None = None  # the test-output block that follows
+    continues: str | None = None  # text of the earlier python block this one goes on from
 
     @property
     def where(self) -> str:
@@ -117,6 +123,10 @@ def parse(page: Path) -> list[Block]:
                 if not sep or not old.strip():
                     raise AssertionError(f"{block.where}: write test-replace: OLD => NEW")
                 block.replace.append((old.strip(), new.strip()))
+            elif kind == "continues":
+                if not arg:
+                    raise AssertionError(f"{block.where}: continues needs the text of a block")
+                block.continues = arg
             elif kind == "test-output":
                 if not blocks or blocks[-1].lang not in RUNNABLE:
                     raise AssertionError(f"{block.where}: test-output follows no code block")
@@ -305,6 +315,7 @@ class _Python:
     """One interpreter per page, fed block by block."""
 
     def __init__(self, cwd: Path, env: dict[str, str], log: Path) -> None:
+        self.log_path = log
         self.log = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _RUNNER],
@@ -352,20 +363,23 @@ def run_page(page: Path, tmp: Path) -> list[tuple[str, float]]:
     if page.name in PAGE_FILES:
         PAGE_FILES[page.name](cwd)
     env = _env(tmp)
-    python: _Python | None = None
+    interpreters: list[_Python] = []
+    owner: dict[int, _Python] = {}  # id(block) -> the interpreter it ran in
+    ran: list[Block] = []
     timings = []
     start, cpu = time.perf_counter(), _children_cpu()
     try:
         for block in blocks:
             t0 = time.perf_counter()
             if block.lang == "python":
-                if python is None:
-                    python = _Python(cwd, env, tmp / "python.log")
+                python = _interpreter(block, ran, owner, interpreters, cwd, env, tmp)
+                owner[id(block)] = python
+                ran.append(block)
                 ok, out, err = python.run(block)
                 if not ok:
                     pytest.fail(
                         f"{block.where} failed:\n{out[-2000:]}\n{err[-3000:]}\n"
-                        f"stderr:\n{_tail(tmp / 'python.log')}"
+                        f"stderr:\n{_tail(python.log_path)}"
                     )
             else:
                 proc = subprocess.run(
@@ -390,7 +404,7 @@ def run_page(page: Path, tmp: Path) -> list[tuple[str, float]]:
                     f"doc:\n{block.expected}\nactual:\n{out}"
                 )
     finally:
-        if python is not None:
+        for python in interpreters:
             python.close()
     print(
         f"{page.name}: {time.perf_counter() - start:.1f} s wall, "
@@ -398,6 +412,29 @@ def run_page(page: Path, tmp: Path) -> list[tuple[str, float]]:
         flush=True,
     )
     return timings
+
+
+def _interpreter(
+    block: Block,
+    ran: list[Block],
+    owner: dict[int, _Python],
+    interpreters: list[_Python],
+    cwd: Path,
+    env: dict[str, str],
+    tmp: Path,
+) -> _Python:
+    """A fresh interpreter, or, for a ``continues`` block, the one of the block it names."""
+    if block.continues is None:
+        python = _Python(cwd, env, tmp / f"python-{len(interpreters)}.log")
+        interpreters.append(python)
+        return python
+    for earlier in reversed(ran):
+        if block.continues in earlier.code:
+            return owner[id(earlier)]
+    raise AssertionError(
+        f"{block.where}: continues {block.continues!r}, but no earlier python block of the page "
+        "holds that text"
+    )
 
 
 def _children_cpu() -> float:
@@ -475,12 +512,15 @@ def test_the_parser_reads_markers_fences_and_outputs(tmp_path: Path) -> None:
 
 
 def test_the_runner_catches_wrong_outputs_and_failing_blocks(tmp_path: Path) -> None:
-    """Blocks share state in order (python with python, files with bash); a wrong sample
-    output, a raising block and a failing command each fail the page."""
+    """Files written by one block are there for the next; a python block sees an earlier
+    one's names only when it says it continues it; a wrong sample output, a raising block, a
+    failing command, a name from a block not continued, and a continues marker naming no
+    block each fail the page."""
     good = tmp_path / "good.md"
     good.write_text(
         "```python\nn = 2\nopen('n.txt', 'w').write(str(n))\n```\n"
         '```bash\necho "bash read $(cat n.txt)"\n```\n<!-- test-output -->\n```\nbash read ...\n```\n'
+        "<!-- continues: n = 2 -->\n"
         "```python\nimport subprocess\nsubprocess.run(['echo', 'from a child'])\nprint(n * 21)\n```\n"
         "<!-- test-output -->\n```text\n42\n```\n"
     )
@@ -492,6 +532,7 @@ def test_the_runner_catches_wrong_outputs_and_failing_blocks(tmp_path: Path) -> 
             "<!-- test-replace: 1 => 0 -->\n```python\nx = 1 / 1\n```\n",
             "```bash\nfalse\necho not reached\n```\n",
             "```bash\necho a\n```\n<!-- test-output -->\n```\nb\n```\n",
+            "```python\nn = 2\n```\n```python\nprint(n)\n```\n",  # NameError: a fresh interpreter
         )
     ):
         bad = tmp_path / f"bad{n}.md"
@@ -499,6 +540,11 @@ def test_the_runner_catches_wrong_outputs_and_failing_blocks(tmp_path: Path) -> 
         (tmp_path / f"w{n}").mkdir()
         with pytest.raises(pytest.fail.Exception, match="failed|exited|not what"):
             run_page(bad, tmp_path / f"w{n}")
+    lost = tmp_path / "lost.md"
+    lost.write_text("```python\nn = 2\n```\n<!-- continues: m = 3 -->\n```python\nprint(n)\n```\n")
+    (tmp_path / "lost").mkdir()
+    with pytest.raises(AssertionError, match="no earlier python block"):
+        run_page(lost, tmp_path / "lost")
 
 
 def test_a_page_with_every_block_skipped_is_reported(tmp_path: Path) -> None:

@@ -207,7 +207,10 @@ def test_attention_maps_follow_the_model(tmp_path: Path) -> None:
     assert maps.prediction.ok and maps.prediction.levels[0].label == maps.levels[0].label
     path = maps.save(tmp_path / "out" / "fig8.png", panel_size=200)
     sheet = Image.open(path)
-    assert sheet.format == "PNG" and sheet.height == 200 + 2 * 8 + 30
+    caption, strip = 3 * 15 + 4, 15 + 10  # three caption lines; the colour-bar strip
+    assert sheet.format == "PNG" and sheet.height == 200 + 2 * 8 + caption + strip
+    cam = maps.levels[0]  # a CAM is built from its own class alone
+    assert cam.classes == (cam.label,) and cam.built_from() == f"CAM of {cam.label}"
     panel_w = round(maps.image.size[0] * 200 / max(maps.image.size))
     assert sheet.width == 4 * panel_w + 5 * 8
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["fig8.png"]  # no temp file left
@@ -239,7 +242,8 @@ def test_cli_json_lines_and_exit_status_1_on_a_bad_file(
     pngs = sorted(p.name for p in att.iterdir())
     assert len(pngs) == 7 and all(Path(r["attention"]).is_file() for r in good)
     with Image.open(good[0]["attention"]) as sheet:
-        assert sheet.height == 256 + 16 + 36
+        line = 256 // 14  # three caption lines, then the colour-bar strip
+        assert sheet.height == 256 + 2 * 8 + (3 * line + 4) + (line + 10)
     assert "9 image(s): 7 predicted, 2 failed" in captured.err
     # the reloaded weights give the same answers as the model in memory
     direct = {r.source: r.to_dict() for r in predict(model, photo_dir, top_k=2) if r.ok}

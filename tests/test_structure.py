@@ -25,6 +25,8 @@ LAYERS: dict[str, int] = {
     "_checks": 0,
     "_version": 0,
     "_checkpointing": 0,
+    "_hints": 0,
+    "_threads": 0,
     "errors": 0,
     "taxonomy": 0,
     "config": 0,

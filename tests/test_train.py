@@ -215,7 +215,7 @@ def test_every_shipped_config_is_valid_and_states_the_paper_targets() -> None:
             assert "{fold}" not in cfg.output_dir and cfg.init_from == "runs/mdan_fi/seed-0"
 
 
-def test_workers_are_capped_at_the_cpus_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_workers_and_threads_are_capped_at_the_cpus_once(caplog: pytest.LogCaptureFixture) -> None:
     import logging
     import os
     import warnings
@@ -224,11 +224,15 @@ def test_workers_are_capped_at_the_cpus_once(caplog: pytest.LogCaptureFixture) -
 
     cpus = len(os.sched_getaffinity(0))
     cfg = TrainConfig(workers=cpus + 7)
+    left = max(0, cpus - 1)  # a core stays with the model's intra-op threads
     with caplog.at_level(logging.INFO, logger="mdan_zoo.training._config"):
-        assert cfg.loader_workers() == cpus
-        assert cfg.loader_workers() == cpus
+        assert cfg.loader_workers() == left
+        assert cfg.loader_workers() == left
+    threads = cfg.intra_op_threads()
+    assert threads + left <= max(cpus, 1)
     assert [r.getMessage() for r in caplog.records].count(
-        f"workers={cpus + 7} but this process may use {cpus} CPUs: using {cpus} DataLoader workers"
+        f"workers={cpus + 7} but this process may use {cpus} CPUs and runs {threads} intra-op "
+        f"thread(s): using {left} DataLoader workers"
     ) == 1
     assert TrainConfig(workers=0).loader_workers() == 0
     with warnings.catch_warnings():

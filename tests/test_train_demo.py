@@ -27,6 +27,7 @@ def test_demo_quick_end_to_end(
         row = next(line for line in text.splitlines() if line.startswith(f"{level} ({k})"))
         values = [float(v) for v in row.split()[2:]]
         expected = [100 * report["accuracy"][b][level] for b in ("local", "global", "overall")]
+        expected += [100 * report["baselines"][b][level] for b in ("majority", "chance")]
         np.testing.assert_allclose(values, expected, atol=0.006)
     assert "hierarchy violations" in text
     # saved in Hub layout, reloaded, equal outputs

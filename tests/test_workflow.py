@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from zoo_helpers import photos, tiny_mdan
 
 from mdan_zoo import (
@@ -187,8 +187,8 @@ def test_a_training_run_folder_loads_its_selected_epoch_everywhere(
     code = run_cli([str(photo)], model_name=None, weights=str(run_dir), stdout=out, stderr=err)
     expected = MDAN.from_pretrained(run_dir).predict([photos()[0]])[0]
     assert code == 0 and "Untrained" not in err.getvalue()
-    answer = " > ".join(p.label for p in expected.consistent)
-    assert f"answer  {answer}  (joint P_O {expected.joint_prob:.3f})" in out.getvalue()
+    answer = " > ".join(f"{p.label} {p.prob:.3f}" for p in expected.consistent)
+    assert f"answer  {answer}  (joint P_O {expected.joint_prob:.3f}: the path" in out.getvalue()
 
 
 def test_a_damaged_or_empty_run_folder_is_refused_with_the_file_and_the_fix(
@@ -423,17 +423,23 @@ def test_captions_fit_their_panel_and_show_the_given_labels() -> None:
 
     long = "an extraordinarily long emotion label that never fits"
     levels = [Level("polarity level with a long name", long), Level("emotion", long)]
-    sheet = np.asarray(render_overlay(image, levels, panel_size=96))
+    sheet = np.asarray(render_overlay(image, levels, panel_size=96, legend=False))
     gap, column = 8, 96
     for i in range(1, 3):  # the gap between panel i-1 and panel i, caption rows included
         x = gap + i * (column + gap) - gap
         assert (sheet[:, x : x + gap] == 255).all(), f"caption runs into panel {i}"
-    a = render_overlay(image, levels, panel_size=96, labels=[("joy", 0.5), ("awe", 0.5)])
-    levels_b = [Level(lv.level, name) for lv, name in zip(levels, ("joy", "awe"), strict=True)]
-    for lv, b in zip(levels, levels_b, strict=True):
-        b.map = lv.map
-    assert np.array_equal(np.asarray(a), np.asarray(render_overlay(image, levels_b, panel_size=96)))
-    assert not np.array_equal(np.asarray(a), sheet)
+    drawn: list[str] = []
+    real = ImageDraw.ImageDraw.text
+
+    def record(self, xy, text, *args, **kwargs):  # noqa: ANN001, ANN202
+        drawn.append(text)
+        return real(self, xy, text, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ImageDraw.ImageDraw, "text", record)
+        a = render_overlay(image, levels, panel_size=96, labels=[("joy", 0.5), ("awe", 0.5)])
+    assert "answer: joy 0.50" in drawn and "answer: awe 0.50" in drawn  # the labels given
+    assert not np.array_equal(np.asarray(a)[: sheet.shape[0]], sheet)
     with pytest.raises(ValueError, match="labels has 1 entries for 2 levels"):
         render_overlay(image, levels, labels=[("joy", 0.5)])
 

@@ -16,7 +16,7 @@ from ..errors import UsageError
 CONNECT_TIMEOUT_ENV = "MDAN_ZOO_HUB_CONNECT_TIMEOUT"
 TIMEOUT_ENV = "MDAN_ZOO_HUB_TIMEOUT"
 
-__all__ = ["add_token", "fail", "hub_deadlines", "rank0"]
+__all__ = ["add_threads", "add_token", "fail", "hub_deadlines", "rank0"]
 
 
 def _seconds(text: str) -> float:
@@ -68,6 +68,28 @@ def hub_deadlines(args: argparse.Namespace) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = old
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    """``--threads N`` (train, eval, predict, demo): torch intra-op threads."""
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="torch intra-op threads on the CPU (default: the cores this process may use "
+        "minus the DataLoader workers, so the two never exceed the cores)",
+    )
 
 
 def fail(err: BaseException | str) -> int:

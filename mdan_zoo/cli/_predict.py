@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ._common import add_token
+from ._common import add_threads, add_token
 
 __all__ = ["add_commands"]
 
@@ -81,6 +81,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="processes that read images while the model runs; 0: in the main process "
         "(default: 0 for one batch, else 1 on CPU, up to 8 on GPU)",
     )
+    add_threads(p)
     p.add_argument(
         "--bf16",
         action="store_true",

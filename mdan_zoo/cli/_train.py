@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from ..errors import MDANZooError, UsageError
-from ._common import add_token, fail, rank0
+from ._common import add_threads, add_token, fail, rank0
 
 __all__ = ["add_commands"]
 
@@ -55,6 +55,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="one run per fold of a cross-validated set, in OUTPUT_DIR/fold-<k> (--folds 5)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_threads(p)
     p.set_defaults(func=_train_train)
 
     p = sub.add_parser(
@@ -92,6 +93,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="folder for report.json/.txt and confusion CSV/PNG")
     p.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_threads(p)
     add_token(p)
     p.set_defaults(func=_train_eval)
 
@@ -127,6 +129,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a few seconds of training (tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_threads(p)
     p.set_defaults(func=_train_demo)
 
 
@@ -136,6 +139,8 @@ def _load_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig
     cfg = TrainConfig.from_file(args.config).with_overrides(args.overrides)
     if getattr(args, "no_progress", False):
         cfg = cfg.with_overrides(["progress=false"])
+    if getattr(args, "threads", None) is not None:
+        cfg = cfg.with_overrides([f"threads={args.threads}"])
     return cfg
 
 
@@ -153,7 +158,10 @@ def _train_train(args: argparse.Namespace) -> int:
         return fail(err)
     if rank0():
         if result.test_report is not None:
-            print(result.test_report.table(f"{cfg.name}: test split, epoch {result.best_epoch}"))
+            print(result.test_report.table())  # the same text as test/report.txt
+        else:
+            for text in result.warnings:
+                print(f"WARNING: {text}")
         print(
             f"best epoch {result.best_epoch} ({result.select_metric} {result.best_metric:.4f}); "
             f"run folder {result.output_dir}"
@@ -269,6 +277,7 @@ def _train_eval(args: argparse.Namespace) -> int:
             device=device,
             workers=cfg.loader_workers(),
             progress=cfg.progress,
+            threads=cfg.intra_op_threads(),
         )
     except _ERRORS as err:  # a --checkpoint that cannot be loaded too: the message says the fix
         return fail(err)
@@ -344,5 +353,11 @@ def _train_push(args: argparse.Namespace) -> int:
 def _train_demo(args: argparse.Namespace) -> int:
     from ..training import run_demo
 
-    run_demo(out_dir=args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+    run_demo(
+        out_dir=args.out,
+        quick=args.quick,
+        seed=args.seed,
+        progress=not args.no_progress,
+        threads=args.threads,
+    )
     return 0

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._hints import docs_url
 from ..taxonomy import Taxonomy
 from .dataset import IMAGE_EXTENSIONS, Listing
 from .fashion_mnist import DatasetError
@@ -33,7 +34,7 @@ def dataset_root(root: str | os.PathLike[str], what: str) -> Path:
     if not path.is_dir():
         raise DatasetError(
             f"{what}: dataset folder {path} does not exist or is not a folder; pass the folder "
-            f"that holds the dataset (see docs/datasets.md for the layout)"
+            f"that holds the dataset (see {docs_url('datasets.md')} for the layout)"
         )
     return path
 
@@ -180,7 +181,7 @@ def finish_listing(
     if not entries:
         raise DatasetError(
             f"{name}: no images found under {root}; check the folder against the layout in "
-            f"docs/datasets.md"
+            f"{docs_url('datasets.md')}"
         )
     present = set(labels.values())
     absent = [c for i, c in enumerate(taxonomy.labels[-1]) if i not in present]

@@ -31,6 +31,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .._hints import docs_url
 from ..taxonomy import Taxonomy, get_taxonomy
 from ._listing import SHOW, Labels, dataset_root, finish_listing
 from .dataset import Listing
@@ -61,7 +62,7 @@ EMOSET_ATTRIBUTES = (
 _FIX = (
     "EmoSet-118K (Yang et al., ICCV 2023) unpacks to info.json, train.json, val.json, test.json "
     "beside the folders image/<emotion>/ and annotation/<emotion>/; pass that folder as root "
-    "(see docs/datasets.md)."
+    f"(see {docs_url('datasets.md')})."
 )
 _WS = re.compile(r"[ \t\n\r]*")
 

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._hints import docs_url
 from ..taxonomy import Taxonomy, get_taxonomy
 from ._listing import Labels, dataset_root, finish_listing
 from .dataset import Listing
@@ -61,7 +62,7 @@ _FIX = (
     "FindingEmo's labels come with the PyPI package findingemo-light (`pip install "
     "findingemo-light`); download the images with `from findingemo_light.paper.download_multi "
     "import download_data; download_data(target_dir=ROOT)` and pass ROOT as root (see "
-    "docs/datasets.md)."
+    f"{docs_url('datasets.md')})."
 )
 
 

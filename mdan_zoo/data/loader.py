@@ -7,6 +7,8 @@ that later turns out broken and is skipped does not move other samples between p
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -59,8 +61,14 @@ def load_listing(
 
 
 def default_split_file(listing: Listing, spec: SplitSpec, seed: int) -> Path:
-    """``<root>/mdan_splits/<dataset>_<scheme>_seed<seed>.json``."""
-    return listing.root / SPLIT_DIR_NAME / f"{listing.name}_{spec.scheme}_seed{seed}.json"
+    """``<root>/mdan_splits/<dataset>_<scheme>_seed<seed>.json``; a split other than the
+    dataset's default (:data:`DEFAULT_SPLITS`) adds a short hash of its spec
+    (``folder_ratio-1a2b3c4d_seed0.json``), so it never collides with the default's file."""
+    scheme: str = spec.scheme
+    if spec != DEFAULT_SPLITS.get(listing.name, DEFAULT_SPLITS["folder"]):
+        text = json.dumps(spec.to_dict(), sort_keys=True)
+        scheme += "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return listing.root / SPLIT_DIR_NAME / f"{listing.name}_{scheme}_seed{seed}.json"
 
 
 def load_splits(

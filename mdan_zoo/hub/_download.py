@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .._hints import docs_url
 from ..registry import WeightsEntry
 from . import _checkpoint
 from ._checkpoint import (
@@ -32,7 +33,7 @@ from ._checkpoint import (
 )
 from ._fetch import fetch
 from ._integrity import verify
-from ._network import Token, endpoint, hub_error, network_errors, offline_mode
+from ._network import Token, endpoint, hub_error, network_errors, offline_mode, unreachable
 from ._options import MAX_BYTES_ENV, FetchOptions, HubDeadlines
 from ._refs import check_revision, is_hub_ref, parse_hub_ref, shown
 from .run_folder import RunFolderError, is_run_folder, protocol_runs, selected_checkpoint
@@ -210,6 +211,15 @@ def _resolve_hub(ref: str, opts: FetchOptions, *, filename: str) -> Checkpoint:
     offline_by = "local_files_only=True" if opts.local_files_only else None
     offline_by = offline_by or (_OFFLINE_ENV if offline_mode() else None)
     offline = offline_by is not None
+    pinned_and_cached = (
+        revision is not None
+        and _HEX40.match(revision) is not None
+        and all(_cached(repo_id, n, cache, revision) for n in (CONFIG_NAME, filename))
+    )  # huggingface_hub answers those from the cache without a request: nothing to probe
+    down = None if offline or pinned_and_cached else unreachable()
+    if down is not None:  # the cached copy, if any, without huggingface_hub's 23 s of retries
+        logger.info("the Hub at %s is unreachable (%s): using the cache", endpoint(), down)
+        offline = True
     paths: dict[str, Path] = {}
     local = (  # "runs/fi" may be a mistyped local folder rather than a repo id
         ""
@@ -253,6 +263,15 @@ def _resolve_hub(ref: str, opts: FetchOptions, *, filename: str) -> Checkpoint:
             ) from None
         # LocalEntryNotFoundError subclasses EntryNotFoundError: it must come first.
         except LocalEntryNotFoundError:
+            if down is not None:
+                raise WeightsError(
+                    f"cannot reach the Hub at {endpoint() or 'huggingface.co'} ({down}) for "
+                    f"{repo_id}/{name} (revision {revision or 'main'}), and it is not in the "
+                    f"cache {cache}. Check the connection or HF_ENDPOINT; on a machine without "
+                    "network set HF_HUB_OFFLINE=1 to use the cache only (copy a cache made "
+                    f"with `mdan-zoo download hf-hub:{repo_id} --cache-dir DIR` and set "
+                    f"HF_HUB_CACHE=DIR){local}"
+                ) from None
             if offline:
                 raise WeightsError(
                     f"{repo_id}/{name} (revision {revision or 'main'}) is not in the Hub cache "
@@ -349,6 +368,13 @@ def _fetch_or_cached(
         return Path(found)
 
 
+def _cached(repo_id: str, name: str, cache: Path, revision: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, name, cache_dir=cache, revision=revision)
+    return isinstance(found, str)
+
+
 def _commit_of(path: Path) -> str | None:
     return path.parent.name if _HEX40.match(path.parent.name) else None
 
@@ -365,7 +391,7 @@ def _missing_entry(name: str, repo_id: str, revision: str | None) -> str:
     return (
         f"{name} not found in Hub repository {repo_id!r} at revision {revision or 'main'}: an "
         "mdan_zoo checkpoint holds model.safetensors and config.json (pickled .bin/.pt/.pth "
-        "weights are never unpickled: convert them once with safetensors, see docs/hub.md)"
+        f"weights are never unpickled: convert them once with safetensors, see {docs_url('hub.md')})"
     )
 
 

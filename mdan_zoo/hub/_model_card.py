@@ -125,9 +125,10 @@ def model_card(config: Mapping[str, Any], *, base_model: str | None = None) -> s
         "## Metrics",
         "",
     ]
-    if metrics:
+    shown = {k: v for k, v in metrics.items() if k != "warnings"}
+    if shown:
         lines += ["| metric | value |", "|---|---|"]
-        for key, value in _flatten(metrics):
+        for key, value in _flatten(shown):
             lines.append(f"| {key} | {value} |")
     else:
         lines.append("No metrics were recorded with this checkpoint.")
@@ -167,6 +168,16 @@ def model_card(config: Mapping[str, Any], *, base_model: str | None = None) -> s
         "```",
         "",
     ]
+    warnings = metrics.get("warnings") or []
+    if warnings:  # what the run found wrong with its own verdict, right under the description
+        lines[8:8] = [
+            "## Warnings",
+            "",
+            "The training run that made this checkpoint found:",
+            "",
+            *[f"- **Warning:** {w}" for w in warnings],
+            "",
+        ]
     if data.base_model:
         base = data.base_model
         lines[6:6] = [f"Fine-tuned from [{base}](https://huggingface.co/{base}).", ""]

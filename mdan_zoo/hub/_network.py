@@ -14,7 +14,20 @@ import os
 
 from ._checkpoint import WeightsError
 
-__all__ = ["Token", "endpoint", "hub_error", "network_errors", "offline_mode"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "Token",
+    "endpoint",
+    "hub_error",
+    "network_errors",
+    "offline_mode",
+    "unreachable",
+]
+
+CONNECT_TIMEOUT = 3.0
+"""Seconds the quick reachability probe waits for the Hub's TCP port (name lookup included)."""
+
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 Token = str | bool | None
 """As huggingface_hub: a token string; ``None`` (or ``True``) for ``HF_TOKEN`` or the stored
@@ -32,6 +45,45 @@ def offline_mode() -> bool:
 
 def endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
+
+
+def unreachable(url: str | None = None, *, timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """Why the Hub at ``url`` (default: ``HF_ENDPOINT`` or huggingface.co) cannot be reached
+    (``"connection refused"``, ``"no answer within 3 s"``, ...), or None when its port answers.
+
+    One TCP connect, bounded by ``timeout`` even where the name lookup hangs, so a machine
+    without network learns it in seconds instead of after huggingface_hub's five retries
+    (23 s). Behind a proxy (``HTTPS_PROXY`` & co.) it says nothing: the proxy decides."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return None
+    parts = urlsplit(url or endpoint() or "https://huggingface.co")
+    host = parts.hostname
+    if not host:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    found: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            found.append(None)
+        except OSError as err:
+            found.append(err.strerror or type(err).__name__)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    if not found:
+        return f"no answer within {timeout:g} s"
+    reason = found[0]
+    return None if reason is None else reason.lower()
 
 
 def network_errors() -> tuple[type[BaseException], ...]:

@@ -30,6 +30,9 @@ class PredictOptions:
         workers: processes that read and transform the next batches while the model runs (a
             ``torch.utils.data.DataLoader``; pinned memory on GPU); 0 reads in this process.
             None: 0 when everything fits in one batch, else ``default_workers``.
+        threads: torch intra-op threads on a CPU while the pipeline runs (None: the cores this
+            process may use minus ``workers``, never more than torch's own default, so workers
+            and threads never exceed the cores); the caller's count is put back afterwards.
         allow_truncated: decode truncated files instead of refusing them.
         max_pixels: decompression-bomb limit per image (default Pillow's).
         channels_last: run in channels-last memory format (see docs/benchmarks.md); the model's
@@ -43,6 +46,7 @@ class PredictOptions:
     batch_size: int = 16
     device: str | torch.device | None = None
     workers: int | None = None
+    threads: int | None = None
     allow_truncated: bool = False
     max_pixels: int | None = None
     channels_last: bool = False
@@ -60,6 +64,9 @@ class PredictOptions:
         w = self.workers
         if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 0):
             raise ValueError(f"workers must be None or an integer >= 0, got {w!r}")
+        t = self.threads
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise ValueError(f"threads must be None or a positive integer, got {t!r}")
 
     def replace(self, **changes: Any) -> PredictOptions:
         """A copy with ``changes`` (field names as keywords)."""

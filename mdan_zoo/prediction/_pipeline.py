@@ -22,6 +22,7 @@ of the photo the model saw, and draws Fig. 8-style overlays (the photo, then one
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .._threads import default_threads, using_threads
 from ..untrained import warn_if_untrained
 from ._inputs import iter_inputs
 from ._loader import LoadedBatch, batch_loader, default_workers
@@ -168,6 +170,10 @@ def iter_batches(
     workers = opts.workers
     if workers is None:
         workers = 0 if single else default_workers(dev)
+    threads = opts.threads  # within the cores beside the workers (mdan_zoo._threads)
+    if threads is None:
+        threads = default_threads(workers)
+    budget = using_threads(threads) if dev.type == "cpu" else contextlib.nullcontext()
     loader = batch_loader(
         itertools.chain(head, stream),
         mdan.eval_transform(),
@@ -183,10 +189,11 @@ def iter_batches(
 
         bar = tqdm(unit="img", desc="predict", leave=False)
     try:
-        for batch in loader:
-            yield _run_batch(model, mdan, batch, dev, opts)
-            if bar is not None:
-                bar.update(len(batch.entries))
+        with budget:
+            for batch in loader:
+                yield _run_batch(model, mdan, batch, dev, opts)
+                if bar is not None:
+                    bar.update(len(batch.entries))
     finally:
         if bar is not None:
             bar.close()
@@ -245,7 +252,7 @@ def predict(model: Model, inputs: Any, **options: Any) -> list[Prediction]:
             image, a numpy array ``[H, W(, C)]``, a tensor ``[C, H, W]`` or ``[B, C, H, W]``
             (un-normalised: uint8 0..255 or float 0..1), or a list (or generator) of these.
         options: the keywords of :class:`PredictOptions` (``top_k``, ``batch_size``,
-            ``device``, ``workers``, ``allow_truncated``, ``max_pixels``, ``channels_last``,
+            ``device``, ``workers``, ``threads``, ``allow_truncated``, ``max_pixels``, ``channels_last``,
             ``bf16``, ``progress``), each explained there.
 
     Unreadable inputs (and images whose probabilities come out NaN or infinite) give a
@@ -307,21 +314,32 @@ def _maps_for(
 ) -> tuple[Image.Image, tuple[LevelAttention, ...]]:
     crop = photo.crop(crop_box(model, photo.size))
     w, h = crop.size
+    tax = model.taxonomy
+    by_local = getattr(model.config, "lcam_parent", "local") == "local"
     maps = []
-    for lv in out:
+    for depth, lv in enumerate(out):
         p = lv.probs[row].float()
         k = int(p.argmax())
-        if lv.lcam is not None:
+        parent: str | None = None
+        if lv.lcam is not None:  # M fused the CAMs of the classes under the level above's pick
             raw, kind = lv.lcam[row], "L-CAM"
+            if depth == 0:
+                classes = tuple(lv.labels)
+            else:
+                above = out[depth - 1]
+                pick = int((above.local_probs if by_local else above.probs)[row].argmax())
+                parent = above.labels[pick]
+                under = tax.parents[depth]
+                classes = tuple(lv.labels[c] for c in range(len(lv.labels)) if under[c] == pick)
         elif lv.cams is not None:
-            raw, kind = lv.cams[row, k], "CAM"
+            raw, kind, classes = lv.cams[row, k], "CAM", (lv.labels[k],)
         else:  # pragma: no cover - return_cams=True always fills cams
             raise RuntimeError("the model returned no CAMs; was it called with return_cams=True?")
         up = F.interpolate(
             raw.float()[None, None], size=(h, w), mode="bilinear", align_corners=False
         )
         heat = _minmax(up[0, 0]).cpu().numpy().astype(np.float32)
-        maps.append(LevelAttention(lv.name, lv.labels[k], float(p[k]), kind, heat))
+        maps.append(LevelAttention(lv.name, lv.labels[k], float(p[k]), kind, heat, classes, parent))
     return crop, tuple(maps)
 
 

@@ -96,6 +96,17 @@ class Prediction:
         """The finest label of the hierarchy-consistent answer (None on error)."""
         return self.consistent[-1].label if self.consistent else None
 
+    @property
+    def outside_top_k(self) -> tuple[str, ...]:
+        """The levels whose consistent label is not among that level's ``top_k``: the answer
+        maximises the product of P_O along its path, so a label can win on its path while
+        others at its level score higher alone."""
+        return tuple(
+            lv.level
+            for lv, c in zip(self.levels, self.consistent, strict=False)
+            if c.label not in {t.label for t in lv.top_k}
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (the CLI's ``--json`` line)."""
         if self.error is not None:
@@ -117,12 +128,17 @@ class LevelAttention:
 
     Attributes:
         level: the level's name.
-        label: the predicted label at this level (argmax of P_O) the map is about.
+        label: this level's own prediction (argmax of P_O). Not always what the map shows:
+            an L-CAM map is built from ``classes``, chosen by the level above.
         prob: its P_O.
         kind: ``"L-CAM"`` (the fused map M the level applied, Sec. 4.2.2) or ``"CAM"`` (the
             class activation map of ``label``, Sec. 4.2.1, where the level has no L-CAM).
         map: ``float32 [H, W]`` in [0, 1] (min-max scaled per image), the size of
             :attr:`AttentionMaps.image`.
+        classes: the classes whose CAMs the map was built from: for L-CAM the children of
+            ``parent`` (every class at the first level), for a CAM ``(label,)``.
+        parent: for L-CAM below the first level, the class the level above picked (its P_L
+            argmax, or P_O with ``lcam_parent="overall"``) whose children L-CAM fused.
     """
 
     level: str
@@ -130,6 +146,17 @@ class LevelAttention:
     prob: float
     kind: str
     map: np.ndarray
+    classes: tuple[str, ...] = ()
+    parent: str | None = None
+
+    def built_from(self) -> str:
+        """The caption line that says what the map shows (the PNG prints it as is)."""
+        if self.kind != "L-CAM":
+            return f"CAM of {self.label}"
+        shown = ", ".join(self.classes)
+        if self.parent is None:
+            return f"all classes: {shown}"
+        return f"under {self.parent}: {shown}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +164,8 @@ class LevelAttention:
             "label": self.label,
             "prob": self.prob,
             "kind": self.kind,
+            "classes": list(self.classes),
+            "parent": self.parent,
             "size": [int(self.map.shape[1]), int(self.map.shape[0])],
         }
 
@@ -164,10 +193,14 @@ class AttentionMaps:
     def ok(self) -> bool:
         return self.error is None
 
-    def overlay(self, *, panel_size: int = 256, alpha: float = 0.5) -> Image.Image:
+    def overlay(
+        self, *, panel_size: int = 256, alpha: float = 0.5, legend: bool = True
+    ) -> Image.Image:
         """Fig. 8 as one picture: the photo, then one heat-map overlay per level, captioned
-        with the level name, the map kind, and the hierarchy-consistent answer's label at that
-        level with its P_O (the answer the text output gives)."""
+        with the level name and the map kind, the classes the map was built from
+        (:meth:`LevelAttention.built_from`), and, marked as such, the hierarchy-consistent
+        answer's label at that level with its P_O (the answer the text output gives); a
+        colour bar at the bottom (``legend=False`` leaves it out)."""
         if self.image is None:
             raise ValueError(f"no attention maps for {self.source}: {self.error}")
         if panel_size < 32:
@@ -176,7 +209,12 @@ class AttentionMaps:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         answer = [(c.label, c.prob) for c in self.prediction.consistent] or None
         return render_overlay(
-            self.image, self.levels, panel_size=panel_size, alpha=alpha, labels=answer
+            self.image,
+            self.levels,
+            panel_size=panel_size,
+            alpha=alpha,
+            labels=answer,
+            legend=legend,
         )
 
     def save(

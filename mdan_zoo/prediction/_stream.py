@@ -50,11 +50,18 @@ def _format_block(pred: Prediction, attention: str | None) -> str:
     if not pred.ok:
         return f"{pred.source}\n  ERROR      {pred.error}\n"
     width = max(len("answer"), *(len(lv.level) for lv in pred.levels))
-    path = " > ".join(c.label for c in pred.consistent)
+    path = " > ".join(f"{c.label} {c.prob:.3f}" for c in pred.consistent)
     note = "" if pred.argmax_consistent else "  [per-level argmax breaks the hierarchy]"
-    lines = [pred.source, f"  {'answer':<{width}}  {path}  (joint P_O {pred.joint_prob:.3f}){note}"]
-    for lv in pred.levels:
+    lines = [
+        pred.source,
+        f"  {'answer':<{width}}  {path}  (joint P_O {pred.joint_prob:.3f}: the path with the "
+        f"largest product of P_O){note}",
+    ]
+    outside = set(pred.outside_top_k)
+    for lv, answer in zip(pred.levels, pred.consistent, strict=True):
         tops = "   ".join(f"{t.label} {t.prob:.3f}" for t in lv.top_k)
+        if lv.level in outside:
+            tops += f"   [answer {answer.label} {answer.prob:.3f}: outside the top {len(lv.top_k)}]"
         lines.append(f"  {lv.level:<{width}}  {tops}")
     if attention is not None:
         lines.append(f"  {'attention':<{width}}  {attention}")

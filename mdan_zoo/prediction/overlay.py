@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .._io import file_part
 
-__all__ = ["attention_filename", "fit_text", "font", "jet", "render_overlay"]
+__all__ = ["attention_filename", "colour_legend", "fit_text", "font", "jet", "render_overlay"]
 
 
 class _LevelMap(Protocol):
@@ -26,6 +26,8 @@ class _LevelMap(Protocol):
     prob: float
     kind: str
     map: np.ndarray
+
+    def built_from(self) -> str: ...
 
 
 def jet(values: np.ndarray) -> np.ndarray:
@@ -59,22 +61,29 @@ def render_overlay(
     panel_size: int = 256,
     alpha: float = 0.5,
     labels: Sequence[tuple[str, float]] | None = None,
+    legend: bool = True,
 ) -> Image.Image:
     """The photo then each level's heat map blended over it, side by side, each panel fitted
-    into ``panel_size`` x ``panel_size`` with a two-line caption underneath (Fig. 8 layout).
+    into ``panel_size`` x ``panel_size`` with a three-line caption underneath (Fig. 8 layout):
+    the level and map kind; what the map was built from (``built_from()``: the classes whose
+    CAMs it fused); and ``answer: <label> <P_O>``, the hierarchy-consistent answer at that
+    level. A strip at the bottom holds the colour bar (jet, low to high) and says what
+    ``answer`` means.
 
-    ``labels``: the ``(label, P_O)`` to print under each level, coarse to fine (predictions pass
-    the hierarchy-consistent answer, so picture and text agree); default: each map's own
-    ``label`` and ``prob``. Captions are shortened with "..." to fit their panel.
+    ``labels``: the ``(label, P_O)`` of the consistent answer, coarse to fine (predictions pass
+    it); without it the third line gives each level's own argmax, marked ``argmax:``.
+    Captions are shortened with "..." to fit their panel. ``legend=False`` leaves the strip
+    out (a sheet of several rows draws one, :func:`colour_legend`).
     """
     if labels is not None and len(labels) != len(levels):
         raise ValueError(f"labels has {len(labels)} entries for {len(levels)} levels")
-    gap, caption = 8, max(30, panel_size // 7)
-    face = font(max(10, caption // 2 - 2))
+    gap, line = 8, max(15, panel_size // 14)
+    caption = 3 * line + 4
     photo = _fit(image.convert("RGB"), panel_size)
     pw, ph = photo.size
+    face = font(max(9, min(line - 3, max(pw, panel_size // 2) // 11)))
     column = max(pw, panel_size // 2)  # a narrow (portrait) photo still leaves caption room
-    panels = [(photo, "input", f"{image.size[0]}x{image.size[1]}")]
+    panels = [(photo, "input", f"{image.size[0]}x{image.size[1]}", "")]
     base = np.asarray(photo, dtype=np.float32)
     for i, lv in enumerate(levels):
         heat_small = Image.fromarray((np.clip(lv.map, 0, 1) * 255).astype(np.uint8)).resize(
@@ -82,23 +91,70 @@ def render_overlay(
         )
         colour = jet(np.asarray(heat_small, dtype=np.float32) / 255.0).astype(np.float32)
         blend = ((1.0 - alpha) * base + alpha * colour).round().clip(0, 255).astype(np.uint8)
-        label, prob = labels[i] if labels is not None else (lv.label, lv.prob)
-        panels.append((Image.fromarray(blend), f"{lv.level} ({lv.kind})", f"{label} {prob:.2f}"))
+        if labels is not None:
+            answer = f"answer: {labels[i][0]} {labels[i][1]:.2f}"
+        else:
+            answer = f"argmax: {lv.label} {lv.prob:.2f}"
+        built = lv.built_from() if hasattr(lv, "built_from") else f"{lv.label} {lv.prob:.2f}"
+        panels.append((Image.fromarray(blend), f"{lv.level} ({lv.kind})", built, answer))
     width = len(panels) * column + (len(panels) + 1) * gap
-    height = ph + caption + 2 * gap
+    strip = line + 10 if legend else 0
+    height = ph + caption + 2 * gap + strip
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for i, (panel, line1, line2) in enumerate(panels):
+    shades = ((0, 0, 0), (40, 40, 40), (0, 0, 150))
+    for i, (panel, *lines) in enumerate(panels):
         x = gap + i * (column + gap)
         sheet.paste(panel, (x + (column - pw) // 2, gap))
-        draw.text((x, gap + ph + 2), fit_text(draw, line1, face, column), fill=(0, 0, 0), font=face)
-        draw.text(
-            (x, gap + ph + 2 + caption // 2),
-            fit_text(draw, line2, face, column),
-            fill=(40, 40, 40),
-            font=face,
+        for j, text in enumerate(lines):
+            draw.text(
+                (x, gap + ph + 2 + j * line),
+                fit_text(draw, text, face, column),
+                fill=shades[j],
+                font=face,
+            )
+    if legend:
+        _colour_bar(
+            sheet, draw, face, top=ph + caption + 2 * gap, height=line, answer=labels is not None
         )
     return sheet
+
+
+def colour_legend(width: int, *, answer: bool = True, size: int = 15) -> Image.Image:
+    """The strip :func:`render_overlay` ends with, alone (``width`` pixels wide): the jet colour
+    bar from low to high attention, and what a caption's ``answer:`` line means."""
+    strip = Image.new("RGB", (width, size + 10), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    _colour_bar(strip, draw, font(max(9, size - 3)), top=2, height=size, answer=answer)
+    return strip
+
+
+def _colour_bar(
+    sheet: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    face: object,
+    *,
+    top: int,
+    height: int,
+    answer: bool,
+) -> None:
+    """The jet scale from low to high attention, and what the captions' last line means."""
+    x0 = 8
+    low = "low"
+    draw.text((x0, top), low, fill=(0, 0, 0), font=face)  # type: ignore[arg-type]
+    bx = x0 + int(draw.textlength(low, font=face)) + 4  # type: ignore[arg-type]
+    bar_w = max(40, min(160, sheet.width // 4))
+    ramp = jet(np.tile(np.linspace(0.0, 1.0, bar_w, dtype=np.float32), (max(4, height - 4), 1)))
+    sheet.paste(Image.fromarray(ramp), (bx, top + 2))
+    note = "high attention (each map scaled to its own min-max)"
+    note += "; answer: the hierarchy-consistent prediction, P_O" if answer else ""
+    text_x = bx + bar_w + 4
+    draw.text(
+        (text_x, top),
+        fit_text(draw, note, face, max(10, sheet.width - text_x - 4)),
+        fill=(0, 0, 0),
+        font=face,  # type: ignore[arg-type]
+    )
 
 
 def fit_text(draw: ImageDraw.ImageDraw, text: str, face: object, width: int) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .._checks import kind, preview, read_json_file, short
+from .._hints import docs_url
 from .._io import atomic_write_text
 from ._rules import (
     MAX_ALIASES,
@@ -325,7 +326,7 @@ class Taxonomy:
                     f"taxonomy file {path} is a training config (it has 'dataset' and "
                     "'taxonomy' keys), not a label tree: its 'taxonomy' must name a built-in "
                     "tree or another file, the one written by Taxonomy.to_json "
-                    "(docs/finetune.md, step 1)"
+                    f"({docs_url('finetune.md#1-write-the-taxonomy')})"
                 ) from None
             raise TaxonomyError(f"taxonomy file {path}: {err}") from None
 

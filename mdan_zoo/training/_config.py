@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from .._checks import typed_fields, unique_keys
+from .._hints import docs_url
 from .._io import atomic_write_text
+from .._threads import available_cores, thread_budget
 from ..config import BACKBONES, ConfigError, MDANConfig, Preprocessing
+from ..data.splits import DEFAULT_SPLITS, SplitSpec
 from ..taxonomy import Taxonomy, get_taxonomy, list_taxonomies
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "DECODE_MODES",
     "RESUME_FREE",
     "TrainConfig",
+    "changed_split",
     "config_diff",
     "config_text",
     "list_configs",
@@ -46,6 +50,7 @@ RESUME_FREE = {
     "epochs",
     "progress",
     "workers",
+    "threads",
     "output_dir",
     "eval_test",
     "paper",
@@ -89,7 +94,18 @@ def config_diff(saved: Mapping[str, Any], config: TrainConfig) -> list[str]:
     """Keys (outside :data:`RESUME_FREE`) whose value in ``config`` differs from ``saved`` (a
     run's recorded config): a run may only be continued with the config it started with."""
     now = config.to_dict()
-    return sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
+    absent = _defaults()  # a key newer than the run: the run had its default
+    return sorted(k for k in now if k not in RESUME_FREE and saved.get(k, absent.get(k)) != now[k])
+
+
+def _defaults() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 @dataclass
@@ -113,6 +129,11 @@ class TrainConfig:
             file, see docs/datasets.md).
         subset_per_class: ``fashion_mnist`` only: a seeded, balanced subset of N training
             images per class, and N // 4 per class for validation and test (quick runs).
+        split: the split of the other datasets, as :class:`~mdan_zoo.data.splits.SplitSpec`
+            fields that replace the adapter's default (``{"val_fraction": 0.2}``,
+            ``{"scheme": "kfold", "folds": 5}``); empty: the paper's split
+            (:data:`~mdan_zoo.data.splits.DEFAULT_SPLITS`). For a ``ratio`` split
+            ``val_fraction`` is the validation share of all images (the training part shrinks).
         backbone: torchvision ResNet (paper: ``resnet101``).
         model: MDANConfig fields to change (``alpha``, ``heads``, ``lcam``...).
         input_size / resize_size: crop and resize sizes (paper: 448 crops). ``resize_size``
@@ -123,6 +144,13 @@ class TrainConfig:
         init_from: an MDAN checkpoint to start from instead (Hub repo id, Hub folder or a run's
             output folder), e.g. the FI model for the small sets; heads are kept when the tree
             is the same and re-initialised otherwise.
+        freeze: parts of the network that keep their start weights and do not learn (the
+            small-data recipe, docs/finetune.md): ``["trunk"]`` (the ResNet backbone), its
+            stages ``trunk.stem``, ``trunk.layer1`` .. ``trunk.layer4``, ``top_down`` (F5
+            and the MHCCA laterals) or ``top_down.f5`` / ``top_down.level1`` ..; any module
+            path of the model (``backbone.layer3``) works too (:data:`mdan_zoo.training.FREEZE_PARTS`).
+            Frozen parameters get no optimizer group; frozen BatchNorm layers keep their
+            statistics. The classifiers always learn (at ``lr_new``).
         epochs, batch_size, micro_batch_size, lr_backbone, lr_new, momentum, weight_decay,
         lr_step_epochs, lr_gamma: the optimisation recipe; ``batch_size`` is global (all
             processes together), ``micro_batch_size`` enables gradient accumulation.
@@ -131,7 +159,10 @@ class TrainConfig:
         amp: mixed precision on GPU: ``auto`` (bf16 where supported, else fp16 + GradScaler),
             ``bf16``, ``fp16`` or ``off``; CPUs always run in float32.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        workers: DataLoader worker processes per process.
+        workers: DataLoader worker processes per process (at most the cores left to the
+            model's threads, see ``threads``).
+        threads: torch intra-op threads per process; None: the cores this process may use
+            minus the DataLoader workers, so the two never exceed the cores (``--threads``).
         pin_memory: page-locked batches for asynchronous copies to the GPU; ``None``
             (default): on when training on CUDA, off on CPUs.
         prefetch_factor: batches each worker keeps ready; ``None`` (default): torch's 2,
@@ -169,12 +200,14 @@ class TrainConfig:
     fold: int | None = None
     val_fraction: float = 0.05
     subset_per_class: int | None = None
+    split: dict[str, Any] = field(default_factory=dict)
     backbone: str = "resnet101"
     model: dict[str, Any] = field(default_factory=dict)
     input_size: int = 448
     resize_size: int | None = 512
     pretrained: str = "imagenet"
     init_from: str | None = None
+    freeze: list[str] = field(default_factory=list)
     epochs: int = 30
     batch_size: int = 64
     micro_batch_size: int | None = None
@@ -191,6 +224,7 @@ class TrainConfig:
     pin_memory: bool | None = None
     prefetch_factor: int | None = None
     decode: str = "cpu"
+    threads: int | None = None
     seed: int = 0
     split_seed: int | None = None
     deterministic: bool = False
@@ -224,6 +258,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise ConfigError("momentum must be in [0, 1) and weight_decay >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 (or null: from the cores), got {self.threads}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ConfigError(f"micro_batch_size must be >= 1, got {self.micro_batch_size}")
         if self.backbone not in BACKBONES:
@@ -249,6 +285,18 @@ class TrainConfig:
             raise ConfigError(
                 f"resize_size ({self.resize_size}) must be >= input_size ({self.input_size})"
             )
+        if not isinstance(self.freeze, list) or not all(isinstance(p, str) for p in self.freeze):
+            raise ConfigError(
+                f'freeze must be a list of part names (e.g. ["trunk"]), got {self.freeze!r}'
+            )
+        from ._freeze import FREEZE_PARTS
+
+        bad = [p for p in self.freeze if p not in FREEZE_PARTS and not _module_path(p)]
+        if bad:
+            raise ConfigError(
+                f"freeze: unknown part {bad[0]!r}; parts: {', '.join(FREEZE_PARTS)}, or a "
+                "module path of the model such as backbone.layer3"
+            )
         if self.keep_checkpoints < 1:
             raise ConfigError("keep_checkpoints must be >= 1 (resume needs the last one)")
         if not (
@@ -261,6 +309,7 @@ class TrainConfig:
                 "set the backbone with the top-level `backbone` key, not model.backbone"
             )
         self.model_config()  # unknown or invalid MDANConfig fields fail here
+        self.split_spec()  # unknown or invalid split fields fail here
         self.preprocessing()
         if self.select_metric.split("/")[0] not in ("overall", "local", "global"):
             raise ConfigError(
@@ -277,6 +326,20 @@ class TrainConfig:
         """The seed of the split: ``split_seed``, else ``seed``."""
         return self.seed if self.split_seed is None else self.split_seed
 
+    def split_spec(self) -> SplitSpec | None:
+        """The split this run's dataset is cut with: the adapter's default
+        (:data:`~mdan_zoo.data.splits.DEFAULT_SPLITS`) changed by ``split``; None for
+        ``fashion_mnist``, which keeps its own (``val_fraction``)."""
+        if self.dataset == "fashion_mnist":
+            if self.split:
+                raise ConfigError(
+                    "split applies to the other datasets; fashion_mnist holds out "
+                    "validation images with val_fraction (e.g. --set val_fraction=0.1)"
+                )
+            return None
+        default = DEFAULT_SPLITS.get(self.dataset, DEFAULT_SPLITS["folder"])
+        return changed_split(default, self.split)
+
     def preprocessing(self) -> Preprocessing:
         """The input the trained weights will expect (carried with them)."""
         return Preprocessing(input_size=self.input_size, resize_size=self.resize_size)
@@ -290,27 +353,28 @@ class TrainConfig:
             return Taxonomy.from_json(path)
         raise ConfigError(
             f"taxonomy {self.taxonomy!r} is neither a built-in ({list_taxonomies()}) nor a "
-            "taxonomy JSON file; write one with Taxonomy.to_json (docs/finetune.md)"
+            f"taxonomy JSON file; write one with Taxonomy.to_json ({docs_url('finetune.md')})"
         )
 
     def loader_workers(self) -> int:
-        """``workers``, capped at the CPUs this process may use (torch warns for every loader
-        that asks for more); the cap is logged once."""
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cpus = os.cpu_count() or 1
-        if self.workers <= cpus:
-            return self.workers
-        if (self.workers, cpus) not in _WORKER_NOTES:
-            _WORKER_NOTES.add((self.workers, cpus))
+        """``workers``, capped so that they and the model's intra-op threads fit the CPUs this
+        process may use (:func:`~mdan_zoo._threads.thread_budget`); the cap is logged once."""
+        threads, workers = thread_budget(self.threads, self.workers)
+        if workers < self.workers and (self.workers, workers) not in _WORKER_NOTES:
+            _WORKER_NOTES.add((self.workers, workers))
             logger.info(
-                "workers=%d but this process may use %d CPUs: using %d DataLoader workers",
+                "workers=%d but this process may use %d CPUs and runs %d intra-op thread(s): "
+                "using %d DataLoader workers",
                 self.workers,
-                cpus,
-                cpus,
+                available_cores(),
+                threads,
+                workers,
             )
-        return cpus
+        return workers
+
+    def intra_op_threads(self) -> int:
+        """torch threads for this run: ``threads``, or the cores the workers leave."""
+        return thread_budget(self.threads, self.workers)[0]
 
     def resolved_output_dir(self) -> Path:
         fold = "" if self.fold is None else str(self.fold)
@@ -417,6 +481,51 @@ class TrainConfig:
 
 
 _MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(MDANConfig))
+
+
+def changed_split(default: SplitSpec, changes: Mapping[str, Any]) -> SplitSpec:
+    """``default`` with the :class:`SplitSpec` fields of ``changes`` replaced. For a ``ratio``
+    split, ``val_fraction`` (without ``fractions``) sets the validation share of all images
+    and the training part gives it up; :class:`ConfigError` names a bad field."""
+    if not changes:
+        return default
+    known = {f.name for f in dataclasses.fields(SplitSpec)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ConfigError(f"unknown split key(s) {unknown}; known: {sorted(known)}")
+    data: dict[str, Any] = {
+        "scheme": default.scheme,
+        "fractions": dict(default.fractions),
+        "folds": default.folds,
+        "val_fraction": default.val_fraction,
+        **changes,
+    }
+    if data["scheme"] == "ratio" and "fractions" not in changes and "val_fraction" in changes:
+        fractions = dict(default.fractions) if default.scheme == "ratio" else {}
+        fractions = fractions or dict(DEFAULT_SPLITS["folder"].fractions)
+        val = changes["val_fraction"]
+        if not isinstance(val, (int, float)) or isinstance(val, bool) or not 0 < val < 1:
+            raise ConfigError(f"split.val_fraction must be a number in (0, 1), got {val!r}")
+        fractions["val"] = float(val)
+        rest = sum(f for n, f in fractions.items() if n != "train")
+        if rest >= 1:
+            raise ConfigError(
+                f"split.val_fraction={val} leaves no training images beside the other parts "
+                f"({ {n: f for n, f in fractions.items() if n != 'train'} })"
+            )
+        fractions["train"] = round(1.0 - rest, 10)
+        data["fractions"] = fractions
+    if isinstance(data["fractions"], Mapping):
+        data["fractions"] = tuple(data["fractions"].items())
+    try:
+        return SplitSpec(**data)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"split {dict(changes)}: {err}") from None
+
+
+def _module_path(text: str) -> bool:
+    """Looks like a dotted module path (``backbone.layer3``, ``laterals.1``)."""
+    return bool(text) and all(p.isidentifier() or p.isdigit() for p in text.split("."))
 
 
 def _check_types(cfg: TrainConfig) -> None:

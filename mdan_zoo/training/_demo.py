@@ -27,11 +27,12 @@ from PIL import Image, ImageDraw
 from torch.utils.data import TensorDataset
 
 from .._io import atomic_path, atomic_write_text, file_parts
+from .._threads import thread_budget, using_threads
 from ..config import LITE_FPN_CHANNELS, Preprocessing
 from ..data.fashion_mnist import FashionMNIST
 from ..evaluation import EvalReport, confusion_stem
 from ..model import MDAN
-from ..prediction.overlay import font
+from ..prediction.overlay import colour_legend, font
 from ..taxonomy import get_taxonomy
 from ._config import TrainConfig
 from ._publish import run_metrics
@@ -114,22 +115,25 @@ def _tensor_set(split: str, indices: np.ndarray, size: int) -> TensorDataset:
 
 
 def _attention_png(
-    model: MDAN, images: list[Image.Image], truth: list[int], path: Path, *, tile: int = 112
+    model: MDAN, images: list[Image.Image], truth: list[int], path: Path, *, tile: int = 160
 ) -> Path:
     """One Fig. 8-style row per held-out image (the image, then the attention applied at every
-    level with that level's P_O prediction), under a caption naming the true class."""
+    level, captioned with the classes it was built from and the consistent answer), under a
+    caption naming the true class; one colour bar at the bottom."""
     tax = model.taxonomy
-    rows = [maps.overlay(panel_size=tile) for maps in model.attention_maps(images)]
+    rows = [maps.overlay(panel_size=tile, legend=False) for maps in model.attention_maps(images)]
     face = font(11)
     cap = 16
     width = max(r.width for r in rows)
-    grid = Image.new("RGB", (width, sum(r.height + cap for r in rows)), "white")
+    legend = colour_legend(width)
+    grid = Image.new("RGB", (width, sum(r.height + cap for r in rows) + legend.height), "white")
     draw = ImageDraw.Draw(grid)
     y = 0
     for row, label in zip(rows, truth, strict=True):
         draw.text((8, y + 2), f"true: {tax.fine_labels[label]}", fill="black", font=face)
         grid.paste(row, (0, y + cap))
         y += row.height + cap
+    grid.paste(legend, (0, y))
     with atomic_path(path) as tmp:
         grid.save(tmp, format="PNG")
     return path
@@ -153,8 +157,19 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
     echo: Any = print,
+    threads: int | None = None,
 ) -> DemoResult:
-    """Run the demo, writing everything under ``out_dir`` (replaced if it holds an old demo)."""
+    """Run the demo, writing everything under ``out_dir`` (replaced if it holds an old demo).
+
+    ``threads``: torch intra-op threads (None: the cores this process may use, never more
+    than torch's default); the caller's count is put back afterwards."""
+    with using_threads(thread_budget(threads, 0)[0]):
+        return _run_demo(out_dir=out_dir, quick=quick, seed=seed, progress=progress, echo=echo)
+
+
+def _run_demo(
+    *, out_dir: str | os.PathLike[str], quick: bool, seed: int, progress: bool, echo: Any
+) -> DemoResult:
 
     t_start = time.perf_counter()
     out = Path(out_dir)
@@ -196,6 +211,7 @@ def run_demo(
         lr_new=0.002,
         lr_step_epochs=size.lr_step_epochs,
         workers=0,
+        threads=torch.get_num_threads(),
         seed=seed,
         output_dir=str(run_dir),
         progress=progress,

@@ -38,13 +38,14 @@ def protocol_configs(
     if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
         raise ConfigError(f"--seeds takes distinct seeds >= 0, got {list(seeds)}")
     if folds is not None:
-        spec = DEFAULT_SPLITS.get(config.dataset)
+        spec = config.split_spec()
         if spec is None or spec.scheme != "kfold":
             kfold = sorted(n for n, s in DEFAULT_SPLITS.items() if s.scheme == "kfold")
             how = "its own fixed split" if spec is None else f"a {spec.scheme} split"
             raise ConfigError(
                 f"--folds: dataset {config.dataset!r} is not cross-validated ({how}); folds "
-                f"exist for {kfold}. For repeated runs of {config.dataset!r} use --seeds 0 1 2"
+                f"exist for {kfold}, and for any folder/csv dataset with --set "
+                f"split.scheme=kfold. For repeated runs of {config.dataset!r} use --seeds 0 1 2"
             )
         if folds != spec.folds:
             raise ConfigError(

@@ -22,6 +22,7 @@ from ..errors import StorageError
 from ..hub.run_folder import RunFolderError, is_run_folder
 from ..model import MDAN
 from ._checkpoints import load_checkpoint
+from ._judge import judge_selected
 from ._run_writer import _fsync_dir
 from ._runs import is_protocol_dir, report_runs
 from ._trainer import saved_state
@@ -37,11 +38,18 @@ def run_metrics(run_dir: str | os.PathLike[str], *, which: str = "best") -> dict
     one."""
     ckpt = load_checkpoint(run_dir, which=which)
     tax = ckpt.model.taxonomy
+    validation = ckpt.state.get("metrics", {})
     metrics: dict[str, Any] = {
         "selected_epoch": ckpt.epoch,
         "select_metric": ckpt.state.get("select_metric"),
-        "validation": ckpt.state.get("metrics", {}),
+        "validation": validation,
     }
+    warnings = [  # what the run found wrong with its own verdict (_judge.py)
+        *ckpt.state.get("split_warnings", []),
+        *judge_selected(validation, tax.level_names, epoch=ckpt.epoch),
+    ]
+    if warnings:  # the model card shows them under its description
+        metrics["warnings"] = warnings
     report = Path(run_dir) / "test" / "report.json"
     if report.is_file():
         data = json.loads(report.read_text(encoding="utf-8"))

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from .._hints import docs_url
 from ..config import ConfigError, Preprocessing
 from ..hub import WeightsError, read_torch_state_dict
 from ..hub.run_folder import is_run_folder, protocol_runs
@@ -85,7 +86,7 @@ def build_datasets(
     if config.data_root is None:
         raise ConfigError(
             f"dataset {config.dataset!r} needs data_root: the folder in its public layout "
-            "(docs/datasets.md); set it in the config or with --set data_root=/path"
+            f"({docs_url('datasets.md')}); set it in the config or with --set data_root=/path"
         )
     root = Path(config.data_root).expanduser()
     if not (root.is_file() if config.dataset == "csv" else root.is_dir()):
@@ -93,7 +94,7 @@ def build_datasets(
         raise ConfigError(
             f"data_root {config.data_root} does not exist (dataset {config.dataset!r} needs its "
             f"{what} there): pass where the data is with --set data_root=/path/to/it (Python: "
-            "config.with_overrides(['data_root=/path/to/it'])); layouts: docs/datasets.md"
+            f"config.with_overrides(['data_root=/path/to/it'])); layouts: {docs_url('datasets.md')}"
         )
     split_file = (
         Path(config.split_dir) / f"{config.dataset}_seed{config.resolved_split_seed()}.json"
@@ -109,6 +110,7 @@ def build_datasets(
         eval_transform=eval_tf,
         on_missing=config.on_missing,  # type: ignore[arg-type]  # validated: error|skip
         seed=config.resolved_split_seed(),
+        split_spec=config.split_spec(),
         split_file=split_file,
         progress=config.progress,
     )

@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Mapping
 from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .._io import atomic_write_text
+from .._threads import available_cores, using_threads
 from ..config import ConfigError
 from ..data.dataset import ImageDataset
 from ..data.device_decode import EncodedBatch, EncodedImages, collate_encoded, decode_batch
@@ -46,7 +47,9 @@ from ._batching import EpochBatches, SeededSamples, Step, plan_epoch
 from ._checkpoints import checkpoint_name, find_checkpoints, load_checkpoint, resume_checkpoint
 from ._config import RESUME_FREE, TrainConfig, config_diff
 from ._distributed import epoch_seed, seed_all, set_bn_frozen, setup_distributed
+from ._freeze import apply_freeze, frozen_eval
 from ._input import EpochInput, TimedDataset, loader_options, starvation_warning, usable_cpus
+from ._judge import judge_selected, selection_facts, split_warnings
 from ._run_writer import (
     fault_point,
     prepare_run_dir,
@@ -64,7 +67,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """What a run produced."""
+    """What a run produced. ``warnings``: what the run found wrong with its own verdict (a
+    split too small to select or judge a model, a selected model no better than always
+    answering the most common class; :mod:`mdan_zoo.judge`), also logged and written under
+    the test report; empty when the run could judge and the model learned."""
 
     output_dir: Path
     best_epoch: int
@@ -73,6 +79,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     best_checkpoint: Path
     test_report: Any = None  # mdan_zoo.evaluation.EvalReport when the test split was evaluated
+    warnings: list[str] = field(default_factory=list)
 
 
 class Trainer:
@@ -110,14 +117,31 @@ class Trainer:
                     f"the {need!r} split is missing or empty: training selects the model on a "
                     "validation split (set val_fraction > 0 when the dataset has none)"
                 )
+        self.split_warnings = split_warnings(
+            self.datasets if self.dist.main else {}, self.taxonomy, fix=_split_fix(config)
+        )
+        for text in self.split_warnings:
+            logger.warning("%s", text)
         self.output_dir = config.resolved_output_dir()
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        groups = self.model.param_groups()
+        frozen = apply_freeze(self.model, config.freeze)
+        if frozen:
+            logger.info(
+                "freeze %s: %d parameter tensors keep their start weights",
+                config.freeze,
+                len(frozen),
+            )
+        rates = {"backbone": config.lr_backbone, "new": config.lr_new}
+        learning = {
+            name: [p for p in params if p.requires_grad]
+            for name, params in self.model.param_groups().items()
+        }
         self.optimizer = torch.optim.SGD(
-            [
-                {"params": groups["backbone"], "lr": config.lr_backbone, "name": "backbone"},
-                {"params": groups["new"], "lr": config.lr_new, "name": "new"},
+            [  # a part frozen whole has no group: the head-only recipe steps lr_new alone
+                {"params": params, "lr": rates[name], "name": name}
+                for name, params in learning.items()
+                if params
             ],
             momentum=config.momentum,
             weight_decay=config.weight_decay,
@@ -236,6 +260,7 @@ class Trainer:
         self.net.train()
         if cfg.batchnorm == "frozen":
             set_bn_frozen(self.net)
+        frozen_eval(self.model, cfg.freeze)
         it = iter(loader)
         feed = EpochInput(workers=loader.num_workers)
         total_loss, seen, t0 = 0.0, 0, time.perf_counter()
@@ -361,6 +386,7 @@ class Trainer:
             amp_dtype=self.amp_dtype,
             progress=self.config.progress and self.dist.main,
             distributed=self.dist.distributed,
+            threads=self.config.intra_op_threads(),
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -401,6 +427,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(),
                 "world_size": self.dist.world,
                 "history": self.history,
+                "split_warnings": self.split_warnings,
             },
             keep=self.config.keep_checkpoints,
         )
@@ -447,6 +474,15 @@ class Trainer:
         cfg = self.config
         stack = ExitStack()
         try:
+            if self.device.type == "cpu":  # threads + workers within the cores (_threads.py)
+                stack.enter_context(using_threads(cfg.intra_op_threads()))
+                logger.info(
+                    "CPU budget: %d intra-op thread(s) + %d DataLoader worker(s) on %d core(s) "
+                    "(--threads N / --set workers=N change it)",
+                    cfg.intra_op_threads(),
+                    cfg.loader_workers(),
+                    available_cores(),
+                )
             if self.dist.main:
                 stack.enter_context(run_lock(self.output_dir))
                 for done in prepare_run_dir(self.output_dir, resume=resume):
@@ -475,17 +511,11 @@ class Trainer:
                 is_best = score > self.best_metric
                 if is_best:
                     self.best_metric, self.best_epoch = score, epoch
-                row = {
-                    "epoch": epoch,
-                    "lr": lrs,
-                    **stats,
-                    **{f"val/{k}": v for k, v in flat.items()},
-                }
+                val = {f"val/{k}": v for k, v in flat.items()} | selection_facts(report)
+                row = {"epoch": epoch, "lr": lrs, **stats, **val}
                 row["selected"] = is_best
                 self.history.append(row)
-                self.save_checkpoint(
-                    epoch, {f"val/{k}": v for k, v in flat.items()}, is_best=is_best
-                )
+                self.save_checkpoint(epoch, val, is_best=is_best)
                 self._write_log()
                 fault_point("metrics", epoch)
                 if self.dist.main:
@@ -502,9 +532,10 @@ class Trainer:
             if self.dist.distributed:
                 dist.barrier()
             best = self.output_dir / "checkpoints" / checkpoint_name(self.best_epoch)
+            warnings = self.verdict()
             test_report = None
             if cfg.eval_test and "test" in self.datasets:
-                test_report = self._evaluate_best_on_test(best)
+                test_report = self._evaluate_best_on_test(best, warnings)
             return TrainResult(
                 output_dir=self.output_dir,
                 best_epoch=self.best_epoch,
@@ -513,19 +544,44 @@ class Trainer:
                 history=self.history,
                 best_checkpoint=best,
                 test_report=test_report,
+                warnings=warnings,
             )
         finally:
             stack.close()
             if self._started_pg and dist.is_initialized():
                 dist.destroy_process_group()
 
-    def _evaluate_best_on_test(self, best: Path) -> Any:
+    def verdict(self) -> list[str]:
+        """The split warnings, then what :func:`~mdan_zoo.judge.judge_selected` says of the
+        selected epoch; logged (rank 0) as warnings."""
+        row = next((h for h in self.history if h["epoch"] == self.best_epoch), {})
+        found = judge_selected(row, self.taxonomy.level_names, epoch=self.best_epoch)
+        if self.dist.main:
+            for text in found:
+                logger.warning("%s", text)
+        return [*self.split_warnings, *found]
+
+    def _evaluate_best_on_test(self, best: Path, warnings: list[str]) -> Any:
         if self.best_epoch != (self.history[-1]["epoch"] if self.history else 0):
             self.model.load_state_dict(load_checkpoint(best).model.state_dict())
         report = self.validate("test")
+        report.title = (
+            f"{self.config.name}: test split ({report.num_samples} images), model of epoch "
+            f"{self.best_epoch} (selected on validation)"
+        )
+        report.warnings = list(warnings)
         if self.dist.main:
-            report.write(self.output_dir / "test", title=f"{self.config.name}: test split")
+            report.write(self.output_dir / "test")
         return report
+
+
+def _split_fix(config: TrainConfig) -> str:
+    """The config change that holds out more images for validation and test."""
+    if config.dataset == "fashion_mnist":
+        return "--set val_fraction=0.1, or a larger --set subset_per_class=..."
+    return (
+        "--set split.val_fraction=0.2 (Python: config.with_overrides(['split.val_fraction=0.2']))"
+    )
 
 
 def saved_state(output_dir: str | Path) -> dict[str, Any] | None:
