@@ -1,4 +1,5 @@
-"""The two attention modules of MDAN (paper Sec. 4): MHCCA (Eq. 4) and L-CAM (Sec. 4.2)."""
+"""The parts of MDAN: the bottom-up trunk (Sec. 3.2) and the two attention modules (Sec. 4),
+MHCCA (Eq. 4) and L-CAM (Sec. 4.2)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import Tensor, nn
+
+from ._checkpointing import checkpointed
 
 __all__ = [
     "MHCCA",
+    "ResNetTrunk",
     "child_table",
     "class_activation_maps",
     "lcam_map",
@@ -313,3 +318,47 @@ def lcam_map(
     elif norm != "none":
         raise ValueError(f"unknown L-CAM norm {norm!r}")
     return fused
+
+
+class ResNetTrunk(nn.Module):
+    """The bottom-up branch: a torchvision ResNet without ``avgpool``/``fc``, returning C2..C5.
+
+    Submodule names are torchvision's (``conv1``, ``bn1``, ``layer1`` .. ``layer4``), so a
+    torchvision state dict (minus ``fc.*``) loads as is. Written by hand instead of
+    ``create_feature_extractor`` because FX tracing costs ~0.5 s per model build and gives
+    nothing here: the four stage outputs are plain attributes.
+    """
+
+    def __init__(self, resnet: torchvision.models.ResNet) -> None:
+        super().__init__()
+        self.conv1 = resnet.conv1
+        self.bn1 = resnet.bn1
+        self.relu = resnet.relu
+        self.maxpool = resnet.maxpool
+        self.layer1 = resnet.layer1
+        self.layer2 = resnet.layer2
+        self.layer3 = resnet.layer3
+        self.layer4 = resnet.layer4
+        self.grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each residual block in the backward pass instead of storing its activations
+        (timm's per-block scheme); outputs, gradients and BatchNorm statistics are unchanged."""
+        self.grad_checkpointing = bool(enable)
+
+    def stages(self, x: Tensor, last: int = 5) -> dict[str, Tensor]:
+        """C2 .. C``last`` (``last`` from 2 to 5): the trunk stops after the stage it needs."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out: dict[str, Tensor] = {}
+        layers = (self.layer1, self.layer2, self.layer3, self.layer4)
+        for level, layer in enumerate(layers[: last - 1], start=2):
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                for block in layer:
+                    x = checkpointed(block, x)
+            else:
+                x = layer(x)
+            out[f"c{level}"] = x
+        return out
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.stages(x)

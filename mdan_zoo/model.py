@@ -33,6 +33,7 @@ from .config import MDANConfig, Preprocessing
 from .hub import PretrainedMixin
 from .layers import (
     MHCCA,
+    ResNetTrunk,
     child_table,
     class_activation_maps,
     lcam_map,
@@ -50,50 +51,6 @@ AGG_MATRIX_MAX = 1 << 22
 a larger tree sums children with ``index_add`` instead, so a legal 30,000-class tree never
 allocates a 30,000 x 30,000 matrix (3.6 GB). The finest level needs none: P_G there is the
 global softmax itself."""
-
-
-class ResNetTrunk(nn.Module):
-    """The bottom-up branch: a torchvision ResNet without ``avgpool``/``fc``, returning C2..C5.
-
-    Submodule names are torchvision's (``conv1``, ``bn1``, ``layer1`` .. ``layer4``), so a
-    torchvision state dict (minus ``fc.*``) loads as is. Written by hand instead of
-    ``create_feature_extractor`` because FX tracing costs ~0.5 s per model build and gives
-    nothing here: the four stage outputs are plain attributes.
-    """
-
-    def __init__(self, resnet: torchvision.models.ResNet) -> None:
-        super().__init__()
-        self.conv1 = resnet.conv1
-        self.bn1 = resnet.bn1
-        self.relu = resnet.relu
-        self.maxpool = resnet.maxpool
-        self.layer1 = resnet.layer1
-        self.layer2 = resnet.layer2
-        self.layer3 = resnet.layer3
-        self.layer4 = resnet.layer4
-        self.grad_checkpointing = False
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each residual block in the backward pass instead of storing its activations
-        (timm's per-block scheme); outputs, gradients and BatchNorm statistics are unchanged."""
-        self.grad_checkpointing = bool(enable)
-
-    def stages(self, x: Tensor, last: int = 5) -> dict[str, Tensor]:
-        """C2 .. C``last`` (``last`` from 2 to 5): the trunk stops after the stage it needs."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        out: dict[str, Tensor] = {}
-        layers = (self.layer1, self.layer2, self.layer3, self.layer4)
-        for level, layer in enumerate(layers[: last - 1], start=2):
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                for block in layer:
-                    x = checkpointed(block, x)
-            else:
-                x = layer(x)
-            out[f"c{level}"] = x
-        return out
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return self.stages(x)
 
 
 def _take_indices(

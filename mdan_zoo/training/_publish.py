@@ -23,7 +23,7 @@ from ..hub.run_folder import RunFolderError, is_run_folder
 from ..model import MDAN
 from ._checkpoints import load_checkpoint
 from ._judge import judge_selected
-from ._run_writer import _fsync_dir
+from ._run_writer import fsync_dir
 from ._runs import is_protocol_dir, report_runs
 from ._trainer import saved_state
 
@@ -177,12 +177,12 @@ def _publish(stage: Path, out: Path) -> None:
     old export removed. :func:`_recover` finishes any step a kill cut short."""
     if not out.exists():
         os.replace(stage, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
         return
     aside = out.with_name(f".{out.name}.old-{os.getpid()}")
     os.replace(out, aside)
     os.replace(stage, out)
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
     _carry_over(aside, out)
 
 

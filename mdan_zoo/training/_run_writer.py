@@ -86,7 +86,7 @@ def model_state(model: MDAN) -> dict[str, Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -136,7 +136,7 @@ def write_checkpoint_dir(
             fault_point(f"tmp-{name.split('.')[0]}", epoch)
         text = json.dumps({**state, "files": files}, indent=1) + "\n"
         _write_synced(tmp / "state.json", text.encode("utf-8"))
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
     except OSError:  # a full disk: the half-written folder goes, the committed ones stay
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -148,7 +148,7 @@ def write_checkpoint_dir(
         os.replace(final, aside)
         fault_point("aside", epoch)
     os.replace(tmp, final)
-    _fsync_dir(parent)
+    fsync_dir(parent)
     fault_point("rename", epoch)
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
@@ -201,7 +201,7 @@ def _replace_json(path: Path, data: Mapping[str, Any], *, step: str, epoch: int)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     fault_point(step, epoch)
 
 
@@ -232,7 +232,7 @@ def settle_run(run_dir: Path, epoch: int, *, best_epoch: int, keep: int) -> None
         state, _ = inspect_checkpoint(legacy)  # older runs kept the selected epoch in best/
         if state is not None and state["epoch"] == best_epoch:
             os.replace(legacy, target)
-            _fsync_dir(ckpt_dir)
+            fsync_dir(ckpt_dir)
     if best_epoch:
         best = {"dir": checkpoint_name(best_epoch), "epoch": best_epoch}
         try:
@@ -338,5 +338,5 @@ def prepare_run_dir(run_dir: Path, *, resume: bool) -> list[str]:
                 p.unlink(missing_ok=True)
                 done.append(f"removed {p.relative_to(run_dir)}")
     if done:
-        _fsync_dir(ckpt_dir if ckpt_dir.is_dir() else run_dir)
+        fsync_dir(ckpt_dir if ckpt_dir.is_dir() else run_dir)
     return done
