@@ -186,8 +186,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--target", type=float, default=1000.0, help="GPU images/s to feed")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--quick", action="store_true", help="8 images, 1 round, 64 px (seconds)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: one core per worker)")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    if args.quick:
+        args.images, args.rounds, args.size, args.resize, args.batch = 8, 1, 64, 72, 4
+    torch.set_num_threads(args.threads)
     print(f"load average at start: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         results = measure(

@@ -235,7 +235,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (5)")
     parser.add_argument("--burst", type=int, default=50, help="concurrent requests (50)")
     parser.add_argument("--sections", nargs="+", default=["latency", "startup", "burst"])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads in this process")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         weights = _weights(tmp, args.quick)

@@ -50,9 +50,9 @@ def mdan(**kwargs: Unpack[FactoryArgs]) -> MDAN:
             unpublished entry raises :class:`~mdan_zoo.registry.UnpublishedWeightsError`).
         weights: a ``.safetensors`` file, a folder written by ``save_pretrained`` or
             ``"hf-hub:org/name[@revision]"``; ``.bin``/``.pt``/``.pth`` are refused (pickle).
-        revision, cache_dir, local_files_only, progress, token: how the weights are fetched,
-            as :class:`~mdan_zoo.hub.FetchOptions` describes them (a pinned Hub commit already
-            in the cache loads without a network call; ``token`` reads private repos).
+        revision, cache_dir, progress, token and the offline switch: how the weights are
+            fetched, the fields of :class:`~mdan_zoo.hub.FetchOptions` of the same names (a
+            pinned Hub commit already in the cache loads without a network call).
         taxonomy: the label tree (``Taxonomy``, built-in name or ``.json`` path). With weights
             of another tree, the backbone, FPN and attention transfer and changed classifier
             heads are re-initialised (``model.transfer_report`` says what moved).

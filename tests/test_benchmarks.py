@@ -13,16 +13,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_"))
+# the GPU check's CPU mode is --smoke (it trains through torchrun): tests/test_gpu_check.py runs it
+SMOKED = {"gpu_check.py"}
 ROW = re.compile(r"^\|.*\d+\.\d+.*\|$", re.MULTILINE)  # a table row with a decimal number
 
 
 def test_every_script_is_covered() -> None:
     assert set(SCRIPTS) >= {"load.py", "taxonomy_size.py", "train_memory.py", "forward.py"}
     for name in SCRIPTS:
-        assert "--quick" in (ROOT / "benchmarks" / name).read_text(), f"{name} has no --quick"
+        flag = "--smoke" if name in SMOKED else "--quick"
+        assert flag in (ROOT / "benchmarks" / name).read_text(), f"{name} has no {flag}"
+    assert "--smoke" in (ROOT / "tests" / "test_gpu_check.py").read_text()
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("name", sorted(set(SCRIPTS) - SMOKED))
 def test_quick_mode_runs_and_prints_its_tables(
     name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

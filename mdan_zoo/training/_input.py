@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from .._hints import docs_url
+
 __all__ = [
     "STARVED_SHARE",
     "TIMING_KEYS",
@@ -189,7 +191,9 @@ def starvation_warning(
     fixes = [more, "a smaller resize_size (decoding and resizing the photo dominate)"]
     fixes.append("files resized beforehand to resize_size on the shorter side")
     if decode != "gpu":
-        fixes.append("decode=gpu (JPEG decoding and augmentation on the GPU, docs/training.md)")
+        fixes.append(
+            f"decode=gpu (JPEG decoding and augmentation on the GPU, {docs_url('training.md')})"
+        )
     return (
         f"epoch {epoch}: the input starved the model: the steps waited for data "
         f"{100 * share:.0f}% of the time ({stats['data_wait_s']:.1f} s). The loader delivers "
