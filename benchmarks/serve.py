@@ -191,6 +191,10 @@ def latency(server: _Server, weights: Path, photo: Path, rounds: int, tmp: Path)
     print(f"  wall: model.predict in Python                {d * 1000:7.0f} ms")
     print(f"  wall: page, upload -> labels shown           {p * 1000:7.0f} ms   ratio {p / d:.2f}")
     print(f"  wall: page, upload -> attention shown        {m * 1000:7.0f} ms   (median of 2)")
+    print("\n| upload -> labels shown | page (ms) | model.predict (ms) | ratio |")
+    print("|---|---:|---:|---:|")
+    print(f"| CPU time | {pc * 1000:.1f} | {dc * 1000:.1f} | {pc / dc:.2f} |")
+    print(f"| wall time | {p * 1000:.1f} | {d * 1000:.1f} | {p / d:.2f} |")
 
 
 def startup(server: _Server, weights: Path) -> None:
