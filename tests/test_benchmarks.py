@@ -4,12 +4,14 @@ tables checked for numbers; the measurements themselves live in the scripts, not
 
 from __future__ import annotations
 
+import os
 import re
 import runpy
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_"))
@@ -33,7 +35,15 @@ def test_quick_mode_runs_and_prints_its_tables(
     monkeypatch.chdir(ROOT)
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     monkeypatch.setattr(sys, "argv", [name, "--quick", "--threads", "1"])
-    runpy.run_path(str(ROOT / "benchmarks" / name), run_name="__main__")
+    # a script runs as its own program would: what it sets in the environment (load.py sets
+    # HF_HUB_OFFLINE) or in torch (the thread count) must not reach the tests after it
+    environ, threads = dict(os.environ), torch.get_num_threads()
+    try:
+        runpy.run_path(str(ROOT / "benchmarks" / name), run_name="__main__")
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert ROW.search(out), f"{name} printed no table of measurements:\n{out[-2000:]}"
     assert "nan" not in out.lower().replace("nanos", ""), out[-2000:]
