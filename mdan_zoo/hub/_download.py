@@ -216,7 +216,10 @@ def _resolve_hub(ref: str, opts: FetchOptions, *, filename: str) -> Checkpoint:
         and _HEX40.match(revision) is not None
         and all(_cached(repo_id, n, cache, revision) for n in (CONFIG_NAME, filename))
     )  # huggingface_hub answers those from the cache without a request: nothing to probe
-    down = None if offline or pinned_and_cached else unreachable()
+    deadlines = opts.deadlines or HubDeadlines.from_env()
+    down = None if offline or pinned_and_cached else unreachable(timeout=deadlines.connect)
+    if down is not None and "timeout" in down.lower():
+        down = f"it did not accept a connection within {deadlines.connect:g} s"
     if down is not None:  # the cached copy, if any, without huggingface_hub's 23 s of retries
         logger.info("the Hub at %s is unreachable (%s): using the cache", endpoint(), down)
         offline = True
@@ -226,7 +229,6 @@ def _resolve_hub(ref: str, opts: FetchOptions, *, filename: str) -> Checkpoint:
         if ref.startswith("hf-hub:")
         else f"; if you meant a local folder, {Path(ref).resolve()} does not exist"
     )
-    deadlines = opts.deadlines or HubDeadlines.from_env()
     config: dict[str, Any] = {}
     for name in (CONFIG_NAME, filename):
         try:
@@ -270,7 +272,8 @@ def _resolve_hub(ref: str, opts: FetchOptions, *, filename: str) -> Checkpoint:
                     f"cache {cache}. Check the connection or HF_ENDPOINT; on a machine without "
                     "network set HF_HUB_OFFLINE=1 to use the cache only (copy a cache made "
                     f"with `mdan-zoo download hf-hub:{repo_id} --cache-dir DIR` and set "
-                    f"HF_HUB_CACHE=DIR){local}"
+                    f"HF_HUB_CACHE=DIR); for a slow server raise the connect deadline "
+                    f"({deadlines.knob('connect')}){local}"
                 ) from None
             if offline:
                 raise WeightsError(
