@@ -14,6 +14,7 @@ Two branches over a torchvision ResNet (Fig. 3):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,6 +177,16 @@ def mdan_loss(output: MDANOutput, targets: Sequence[Tensor], eps: float = 1e-8) 
     return torch.stack(losses).mean()
 
 
+def _check_temperature_levels(config: MDANConfig, taxonomy: Taxonomy) -> None:
+    local = config.local_temperatures
+    if local is not None and len(local) != taxonomy.num_levels:
+        raise ValueError(
+            f"config.local_temperatures lists {len(local)} values but the taxonomy has "
+            f"{taxonomy.num_levels} levels: calibrate the model again (`mdan-zoo calibrate`), "
+            "or drop the temperatures"
+        )
+
+
 class MDAN(PretrainedMixin, PredictMixin, nn.Module):
     """MDAN for a 1-3 level :class:`~mdan_zoo.taxonomy.Taxonomy` on a torchvision ResNet.
 
@@ -205,6 +216,7 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
                 f"config.heads lists {len(config.heads)} values but the taxonomy has "
                 f"{taxonomy.num_levels} levels: give one MHCCA head count per level"
             )
+        _check_temperature_levels(config, taxonomy)
         self.taxonomy = taxonomy
         self.config = config
         self.preprocessing = preprocessing or Preprocessing()
@@ -269,6 +281,8 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
                 f"config.heads has {len(self.config.heads)} values, taxonomy needs {taxonomy.num_levels}"
             )
         device = self.global_head.weight.device
+        if self.config.calibrated:  # new heads: the fitted temperatures no longer apply
+            self.config = self.config.uncalibrated()
         self.taxonomy = taxonomy
         self._build_levels(taxonomy)
         self.global_head = nn.Linear(self.channels["c5"], taxonomy.num_classes[-1])
@@ -298,6 +312,22 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         backbone = list(self.backbone.parameters())
         ids = {id(p) for p in backbone}
         return {"backbone": backbone, "new": [p for p in self.parameters() if id(p) not in ids]}
+
+    def set_temperatures(self, local: Sequence[float] | None, global_: float | None = None) -> None:
+        """Store temperature-scaling temperatures (one per level for the local logits, one for
+        the global logits) in ``model.config``, so that the forward pass, ``predict``,
+        ``evaluate``, ``save_pretrained`` and ONNX export use them; ``None`` drops them (the
+        raw model). ``mdan-zoo calibrate`` fits them on the validation split."""
+        if local is None:
+            config = self.config.uncalibrated()
+        else:
+            config = dataclasses.replace(
+                self.config,
+                local_temperatures=tuple(float(t) for t in local),
+                global_temperature=None if global_ is None else float(global_),
+            )
+        _check_temperature_levels(config, self.taxonomy)
+        self.config = config
 
     # ------------------------------------------------------------------ properties
     @property
@@ -343,19 +373,36 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         out = p_fine.new_zeros(p_fine.shape[0], self.taxonomy.num_classes[depth])
         return out.index_add_(1, index, p_fine)
 
-    def forward_head(self, features: dict[str, Tensor], *, return_cams: bool = False) -> MDANOutput:
+    def forward_head(
+        self,
+        features: dict[str, Tensor],
+        *,
+        return_cams: bool = False,
+        calibration: bool = True,
+    ) -> MDANOutput:
         """Both branches on backbone ``features``; ``return_cams`` adds the attention maps.
 
         Probabilities (the softmaxes, Eq. 2 and P_O) are computed in float32 even under
-        autocast: Eq. 2 sums up to 25 children, and bf16 keeps 8 bits of mantissa.
+        autocast: Eq. 2 sums up to 25 children, and bf16 keeps 8 bits of mantissa. With
+        temperatures in the config (and ``calibration``) each logit vector is divided by its
+        branch's temperature before its softmax; L-CAM still picks children from the raw
+        probabilities, so calibration changes what is reported, never what the network sees.
         """
         cfg = self.config
         tax = self.taxonomy
         c5 = features["c5"]
         last = tax.num_levels - 1
+        scaled = calibration and cfg.local_temperatures is not None
+        t_local = cfg.local_temperatures if scaled else None
         # Bottom-up branch (Sec. 3.2, Eq. 2).
         global_logits = self.global_head(c5.mean(dim=(2, 3)))
+        raw_global: list[Tensor] | None = None
         with _float32(c5):
+            if scaled and cfg.global_temperature is not None:
+                if cfg.lcam and cfg.lcam_parent == "overall":  # L-CAM routes on raw P_O
+                    p_raw = torch.softmax(_wide(global_logits), dim=1)
+                    raw_global = [self._sum_children(p_raw, d) for d in range(tax.num_levels)]
+                global_logits = global_logits / cfg.global_temperature
             p_g_fine = torch.softmax(_wide(global_logits), dim=1)
             global_probs = [self._sum_children(p_g_fine, d) for d in range(tax.num_levels)]
 
@@ -401,10 +448,20 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
                     x = (1.0 + m) * x if grad else x.mul_(1.0 + m)
             else:
                 local_logits = head(x.mean(dim=(2, 3)))  # Eq. 1
+            raw_p_l: Tensor | None = None
             with _float32(x):
+                if t_local is not None:
+                    raw_p_l = torch.softmax(_wide(local_logits), dim=1)
+                    local_logits = local_logits / t_local[depth]
                 p_l = torch.softmax(_wide(local_logits), dim=1)
                 p_o = cfg.alpha * p_l + (1.0 - cfg.alpha) * global_probs[depth]
-            prev_choice = (p_l if cfg.lcam_parent == "local" else p_o).argmax(dim=1)
+            if cfg.lcam_parent == "local":  # a temperature never moves a softmax's argmax
+                prev_choice = p_l.argmax(dim=1)
+            elif raw_global is not None and raw_p_l is not None:
+                raw_p_o = cfg.alpha * raw_p_l + (1.0 - cfg.alpha) * raw_global[depth]
+                prev_choice = raw_p_o.argmax(dim=1)
+            else:
+                prev_choice = p_o.argmax(dim=1)
             levels.append(
                 LevelOutput(
                     name=tax.level_names[depth],
@@ -421,9 +478,15 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
             f_prev = x
         return MDANOutput(levels=tuple(levels))
 
-    def forward(self, x: Tensor, *, return_cams: bool = False) -> MDANOutput:
-        """Images ``[B, 3, H, W]`` (normalised) -> :class:`MDANOutput`, coarse to fine."""
-        return self.forward_head(self.forward_features(x), return_cams=return_cams)
+    def forward(
+        self, x: Tensor, *, return_cams: bool = False, calibration: bool = True
+    ) -> MDANOutput:
+        """Images ``[B, 3, H, W]`` (normalised) -> :class:`MDANOutput`, coarse to fine.
+
+        ``calibration=False`` ignores the temperatures stored in the config (the raw model)."""
+        return self.forward_head(
+            self.forward_features(x), return_cams=return_cams, calibration=calibration
+        )
 
     def loss(self, output: MDANOutput, targets: Tensor | Sequence[Tensor]) -> Tensor:
         """Eq. 3. ``targets``: fine-level class indices ``[B]``, or one tensor per level."""

@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "_builder": 3,
     "zoo": 3,
     # 4: evaluation, training, export for deployment
+    "calibration": 4,
     "evaluation": 4,
     "export": 4,
     "training": 4,

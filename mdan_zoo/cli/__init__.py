@@ -2,7 +2,7 @@
 
 Each group of subcommands is a module of its own: ``_zoo`` (``list``, ``info``, ``download``),
 ``_train`` (``train``, ``eval``, ``report``, ``configs``, ``export``, ``push``, ``demo``),
-``_predict`` (``predict``). Modules import torch only inside the commands, so ``--help`` and
+``_calibrate`` (``calibrate``), ``_predict`` (``predict``). Modules import torch only inside the commands, so ``--help`` and
 ``list`` stay fast.
 """
 
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from ..errors import MDANZooError, UsageError
-from . import _predict, _train, _zoo
+from . import _calibrate, _predict, _train, _zoo
 
 __all__ = ["build_parser", "main"]
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loud.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (_zoo, _train, _predict):
+    for group in (_zoo, _train, _calibrate, _predict):
         group.add_commands(sub)
     return parser
 

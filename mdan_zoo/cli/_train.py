@@ -88,6 +88,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", help="folder for report.json/.txt and confusion CSV/PNG")
     p.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
+    p.add_argument(
+        "--no-calibration",
+        dest="calibration",
+        action="store_false",
+        help="ignore the temperatures a calibrated checkpoint stores: measure the raw model",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_token(p)
     p.set_defaults(func=_train_eval)
@@ -261,6 +267,7 @@ def _train_eval(args: argparse.Namespace) -> int:
             device=device,
             workers=cfg.loader_workers(),
             progress=cfg.progress,
+            calibration=args.calibration,
         )
     except _ERRORS as err:  # a --checkpoint that cannot be loaded too: the message says the fix
         return fail(err)

@@ -187,6 +187,7 @@ class PretrainedMixin:
         expected_sha256: str | None = None,
         dtype: torch.dtype | str | None = None,
         repo_or_dir: str | os.PathLike[str] | None = None,
+        calibration: bool = True,
     ) -> T:
         """The exact saved model from a folder, a ``.safetensors`` file or a Hub repo, in eval mode.
 
@@ -205,7 +206,8 @@ class PretrainedMixin:
         ``model.transfer_report``. ``config`` (for checkpoints without one) gives the
         architecture; it must agree with a config the checkpoint carries. ``dtype``: float32
         by default whatever the file holds (fp16 / bf16 checkpoints too); ``"auto"`` keeps the
-        checkpoint's, a torch floating dtype casts to it.
+        checkpoint's, a torch floating dtype casts to it. ``calibration=False`` drops the
+        temperatures a calibrated checkpoint stores (``mdan-zoo calibrate``): the raw model.
         """
         if (pretrained_model_name_or_path is None) == (repo_or_dir is None):
             raise TypeError(
@@ -241,7 +243,9 @@ class PretrainedMixin:
                 dtype=target,
             )
         saved_config, saved_tax, pre = ckpt.describe()  # before any tensor is read
-        if config is not None and config != saved_config:
+        if not calibration:
+            saved_config = saved_config.uncalibrated()
+        if config is not None and config.uncalibrated() != saved_config.uncalibrated():
             raise WeightsError(
                 f"{ckpt.source} was saved with config {saved_config} but config={config} was "
                 "given; drop config= to use the checkpoint's own, or train a model with the new "
@@ -283,6 +287,7 @@ class PretrainedMixin:
         """
         target = as_dtype(dtype)
         _check_heads(state, source_taxonomy, source=source)  # before anything is built
+        config = _temperatures_for(config, taxonomy, source_taxonomy, source=source)
         with torch.device("meta"):
             model: Any = cls(taxonomy, config, preprocessing=preprocessing)  # type: ignore[call-arg]
         saved = _saved_dtype(state)
@@ -299,6 +304,26 @@ class PretrainedMixin:
         model.checkpoint_source = source
         model.checkpoint_revision = revision
         return model.eval()
+
+
+def _temperatures_for(
+    config: MDANConfig, taxonomy: Taxonomy, source_taxonomy: Taxonomy, *, source: str
+) -> MDANConfig:
+    """``config`` with its temperatures when they fit the tree: one per level of the saved
+    tree, dropped (with a note) when the weights meet another tree (its heads are new)."""
+    local = config.local_temperatures
+    if local is None:
+        return config
+    if len(local) != source_taxonomy.num_levels:
+        raise WeightsError(
+            f"{source}: the config stores {len(local)} local temperatures but its taxonomy has "
+            f"{source_taxonomy.num_levels} levels; the file is damaged or was edited: "
+            "calibrate again (`mdan-zoo calibrate`), or load with calibration=False"
+        )
+    if not taxonomy.same_tree(source_taxonomy):
+        logger.info("%s: temperatures dropped (new classifier heads for another tree)", source)
+        return config.uncalibrated()
+    return config
 
 
 def _check_heads(state: Mapping[str, Tensor], taxonomy: Taxonomy, *, source: str) -> None:

@@ -53,9 +53,26 @@ def _format_block(pred: Prediction, attention: str | None) -> str:
     if not pred.ok:
         return f"{pred.source}\n  ERROR      {pred.error}\n"
     width = max(len("answer"), *(len(lv.level) for lv in pred.levels))
-    path = " > ".join(c.label for c in pred.consistent)
     note = "" if pred.argmax_consistent else "  [per-level argmax breaks the hierarchy]"
-    lines = [pred.source, f"  {'answer':<{width}}  {path}  (joint P_O {pred.joint_prob:.3f}){note}"]
+    if pred.min_confidence is None:
+        path = " > ".join(c.label for c in pred.consistent)
+        said = f"{path}  (joint P_O {pred.joint_prob:.3f})"
+    else:  # selective: the confident part of the path, then what was not sure enough
+        answered = len(pred.answer)
+        path = " > ".join([*pred.answer, "uncertain"] if pred.uncertain else pred.answer)
+        said = f"{path}  (" + (
+            f"path P_O {pred.path_probs[answered - 1]:.3f} >= {pred.min_confidence:g}"
+            if answered
+            else "no level is sure enough"
+        )
+        if pred.uncertain:
+            unsure = pred.consistent[answered]
+            said += (
+                f"; {unsure.label} at {pred.levels[answered].level}: "
+                f"{pred.path_probs[answered]:.3f} < {pred.min_confidence:g}"
+            )
+        said += ")"
+    lines = [pred.source, f"  {'answer':<{width}}  {said}{note}"]
     for lv in pred.levels:
         tops = "   ".join(f"{t.label} {t.prob:.3f}" for t in lv.top_k)
         lines.append(f"  {lv.level:<{width}}  {tops}")

@@ -6,9 +6,11 @@ run folder; :class:`TrainConfig` is its typed config; :func:`train_runs` and
 :func:`export_run` / :func:`push_run` publish a run's selected epoch; :func:`run_demo` is the
 Fashion-MNIST demo. The machinery is private: ``_setup`` (datasets and model from a config),
 ``_batching``, ``_distributed``, ``_state`` (RNG and optimizer state), ``_checkpoints`` and
-``_run_writer`` (run checkpoints, read and written crash-safely).
+``_run_writer`` (run checkpoints, read and written crash-safely), ``_calibrate`` (temperature
+scaling of a run: :func:`calibrate_run`).
 """
 
+from ._calibrate import CALIBRATION_NAME, CalibrationResult, calibrate_model, calibrate_run
 from ._checkpoints import RunCheckpoint, load_checkpoint, resume_checkpoint
 from ._config import (
     AMP_MODES,
@@ -30,6 +32,8 @@ __all__ = [
     "AMP_MODES",
     "BN_MODES",
     "BRANCH_TAGS",
+    "CALIBRATION_NAME",
+    "CalibrationResult",
     "RESUME_FREE",
     "RunCheckpoint",
     "DemoResult",
@@ -43,6 +47,8 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "build_datasets",
+    "calibrate_model",
+    "calibrate_run",
     "config_diff",
     "config_text",
     "export_run",

@@ -409,6 +409,8 @@ class Trainer:
                 dist.barrier()
             best = self.output_dir / "checkpoints" / checkpoint_name(self.best_epoch)
             test_report = None
+            if cfg.calibrate:
+                self._calibrate_best(best)
             if cfg.eval_test and "test" in self.datasets:
                 test_report = self._evaluate_best_on_test(best)
             return TrainResult(
@@ -425,9 +427,46 @@ class Trainer:
             if self._started_pg and dist.is_initialized():
                 dist.destroy_process_group()
 
-    def _evaluate_best_on_test(self, best: Path) -> Any:
-        if self.best_epoch != (self.history[-1]["epoch"] if self.history else 0):
+    def _load_best(self, best: Path) -> None:
+        """The selected epoch's weights into ``self.model`` (once; the last epoch's are there)."""
+        last = self.history[-1]["epoch"] if self.history else 0
+        if self.best_epoch != last and getattr(self, "_best_loaded", None) != best:
             self.model.load_state_dict(load_checkpoint(best).model.state_dict())
+            self._best_loaded = best
+
+    def _calibrate_best(self, best: Path) -> None:
+        """``calibrate: true``: temperature scaling of the selected epoch, fitted on the
+        validation split (every process fits the same numbers on the whole split), stored in
+        its checkpoint by the first process; the test report then measures the calibrated
+        model."""
+        from ..hub.run_folder import selected_checkpoint
+        from ._calibrate import CalibrationResult, calibrate_model, store_temperatures, write_record
+
+        self._load_best(best)
+        sets = {k: v for k, v in self.datasets.items() if k in ("val", "test")}
+        reports = calibrate_model(
+            self.model,
+            sets,
+            batch_size=self.config.eval_batch_size,
+            device=self.device,
+            workers=self.config.loader_workers(),
+            progress=self.config.progress and self.dist.main,
+        )
+        if self.dist.main:
+            folder, state = selected_checkpoint(best)
+            store_temperatures(folder, state, self.model)
+            result = CalibrationResult(
+                run_dir=self.output_dir,
+                checkpoint=folder,
+                local_temperatures=tuple(self.model.config.local_temperatures or ()),
+                global_temperature=float(self.model.config.global_temperature or 1.0),
+                reports=reports,
+            )
+            write_record(self.output_dir, result, title=self.config.name, test_report=False)
+            logger.info("%s", result.table())
+
+    def _evaluate_best_on_test(self, best: Path) -> Any:
+        self._load_best(best)
         report = self.validate("test")
         if self.dist.main:
             report.write(self.output_dir / "test", title=f"{self.config.name}: test split")
