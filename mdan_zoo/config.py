@@ -156,7 +156,7 @@ class MDANConfig:
         if local is None:
             return
         object.__setattr__(self, "local_temperatures", tuple(local))
-        values = [*local, glob]
+        values: list[Any] = [*local, glob]
         if not 1 <= len(local) <= 3 or not all(
             _is_real(t) and MIN_TEMPERATURE <= t <= MAX_TEMPERATURE for t in values
         ):

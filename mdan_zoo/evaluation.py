@@ -286,7 +286,7 @@ def _temperature_line(temperatures: Mapping[str, Any]) -> str:
 
 def model_temperatures(model: Any, *, calibration: bool = True) -> dict[str, Any] | None:
     """The temperatures ``model`` applies (``{"local": {level: T}, "global": T}``), or None."""
-    config = getattr(model, "config", None)
+    config: Any = getattr(model, "config", None)
     local = getattr(config, "local_temperatures", None)
     if not calibration or local is None:
         return None

@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from train_helpers import fashion_sets, tiny_config
+from train_helpers import tiny_config
 from zoo_helpers import tiny_mdan
 
 from mdan_zoo import MDAN, Taxonomy
 from mdan_zoo.cli import main
 from mdan_zoo.config import MDANConfig
+from mdan_zoo.data.fashion_mnist import FashionMNIST
 from mdan_zoo.errors import ConfigError, WeightsError
 from mdan_zoo.evaluation import compute_report, evaluate
-from mdan_zoo.training import calibrate_run, load_checkpoint, train
+from mdan_zoo.training import build_datasets, calibrate_run, load_checkpoint, train
 
 TAX = Taxonomy.from_nested({"a": ["a1", "a2"], "b": ["b1", "b2"]})
 
@@ -165,9 +166,10 @@ def test_trainer_calibrates_and_the_cli_agrees(
     test report measures the calibrated model; ``mdan-zoo calibrate`` fits the same numbers
     again from the raw logits; ``predict``/``eval`` take --min-confidence / --no-calibration."""
     torch.set_num_threads(1)
-    sets = fashion_sets(train_per_class=3, val_per_class=4, test_per_class=3)
-    cfg = tiny_config(tmp_path, epochs=1, calibrate=True, pretrained="none")
-    result = train(cfg, datasets=sets)
+    # the config's own data (8 training, 2 validation and 2 test images per class), so that
+    # `mdan-zoo calibrate` rebuilds the very same splits from the run's config.json
+    cfg = tiny_config(tmp_path, epochs=1, calibrate=True, pretrained="none", subset_per_class=8)
+    result = train(cfg)
     model = load_checkpoint(result.output_dir).model
     assert model.config.calibrated
     record = json.loads((result.output_dir / "calibration.json").read_text())
@@ -182,10 +184,8 @@ def test_trainer_calibrates_and_the_cli_agrees(
     # the CLI: calibrate, then predict with the stored temperatures and a threshold
     assert main(["calibrate", str(result.output_dir), "--no-progress"]) == 0
     assert "temperatures fitted on the validation split" in capsys.readouterr().out
-    image = tmp_path / "shoe.png"
-    Image.fromarray(
-        (sets["test"].tensors[0][0, 0].numpy() * 60 + 128).clip(0, 255).astype("uint8")
-    ).save(image)
+    image = tmp_path / "item.png"
+    Image.fromarray(FashionMNIST("test").images[0]).save(image)
     args = ["predict", str(image), "--weights", str(result.output_dir), "--json", "--no-progress"]
     assert main([*args, "--min-confidence", "1"]) == 0
     line = json.loads(capsys.readouterr().out.splitlines()[0])
@@ -193,5 +193,53 @@ def test_trainer_calibrates_and_the_cli_agrees(
     assert main([*args, "--no-calibration"]) == 0
     raw = json.loads(capsys.readouterr().out.splitlines()[0])
     assert "uncertain" not in raw and raw["joint_prob"] != line["joint_prob"]
-    report = evaluate(model, sets["test"], calibration=False)
-    assert report.temperatures is None
+    test = build_datasets(cfg, taxonomy=model.taxonomy, preprocessing=model.preprocessing)["test"]
+    raw_report = evaluate(model, test, calibration=False)
+    assert raw_report.temperatures is None
+    before = again.reports["test"]["before"].calibration["overall"]
+    assert raw_report.calibration["overall"] == pytest.approx(before)
+
+
+def test_runs_report_and_model_card_carry_calibration(tmp_path: Path) -> None:
+    """`mdan-zoo report` averages the calibration blocks of the runs' test reports; an
+    exported run's metrics and its model card carry ECE beside accuracy."""
+    from mdan_zoo.hub._model_card import card_data
+    from mdan_zoo.training import report_runs
+
+    fine = np.array([[0.6, 0.2, 0.1, 0.1], [0.6, 0.2, 0.1, 0.1], [0.1, 0.1, 0.6, 0.2]])
+    for seed, fine_truth in ((0, [0, 1, 2]), (1, [0, 0, 2])):
+        coarse = np.stack([fine[:, :2].sum(1), fine[:, 2:].sum(1)], 1)
+        probs = {b: [coarse, fine] for b in ("local", "global", "overall")}
+        compute_report(TAX, fine_truth, probs).write(tmp_path / f"seed-{seed}" / "test")
+    rep = report_runs([tmp_path])
+    ece = rep.calibration["P_O"]["4"]["ece"]
+    # seed 0: 2 of 3 right at 0.6 -> 6.67 %; seed 1: 3 of 3 right -> 40 %
+    assert ece["mean"] == pytest.approx((100 * (2 / 3 - 0.6) + 40.0) / 2, abs=0.01)
+    assert ece["std"] == pytest.approx(np.std([100 * (2 / 3 - 0.6), 40.0], ddof=1), abs=0.01)
+    assert "calibration (P_O, mean ± std over 2 runs)" in rep.table()
+    assert rep.to_dict()["calibration"]["n"] == 2
+    config = {
+        "taxonomy": TAX.to_dict(),
+        "metrics": {"accuracy_O": {"4": 66.67}, "ece_O": {"4": 6.67}, "test_images": 3},
+    }
+    results = card_data(config).eval_results
+    kinds = {(r.metric_type, r.metric_value) for r in results}
+    assert ("accuracy", 66.67) in kinds and ("ece", 6.67) in kinds
+
+
+@pytest.mark.filterwarnings("ignore::mdan_zoo.errors.UntrainedWeightsWarning")
+def test_onnx_export_builds_the_temperatures_in(tmp_path: Path) -> None:
+    from mdan_zoo.export import OnnxRuntimeModel, export_onnx
+
+    model = tiny_mdan()
+    model.set_temperatures([2.0, 1.5, 3.0], 2.5)
+    path = export_onnx(model, tmp_path / "cal.onnx")
+    runtime = OnnxRuntimeModel(path)
+    assert runtime.temperatures == {"local": [2.0, 1.5, 3.0], "global": 2.5}
+    x = torch.rand(2, 3, 64, 64)
+    got = runtime(x)
+    with torch.no_grad():
+        want = model(x)
+    assert torch.allclose(got[-1].probs, want[-1].probs, atol=1e-5)
+    with pytest.raises(ValueError, match="calibration=False"):
+        runtime(x, calibration=False)

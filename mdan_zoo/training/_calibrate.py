@@ -128,10 +128,18 @@ def calibrate_model(
             "temperature scaling is fitted on the validation split, and this run has none: "
             "set val_fraction > 0 (never fit it on the test split)"
         )
-    options = dict(batch_size=batch_size, device=device, workers=workers, progress=progress)
-    collected = {"val": collect_logits(model, datasets["val"], **options)}
-    if "test" in datasets and len(datasets["test"]):  # type: ignore[arg-type]
-        collected["test"] = collect_logits(model, datasets["test"], **options)
+    collected = {
+        split: collect_logits(
+            model,
+            datasets[split],
+            batch_size=batch_size,
+            device=device,
+            workers=workers,
+            progress=progress,
+        )
+        for split in ("val", "test")
+        if split in datasets and len(datasets[split])  # type: ignore[arg-type]
+    }
     targets, logits = collected["val"]
     local, glob, before, after = fit_temperatures(logits, targets, alpha=model.config.alpha)
     logger.info("temperatures %s / %.3f: validation NLL %.4f -> %.4f", local, glob, before, after)
