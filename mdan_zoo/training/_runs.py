@@ -353,6 +353,7 @@ def _calibration_lines(
         std = "  n/a" if stats["std"] is None else f"{stats['std']:5.{digits}f}"
         return f"{stats['mean']:6.{digits}f} ± {std}"
 
+    width = max(width, len("consistent path"))
     head = "  ".join(f"{h:>14}" for h in ("ECE_O (%)", "aECE_O (%)", "Brier", "NLL", "ROC-AUC"))
     lines = [
         f"calibration (P_O, mean ± std over {cal['n']} run{'s' if cal['n'] != 1 else ''}):",
@@ -364,5 +365,5 @@ def _calibration_lines(
     ]
     for row, stats in entries:
         cells = "  ".join(cell(stats[m], 2 if s != 1.0 else 3) for m, s in _CAL_METRICS.items())
-        lines.append(f"{row:<{max(width, 15)}}  {cells}")
+        lines.append(f"{row:<{width}}  {cells}")
     return lines
