@@ -96,3 +96,25 @@ def test_bad_shapes_are_refused() -> None:
         brier_score([[0.5, 0.5]], [2])
     with pytest.raises(ValueError, match="confidence"):
         expected_calibration_error([0.5, 0.5], [True])
+
+
+def test_fit_temperatures_recovers_the_temperature_of_saturated_logits() -> None:
+    """Logits 8x too sharp (softmaxes saturated at T = 1, where the gradient vanishes): the
+    fit leaves T = 1 for temperatures near 8 (P_O mixes the branches, so the global one's
+    optimum is not exactly 8) and lowers the NLL."""
+    import torch
+
+    from mdan_zoo.calibration import RawLogits, fit_temperatures
+
+    gen = torch.Generator().manual_seed(0)
+    n, k = 2000, 4
+    true = torch.randn(n, k, generator=gen) * 1.5
+    y = torch.multinomial(torch.softmax(true, dim=1), 1, generator=gen)[:, 0]
+    fine_to = torch.tensor([[0, 0], [0, 1], [1, 2], [1, 3]])
+    coarse = torch.log(
+        torch.stack([torch.softmax(true, 1)[:, :2].sum(1), torch.softmax(true, 1)[:, 2:].sum(1)], 1)
+    )
+    logits = RawLogits((8 * coarse, 8 * true), 8 * true, fine_to)
+    local, glob, before, after = fit_temperatures(logits, y, alpha=0.7)
+    assert 4 < glob < 12 and all(6 < t < 12 for t in local), (local, glob)
+    assert after < 0.8 * before

@@ -70,14 +70,31 @@ def _objective(logits: RawLogits, targets: Sequence[Tensor], log_t: Tensor, alph
     return torch.stack(losses).mean()
 
 
+def _grid_start(
+    logits: RawLogits, targets: Sequence[Tensor], log_t: Tensor, alpha: float, sweeps: int = 2
+) -> None:
+    """Coordinate descent over a log-spaced grid of temperatures, in place: a saturated softmax
+    has almost no gradient in its temperature at T = 1, so L-BFGS alone can stay there."""
+    grid = torch.linspace(math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE), 49)
+    for _ in range(sweeps):
+        for i in range(log_t.numel()):
+            best, best_value = float(log_t[i]), float(_objective(logits, targets, log_t, alpha))
+            for value in grid.tolist():
+                log_t[i] = value
+                loss = float(_objective(logits, targets, log_t, alpha))
+                if loss < best_value:
+                    best, best_value = value, loss
+            log_t[i] = best
+
+
 def fit_temperatures(
     logits: RawLogits, fine_targets: Tensor, *, alpha: float
 ) -> tuple[tuple[float, ...], float, float, float]:
     """``(local temperatures per level, global temperature, NLL before, NLL after)``.
 
-    Minimises the mean over levels of ``-log P_O[y]`` on these (validation) logits. Starts
-    at 1 (the raw model), so the NLL never ends above where it began: a fit that would is
-    refused for the raw model's temperatures of 1.
+    Minimises the mean over levels of ``-log P_O[y]`` on these (validation) logits: a
+    coordinate search over a log-spaced grid from T = 1 (the raw model), then L-BFGS. The NLL
+    never ends above where it began: a fit that would is refused for temperatures of 1.
     """
     levels = len(logits.local)
     targets = [logits.fine_to[fine_targets, d] for d in range(levels)]
@@ -87,6 +104,7 @@ def fit_temperatures(
     log_t = torch.zeros(levels + 1, dtype=torch.float64, requires_grad=True)
     with torch.no_grad():
         before = float(_objective(data, targets, log_t, alpha))
+        _grid_start(data, targets, log_t, alpha)
     opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:
