@@ -222,6 +222,11 @@ class PendingState:
         """Every tensor's shape, from the file's header (raises what reading it raised)."""
         return self._header.result()
 
+    def close(self) -> None:
+        """Wait for the reader to stop, its result unused (a load that failed before needing
+        the tensors): a thread still filling tensors at interpreter exit aborts the process."""
+        self._thread.join()
+
     def result(self) -> dict[str, Tensor]:
         """The tensors, verified (raises :class:`WeightsError` / :class:`ChecksumError`)."""
         try:

@@ -298,9 +298,14 @@ class PretrainedMixin:
             if isinstance(state, PendingState)
             else {k: tuple(v.shape) for k, v in state.items()}
         )
-        _check_heads(shapes, source_taxonomy, source=source)  # before anything is built
-        with torch.device("meta"), _SkipInitOnMeta():
-            model: Any = cls(taxonomy, config, preprocessing=preprocessing)  # type: ignore[call-arg]
+        try:
+            _check_heads(shapes, source_taxonomy, source=source)  # before anything is built
+            with torch.device("meta"), _SkipInitOnMeta():
+                model: Any = cls(taxonomy, config, preprocessing=preprocessing)  # type: ignore[call-arg]
+        except BaseException:
+            if isinstance(state, PendingState):
+                state.close()  # no reader left running when the error reaches the caller
+            raise
         if isinstance(state, PendingState):
             state = state.result()
         saved = _saved_dtype(state)
