@@ -4,6 +4,9 @@ per test where a Hub is involved; the real-data fixtures read packages installed
 from __future__ import annotations
 
 import random
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,3 +41,22 @@ def fashion_mnist_dir():
             "dataset-fashion-mnist` (the README's test command does)"
         )
     return FASHION_MNIST_DIR
+
+
+# a full disk for the I/O-failure tests (issue 18)
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs (needs root and mount; skipped where either is missing)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -10,46 +10,31 @@ makes of it, is then checked against runs that were never interrupted.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
 import signal
-import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import write_backbone_file
+from train_helpers import write_backbone_file, write_fashion_subset
 
 from mdan_zoo import cli
-from mdan_zoo.data.fashion_mnist import FashionMNIST
 from mdan_zoo.training import TrainConfig
-
-
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    head = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    with gzip.open(path, "wb", compresslevel=1) as fh:
-        fh.write(head + array.astype(np.uint8).tobytes())
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_dir: Path) -> Iterator[Path]:
     """300 real Fashion-MNIST training and 20 test images, the backbone file, one thread."""
     root = tmp_path_factory.mktemp("windows")
-    data = root / "fashion"
-    data.mkdir()
-    for split, n, stem in (("train", 300, "train"), ("test", 20, "t10k")):
-        ds = FashionMNIST(split, root=fashion_mnist_dir)
-        _write_idx(data / f"{stem}-images-idx3-ubyte.gz", ds.images[:n])
-        _write_idx(data / f"{stem}-labels-idx1-ubyte.gz", ds.targets[:n])
+    write_fashion_subset(root / "fashion", fashion_mnist_dir)
     write_backbone_file(root / "resnet18.pth")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -308,24 +293,6 @@ def test_a_pickled_backbone_file_never_advises_unpickling(
     message = _one_paragraph(capsys.readouterr().err)
     assert str(evil) in message and "weights_only=False" not in message
     assert "never" in message
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MB tmpfs (needs root and mount; skipped where either is missing)."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def test_a_full_disk_during_training_and_export(

@@ -16,7 +16,6 @@ import http.server
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -407,22 +406,6 @@ def test_bad_deadline_settings_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 # ------------------------------------------------------------------ a full disk (problem 9)
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MB tmpfs (needs root and mount; skipped where either is missing)."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def test_a_full_disk_during_a_download(

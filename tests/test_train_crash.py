@@ -12,13 +12,11 @@ a warning that names them, or the folder is refused; a run folder is never start
 
 from __future__ import annotations
 
-import gzip
 import json
 import multiprocessing
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -26,14 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import write_backbone_file
+from train_helpers import write_backbone_file, write_fashion_subset
 
 from mdan_zoo import cli
-from mdan_zoo.data.fashion_mnist import FashionMNIST
 from mdan_zoo.training import TIMING_KEYS
 from mdan_zoo.training._checkpoints import (
     RunFolderError,
@@ -57,12 +53,6 @@ TIMING = TIMING_KEYS  # the keys that measure time differ between runs
 
 
 # ---------------------------------------------------------------------------- set-up
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    head = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    with gzip.open(path, "wb", compresslevel=1) as fh:
-        fh.write(head + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_dir: Path) -> Any:
     """300 real Fashion-MNIST training and 20 test images as IDX files (the ``fashion_mnist``
@@ -78,12 +68,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_dir: Path) -> An
         root = Path(tempfile.mkdtemp(prefix="mdan-zoo-crash-", dir=shm))
     else:
         root = tmp_path_factory.mktemp("crash")
-    data = root / "fashion"
-    data.mkdir()
-    for split, n, stem in (("train", 300, "train"), ("test", 20, "t10k")):
-        ds = FashionMNIST(split, root=fashion_mnist_dir)
-        _write_idx(data / f"{stem}-images-idx3-ubyte.gz", ds.images[:n])
-        _write_idx(data / f"{stem}-labels-idx1-ubyte.gz", ds.targets[:n])
+    write_fashion_subset(root / "fashion", fashion_mnist_dir)
     write_backbone_file(root / "resnet18.pth")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -3,6 +3,8 @@ tiny ResNet-18 config that starts from a torchvision state-dict file the test wr
 
 from __future__ import annotations
 
+import gzip
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,20 @@ def load_weights(run_dir: Path, which: str = "last") -> dict[str, torch.Tensor]:
     from mdan_zoo.training._checkpoints import load_checkpoint
 
     return load_checkpoint(run_dir, which=which).model.state_dict()
+
+
+def write_fashion_subset(folder: Path, source: Path, *, train: int = 300, test: int = 20) -> Path:
+    """The first ``train`` / ``test`` real Fashion-MNIST images of ``source`` as IDX files in
+    ``folder`` (what the ``fashion_mnist`` dataset reads), for tests that train in subprocesses."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, stem in (("train", train, "train"), ("test", test, "t10k")):
+        ds = FashionMNIST(split, root=source)
+        _write_idx(folder / f"{stem}-images-idx3-ubyte.gz", ds.images[:n])
+        _write_idx(folder / f"{stem}-labels-idx1-ubyte.gz", ds.targets[:n])
+    return folder
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    head = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    with gzip.open(path, "wb", compresslevel=1) as fh:
+        fh.write(head + array.astype(np.uint8).tobytes())
