@@ -197,6 +197,7 @@ class PretrainedMixin:
         expected_sha256: str | None = None,
         dtype: torch.dtype | str | None = None,
         repo_or_dir: str | os.PathLike[str] | None = None,
+        calibration: bool = True,
     ) -> T:
         """The exact saved model from a folder, a ``.safetensors`` file or a Hub repo, in eval mode.
 
@@ -215,7 +216,8 @@ class PretrainedMixin:
         ``model.transfer_report``. ``config`` (for checkpoints without one) gives the
         architecture; it must agree with a config the checkpoint carries. ``dtype``: float32
         by default whatever the file holds (fp16 / bf16 checkpoints too); ``"auto"`` keeps the
-        checkpoint's, a torch floating dtype casts to it.
+        checkpoint's, a torch floating dtype casts to it. ``calibration=False`` drops the
+        temperatures a calibrated checkpoint stores (``mdan-zoo calibrate``): the raw model.
         """
         if (pretrained_model_name_or_path is None) == (repo_or_dir is None):
             raise TypeError(
@@ -251,7 +253,9 @@ class PretrainedMixin:
                 dtype=target,
             )
         saved_config, saved_tax, pre = ckpt.describe()  # before any tensor is read
-        if config is not None and config != saved_config:
+        if not calibration:
+            saved_config = saved_config.uncalibrated()
+        if config is not None and config.uncalibrated() != saved_config.uncalibrated():
             raise WeightsError(
                 f"{ckpt.source} was saved with config {saved_config} but config={config} was "
                 "given; drop config= to use the checkpoint's own, or train a model with the new "
@@ -300,6 +304,7 @@ class PretrainedMixin:
         )
         try:
             _check_heads(shapes, source_taxonomy, source=source)  # before anything is built
+            config = _temperatures_for(config, taxonomy, source_taxonomy, source=source)
             with torch.device("meta"), _SkipInitOnMeta():
                 model: Any = cls(taxonomy, config, preprocessing=preprocessing)  # type: ignore[call-arg]
         except BaseException:
@@ -337,6 +342,26 @@ class _SkipInitOnMeta(torch.overrides.TorchFunctionMode):
         if func in self._INIT and args and isinstance(args[0], Tensor) and args[0].is_meta:
             return args[0]
         return func(*args, **(kwargs or {}))
+
+
+def _temperatures_for(
+    config: MDANConfig, taxonomy: Taxonomy, source_taxonomy: Taxonomy, *, source: str
+) -> MDANConfig:
+    """``config`` with its temperatures when they fit the tree: one per level of the saved
+    tree, dropped (with a note) when the weights meet another tree (its heads are new)."""
+    local = config.local_temperatures
+    if local is None:
+        return config
+    if len(local) != source_taxonomy.num_levels:
+        raise WeightsError(
+            f"{source}: the config stores {len(local)} local temperatures but its taxonomy has "
+            f"{source_taxonomy.num_levels} levels; the file is damaged or was edited: "
+            "calibrate again (`mdan-zoo calibrate`), or load with calibration=False"
+        )
+    if not taxonomy.same_tree(source_taxonomy):
+        logger.info("%s: temperatures dropped (new classifier heads for another tree)", source)
+        return config.uncalibrated()
+    return config
 
 
 def _check_heads(shapes: Mapping[str, tuple[int, ...]], taxonomy: Taxonomy, *, source: str) -> None:
