@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import file_parts
 from ..taxonomy import Taxonomy
 from ._metrics import (
     COVERAGES,
@@ -179,10 +180,11 @@ def calibration_table(
 def write_reliability_pngs(
     block: Mapping[str, Any], taxonomy: Taxonomy, directory: str | os.PathLike[str]
 ) -> dict[str, Path]:
-    """``reliability_P_O_<level>.png`` per level, beside the confusion matrices."""
+    """``reliability_P_O_<level>.png`` per level, beside the confusion matrices; ``<level>`` is
+    the level's name made a safe file-name part (:func:`~mdan_zoo._io.file_parts`), as theirs."""
     paths = {}
-    for name in taxonomy.level_names:
-        stem = f"reliability_P_O_{name}"
+    for name, part in zip(taxonomy.level_names, file_parts(taxonomy.level_names), strict=True):
+        stem = f"reliability_P_O_{part}"
         path = Path(directory) / f"{stem}.png"
         save_reliability_png(
             block["reliability"][name], path, title=f"P_O, level '{name}': reliability"
