@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mdan_zoo import MDAN, MDANConfig, get_taxonomy
+from mdan_zoo._threads import using_threads
 from mdan_zoo.data.fashion_mnist import FashionMNIST
 
 SIZE = 28  # native resolution: C2..C5 are 7, 4, 2, 1 pixels wide
@@ -20,12 +21,20 @@ TRAIN_PER_CLASS = 200
 TEST_PER_CLASS = 100
 EPOCHS = 3
 BATCH = 64
-BARS = {"family": 0.90, "group": 0.80, "item": 0.55}  # measured 0.99 / 0.95 / 0.69
+BARS = {"family": 0.90, "group": 0.80, "item": 0.55}  # measured 0.99 / 0.94 / 0.60 (1 thread)
+# One intra-op thread, whatever the machine or an earlier test left: the thread count changes
+# the order of every sum, and three epochs from scratch carry that far (item accuracy 0.600
+# with one thread, 0.536 with two, 2026-12-02); with it pinned the run is the same everywhere.
+THREADS = 1
 
 
 @pytest.mark.slow
 def test_mdan_learns_fashion_mnist_hierarchy(fashion_mnist_dir) -> None:
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    with using_threads(THREADS):
+        _learn_and_check(fashion_mnist_dir)
+
+
+def _learn_and_check(fashion_mnist_dir) -> None:  # noqa: ANN001
     torch.manual_seed(0)
     start = time.perf_counter()
     tax = get_taxonomy("fashion_mnist")
