@@ -243,7 +243,7 @@ class PretrainedMixin:
             assert config is not None and taxonomy is not None
             target_tax = as_taxonomy(taxonomy)
             return cls.from_state(
-                ckpt.read_in_background(),
+                ckpt.pending_state(),
                 config=config,
                 taxonomy=target_tax,
                 source_taxonomy=target_tax,
@@ -262,7 +262,7 @@ class PretrainedMixin:
                 "config"
             )
         model = cls.from_state(
-            ckpt.read_in_background(),  # read and hashed while the model is built
+            ckpt.pending_state(),  # the header now, the tensors (hashed) once the model is built
             config=saved_config,
             taxonomy=saved_tax if taxonomy is None else as_taxonomy(taxonomy),
             source_taxonomy=saved_tax,
@@ -294,7 +294,8 @@ class PretrainedMixin:
         an integer tensor where the model has a floating one is a :class:`WeightsError`.
         ``source`` and ``revision`` are recorded as ``model.checkpoint_source`` /
         ``checkpoint_revision``. ``state`` may be a ``PendingState``
-        (``Checkpoint.read_in_background()``): the model is built while the file is read.
+        (``Checkpoint.pending_state()``): the model is built from the file's header, before
+        any tensor is read.
         """
         target = as_dtype(dtype)
         shapes = (
@@ -314,12 +315,13 @@ class PretrainedMixin:
         if isinstance(state, PendingState):
             state = state.result()
         saved = _saved_dtype(state)
-        state = _as_model_dtypes(model, state, source=source)
+        expected = model.state_dict()  # meta tensors: names, shapes, dtypes
+        state = _as_model_dtypes(expected, state, source=source)
         report: TransferReport | None = None
         if not taxonomy.same_tree(source_taxonomy):
             state, report = transfer_state(model, state, source_taxonomy, source=source)
             logger.info("%s", report.summary())
-        _assign(model, state, source=source)
+        _assign(model, state, expected, source=source)
         final = saved if target == "auto" else target
         if final != torch.float32:
             model.to(final)
@@ -332,16 +334,25 @@ class PretrainedMixin:
 class _SkipInitOnMeta(torch.overrides.TorchFunctionMode):
     """Skips the in-place random initialisations (``normal_``, ``uniform_``, ``fill_``,
     ``zero_``) of meta tensors while a model is built to be filled from a file: on ``meta``
-    they run as Python decompositions and cost twice the rest of the build."""
+    they run as Python decompositions and cost twice the rest of the build. ``torch.nn.init``'s
+    functions are skipped whole: they reach a mode as themselves (``handle_torch_function``),
+    and what they call inside runs with the mode off, so skipping only the tensor methods
+    let every ``kaiming_uniform_`` of a convolution run its decomposition."""
 
+    _NN_INIT = "uniform_ normal_ constant_ ones_ zeros_ trunc_normal_ kaiming_uniform_ "
+    _NN_INIT += "kaiming_normal_ xavier_uniform_ xavier_normal_ orthogonal_"
     _INIT = frozenset(
         {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.fill_, torch.Tensor.zero_}
+        | {getattr(torch.nn.init, name) for name in _NN_INIT.split()}
     )
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-        if func in self._INIT and args and isinstance(args[0], Tensor) and args[0].is_meta:
-            return args[0]
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if func in self._INIT:  # nn.init passes the tensor by keyword, Tensor methods first
+            target = args[0] if args else kwargs.get("tensor")
+            if isinstance(target, Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
 
 
 def _temperatures_for(
@@ -404,10 +415,12 @@ def _saved_dtype(state: Mapping[str, Tensor]) -> torch.dtype:
     return max(counts, key=counts.__getitem__) if counts else torch.float32
 
 
-def _as_model_dtypes(model: Any, state: Mapping[str, Tensor], *, source: str) -> dict[str, Tensor]:
-    """``state`` with floating tensors in float32 and integer ones in the model's integer dtype
-    (no copy when they already are); a tensor of the wrong kind is an error naming it."""
-    expected = model.state_dict()
+def _as_model_dtypes(
+    expected: Mapping[str, Tensor], state: Mapping[str, Tensor], *, source: str
+) -> dict[str, Tensor]:
+    """``state`` with floating tensors in float32 and integer ones in the dtype of the model's
+    (``expected``: its state dict) (no copy when they already are); a tensor of the wrong
+    kind is an error naming it."""
     out: dict[str, Tensor] = {}
     for key, tensor in state.items():
         want = expected.get(key)
@@ -431,9 +444,11 @@ def _as_model_dtypes(model: Any, state: Mapping[str, Tensor], *, source: str) ->
     return out
 
 
-def _assign(model: Any, state: Mapping[str, Tensor], *, source: str) -> None:
-    """Strict, shape-checked ``load_state_dict(assign=True)`` onto a meta-built model."""
-    expected = model.state_dict()
+def _assign(
+    model: Any, state: Mapping[str, Tensor], expected: Mapping[str, Tensor], *, source: str
+) -> None:
+    """Strict, shape-checked ``load_state_dict(assign=True)`` onto a meta-built model whose
+    state dict (taken before any tensor was assigned) is ``expected``."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [
