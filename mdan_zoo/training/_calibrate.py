@@ -206,15 +206,33 @@ def _calibrate_one(
             workers=cfg.loader_workers(),
             progress=progress,
         )
-        store_temperatures(folder, state, model)
-        result = CalibrationResult(
-            run_dir=run,
-            checkpoint=folder,
-            local_temperatures=tuple(model.config.local_temperatures or ()),
-            global_temperature=float(model.config.global_temperature or 1.0),
-            reports=reports,
+        result = _store_and_record(
+            model, run, folder, state, reports, title=cfg.name, test_report=test_report
         )
-        write_record(run, result, title=cfg.name, test_report=test_report)
+    return result
+
+
+def _store_and_record(
+    model: MDAN,
+    run: Path,
+    folder: Path,
+    state: Mapping[str, Any],
+    reports: dict[str, Any],
+    *,
+    title: str,
+    test_report: bool,
+) -> CalibrationResult:
+    """The fitted temperatures into the checkpoint, then ``calibration.json`` (and the test
+    report): what ``mdan-zoo calibrate`` and ``calibrate: true`` both finish with."""
+    store_temperatures(folder, state, model)
+    result = CalibrationResult(
+        run_dir=run,
+        checkpoint=folder,
+        local_temperatures=tuple(model.config.local_temperatures or ()),
+        global_temperature=float(model.config.global_temperature or 1.0),
+        reports=reports,
+    )
+    write_record(run, result, title=title, test_report=test_report)
     return result
 
 
@@ -243,15 +261,9 @@ def calibrate_selected(
     )
     if main:
         folder, state = selected_checkpoint(best)
-        store_temperatures(folder, state, model)
-        result = CalibrationResult(
-            run_dir=output_dir,
-            checkpoint=folder,
-            local_temperatures=tuple(model.config.local_temperatures or ()),
-            global_temperature=float(model.config.global_temperature or 1.0),
-            reports=reports,
+        result = _store_and_record(
+            model, output_dir, folder, state, reports, title=config.name, test_report=False
         )
-        write_record(output_dir, result, title=config.name, test_report=False)
         logger.info("%s", result.table())
 
 
