@@ -2,20 +2,28 @@
 and bf16 autocast, with and without gradient checkpointing of MDAN's top-down branch.
 
 Each figure is the growth of peak RSS per image over one training step (forward, loss,
-backward): the step runs at batch 1 and at batch 2, each in a fresh forked process (peak RSS
-above the built model, ``/proc/self/status`` VmHWM after resetting it), and the difference is
-what one more image costs, free of the parameters and their gradients. Beside it, the bytes
-autograd keeps for backward per image (saved tensors, each storage counted once, parameters
-left out), counted on the ``meta`` device. The batch that fits per 80 GB follows from the per-image figure (weights, gradients and
-SGD momentum set aside). Goal (issue 21): MDAN WEBEmo with checkpointing on at most 1.2x
-ResNet-101 per image.
+backward): the step runs at batch 1 and at batch 3, each ``--repeats`` times (default 3) in a
+fresh forked process (peak RSS above the built model, ``/proc/self/status`` VmHWM after
+resetting it); per image is the slope between the two medians, (batch 3 - batch 1) / 2, free
+of the parameters and their gradients. One step per batch size is not enough: glibc keeps
+freed heap memory and moves its mmap threshold as tensors are freed, so the same step's peak
+varies by tens of MiB between processes (the spread is printed). ``--mmap-threshold BYTES``
+pins glibc's threshold in the children (``mallopt``), so every tensor above it is its own
+mapping and RSS follows the bytes tensors occupy rather than the heap's history. Beside it,
+the bytes autograd keeps for backward per image (saved tensors, each storage counted once,
+parameters left out), counted on the ``meta`` device. The batch that fits per 80 GB follows
+from the per-image figure (weights, gradients and SGD momentum set aside). Goal (issue 21):
+MDAN WEBEmo with checkpointing on at most 1.2x ResNet-101 per image.
 
-    PYTHONPATH=$PWD python benchmarks/train_memory.py [--size 448] [--quick]
+    PYTHONPATH=$PWD python benchmarks/train_memory.py [--size 448] [--repeats 3]
+        [--dtypes fp32,bf16] [--mmap-threshold BYTES] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import statistics
 
 import _common  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
 
@@ -52,6 +60,8 @@ def step_peak(spec: dict) -> float:
     """Peak RSS above the built model (bytes) of one training step; run in a fork."""
     import torch
 
+    if spec["mmap_threshold"]:  # M_MMAP_THRESHOLD (-3): fixed, so glibc stops moving it
+        ctypes.CDLL("libc.so.6").mallopt(-3, spec["mmap_threshold"])
     torch.set_num_threads(spec["threads"])
     model = build(spec["model"], spec["backbone"], spec["width"], spec["ckpt"]).train()
     x = torch.randn(spec["batch"], 3, spec["size"], spec["size"])
@@ -92,7 +102,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=448)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument(
-        "--quick", action="store_true", help="ResNet-18, width 64, 64 px, fp32 only"
+        "--repeats", type=int, default=3, help="fresh processes per batch size (median)"
+    )
+    parser.add_argument("--dtypes", default="fp32,bf16", help="fp32, bf16 or both")
+    parser.add_argument(
+        "--mmap-threshold", type=int, default=0, help="pin glibc's M_MMAP_THRESHOLD (bytes)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="ResNet-18, width 64, 64 px, fp32 only, 1 repeat"
     )
     args = parser.parse_args()
 
@@ -105,35 +122,53 @@ def main() -> None:
     ckpt_ok = hasattr(MDAN, "set_grad_checkpointing")
     rows = []
     saved: dict[tuple[str, bool], float] = {}
-    for bf16 in (False,) if args.quick else (False, True):
+    repeats = 1 if args.quick else args.repeats
+    dtypes = ("fp32",) if args.quick else tuple(args.dtypes.split(","))
+
+    def peaks(spec: dict, batch: int) -> list[float]:
+        return [
+            float(_common.in_fork(step_peak, {**spec, "batch": batch}))  # type: ignore[arg-type]
+            for _ in range(repeats)
+        ]
+
+    for bf16 in [d == "bf16" for d in dtypes]:
         variants = [(BASE, False), ("fi", False), ("webemo", False)]
         if ckpt_ok:
             variants += [("fi", True), ("webemo", True)]
         for name, ckpt in variants:
             spec = dict(model=name, backbone=backbone, width=width, ckpt=ckpt, size=size,
-                        bf16=bf16, threads=threads)  # fmt: skip
-            one = float(_common.in_fork(step_peak, {**spec, "batch": 1}))  # type: ignore[arg-type]
-            two = float(_common.in_fork(step_peak, {**spec, "batch": 2}))  # type: ignore[arg-type]
+                        bf16=bf16, threads=threads,
+                        mmap_threshold=args.mmap_threshold)  # fmt: skip
+            one, three = peaks(spec, 1), peaks(spec, 3)
             if not bf16:  # shapes only: the same for bf16
                 saved[name, ckpt] = saved_bytes({**spec, "batch": 2}) - saved_bytes(
                     {**spec, "batch": 1}
                 )
-            rows.append((bf16, name, ckpt, one, two, saved[name, ckpt]))
+            rows.append((bf16, name, ckpt, one, three, saved[name, ckpt]))
+    what = f"training step memory per image at {size} px ({backbone}, width {width})"
+    pinned = f", glibc mmap threshold {args.mmap_threshold} B" if args.mmap_threshold else ""
+    print(_common.header(f"{what}; median of {repeats} processes per batch size{pinned}"))
     print(
-        _common.header(f"training step memory per image at {size} px ({backbone}, width {width})")
-    )
-    print(
-        "\n| dtype | model | checkpointing | peak batch 1 MiB | peak batch 2 MiB | per image MiB "
-        f"| / {backbone} | saved for backward MiB/img (fp32) | batch per 80 GB |"
+        "\n| dtype | model | checkpointing | peak batch 1 MiB (min-max) | peak batch 3 MiB "
+        f"(min-max) | per image MiB | / {backbone} | saved for backward MiB/img (fp32) "
+        "| batch per 80 GB |"
     )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for bf16, name, ckpt, one, two, saved in rows:
+
+    def cell(values: list[float]) -> str:
+        lo, mid, hi = min(values), statistics.median(values), max(values)
+        return f"{mid / 2**20:.0f} ({lo / 2**20:.0f}-{hi / 2**20:.0f})"
+
+    def slope(one: list[float], three: list[float]) -> float:
+        return (statistics.median(three) - statistics.median(one)) / 2
+
+    for bf16, name, ckpt, one, three, saved in rows:
         base = next(r for r in rows if r[0] == bf16 and r[1] == BASE)
-        per, base_per = two - one, base[4] - base[3]
+        per, base_per = slope(one, three), slope(base[3], base[4])
         label = f"{backbone} classifier (25 classes)" if name == BASE else f"MDAN {name} ({width})"
         print(
             f"| {'bf16' if bf16 else 'fp32'} | {label} | {'on' if ckpt else 'off'} | "
-            f"{one / 2**20:.0f} | {two / 2**20:.0f} | {per / 2**20:.0f} | {per / base_per:.2f} | "
+            f"{cell(one)} | {cell(three)} | {per / 2**20:.0f} | {per / base_per:.2f} | "
             f"{saved / 2**20:.0f} | {int(GPU_BYTES // per) if per > 0 else '-'} |"
         )
     if not ckpt_ok:

@@ -226,7 +226,7 @@ def _build(
                 "the architecture is not the default) to know what it holds"
             )
         model = MDAN.from_state(
-            ckpt.read_in_background(),
+            ckpt.pending_state(),
             config=explicit_config or default_config,
             taxonomy=tax,
             source_taxonomy=tax,
@@ -256,7 +256,7 @@ def _build(
             )
         tax = explicit_tax or saved_tax
         model = MDAN.from_state(
-            ckpt.read_in_background(),
+            ckpt.pending_state(),
             config=saved_config,
             taxonomy=tax,
             source_taxonomy=saved_tax,

@@ -28,6 +28,8 @@ __all__ = [
     "MAX_HEADS",
     "MAX_IMAGE_SIDE",
     "AffectiveSemanticMapping",
+    "MAX_TEMPERATURE",
+    "MIN_TEMPERATURE",
     "ConfigError",
     "MDANConfig",
     "Preprocessing",
@@ -46,6 +48,10 @@ MAX_FPN_CHANNELS = 4096
 """Largest ``fpn_channels`` a config file may ask for (the paper's size is 1024)."""
 MAX_HEADS = 1024
 """Largest number of MHCCA heads per level a config file may ask for (the paper uses 2-8)."""
+MIN_TEMPERATURE = 0.05
+MAX_TEMPERATURE = 20.0
+"""Bounds of a temperature (``MDANConfig.local_temperatures`` / ``global_temperature``):
+outside them a softmax is a one-hot or a uniform vector and the branch says nothing."""
 MAX_IMAGE_SIDE = 2048
 """Largest ``input_size`` / ``resize_size`` of :class:`Preprocessing` (the paper uses 448)."""
 _CONFIG_FILE_BYTES = 1024 * 1024
@@ -150,6 +156,11 @@ class MDANConfig:
             paper says, Fig. 5) or P_O (``"overall"``).
         lcam_detach: stop gradients through M (the paper is silent; off).
         prob_eps: clamp for log P_O in the loss of Eq. 3.
+        local_temperatures: temperature scaling (not in the paper; Guo et al., 2017): one
+            temperature per level, coarse to fine, dividing the local logits before their
+            softmax; None (default) is the raw model. ``mdan-zoo calibrate`` / the training
+            option ``calibrate: true`` fit them on the validation split.
+        global_temperature: the same for the global classifier's logits (both or neither).
     """
 
     backbone: str = "resnet101"
@@ -168,6 +179,8 @@ class MDANConfig:
     lcam_parent: LcamParent = "local"
     lcam_detach: bool = False
     prob_eps: float = 1e-8
+    local_temperatures: tuple[float, ...] | None = None
+    global_temperature: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "heads", tuple(self.heads))
@@ -205,6 +218,37 @@ class MDANConfig:
             )
         if not 0.0 < self.prob_eps < 1e-2:
             raise ConfigError(f"prob_eps must be a small positive number, got {self.prob_eps!r}")
+        self._check_temperatures()
+
+    def _check_temperatures(self) -> None:
+        local, glob = self.local_temperatures, self.global_temperature
+        if (local is None) != (glob is None):
+            raise ConfigError(
+                "local_temperatures and global_temperature come together (both set by "
+                "`mdan-zoo calibrate`) or not at all (the raw model); got "
+                f"{local!r} and {glob!r}"
+            )
+        if local is None:
+            return
+        object.__setattr__(self, "local_temperatures", tuple(local))
+        values: list[Any] = [*local, glob]
+        if not 1 <= len(local) <= 3 or not all(
+            _is_real(t) and MIN_TEMPERATURE <= t <= MAX_TEMPERATURE for t in values
+        ):
+            raise ConfigError(
+                f"temperatures must be 1-3 local values (one per level) and a global one, each "
+                f"a number from {MIN_TEMPERATURE} to {MAX_TEMPERATURE}; got {local!r} and "
+                f"{glob!r}: run `mdan-zoo calibrate` again, or drop both for the raw model"
+            )
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether temperatures are stored (``predict`` and ``evaluate`` apply them)."""
+        return self.local_temperatures is not None
+
+    def uncalibrated(self) -> MDANConfig:
+        """This config without temperatures: the raw model."""
+        return dataclasses.replace(self, local_temperatures=None, global_temperature=None)
 
     @classmethod
     def lite(cls, **changes: Any) -> MDANConfig:
@@ -238,6 +282,11 @@ class MDANConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["heads"] = list(self.heads)
+        if self.local_temperatures is None:  # the raw model's file stays as before
+            data.pop("local_temperatures")
+            data.pop("global_temperature")
+        else:
+            data["local_temperatures"] = list(self.local_temperatures)
         return data
 
     @classmethod
@@ -248,7 +297,12 @@ class MDANConfig:
         ``true`` not an integer, NaN not a number) and sizes against :data:`MAX_FPN_CHANNELS` /
         :data:`MAX_HEADS`; a bad one raises :class:`ConfigError` naming the field.
         """
-        maxima = {"fpn_channels": MAX_FPN_CHANNELS, "heads": MAX_HEADS}
+        maxima = {
+            "fpn_channels": MAX_FPN_CHANNELS,
+            "heads": MAX_HEADS,
+            "local_temperatures": MAX_TEMPERATURE,
+            "global_temperature": MAX_TEMPERATURE,
+        }
         return cls(**typed_fields(cls, data, error=ConfigError, maxima=maxima))
 
     def to_json(self, path: str | os.PathLike[str]) -> None:

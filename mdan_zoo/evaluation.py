@@ -35,6 +35,13 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._io import atomic_path, atomic_write_text, file_parts
 from ._threads import thread_budget, using_threads
+from .calibration import (
+    calibration_block,
+    calibration_flat,
+    calibration_table,
+    jsonable_block,
+    write_reliability_pngs,
+)
 from .prediction.overlay import font as overlay_font
 from .taxonomy import Taxonomy
 
@@ -46,6 +53,7 @@ __all__ = [
     "confusion_matrix",
     "confusion_stem",
     "evaluate",
+    "model_temperatures",
     "save_confusion_csv",
     "save_confusion_png",
 ]
@@ -87,6 +95,11 @@ class EvalReport:
         warnings: sentences printed under the table and kept in ``report.json`` (the trainer
             puts there what :mod:`mdan_zoo.judge` found: a split too small, a model that
             learned nothing).
+        calibration: ECE, adaptive ECE, Brier, NLL and ROC-AUC per branch and level, for the
+            consistent path, and the risk-coverage view per level (docs/evaluation.md;
+            :func:`mdan_zoo.calibration.calibration_block`).
+        temperatures: the temperatures the probabilities were made with (``{"local": {level:
+            T}, "global": T}``), None for the raw model.
     """
 
     taxonomy: Taxonomy
@@ -98,6 +111,9 @@ class EvalReport:
     off_block_rate: dict[str, dict[str, float]] = field(default_factory=dict)
     title: str | None = None
     warnings: list[str] = field(default_factory=list)
+
+    calibration: dict[str, Any] = field(default_factory=dict)
+    temperatures: dict[str, Any] | None = None
 
     def baselines(self) -> dict[str, list[float]]:
         """What a model that learned nothing scores, per level (coarse to fine): ``majority``,
@@ -121,6 +137,7 @@ class EvalReport:
             out[f"{branch}/violations"] = self.violation_rate[branch]
             for name, rate in self.off_block_rate.get(branch, {}).items():
                 out[f"{branch}/off_block/{name}"] = rate
+        out.update(calibration_flat(self.calibration))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,12 +157,16 @@ class EvalReport:
                 b: {n: m.tolist() for n, m in zip(tax.level_names, ms, strict=True)}
                 for b, ms in self.confusion.items()
             },
-            "metrics": self.flat(),
+            "metrics": jsonable_block(self.flat()),
             "baselines": {
                 b: dict(zip(tax.level_names, v, strict=True)) for b, v in self.baselines().items()
             },
             "warnings": list(self.warnings),
+            **({"calibration": self._calibration_dict()} if self.calibration else {}),
         }
+
+    def _calibration_dict(self) -> dict[str, Any]:
+        return jsonable_block({**self.calibration, "temperatures": self.temperatures})
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
@@ -184,6 +205,10 @@ class EvalReport:
                     f"  {name}: P_L {100 * r['local']:.2f}%  P_O {100 * r['overall']:.2f}%"
                     f"  P_G {100 * r['global']:.2f}%"
                 )
+        if self.calibration:
+            lines.append(calibration_table(self.calibration, tax, self.accuracy))
+        if self.temperatures is not None:
+            lines.append(_temperature_line(self.temperatures))
         lines += [f"WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -214,6 +239,8 @@ class EvalReport:
                     title=f"{tag[branch]}, level '{name}'",
                 )
                 paths[stem] = directory / f"{stem}.png"
+        if self.calibration:
+            paths.update(write_reliability_pngs(self.calibration, self.taxonomy, directory))
         self.to_json(paths["json"])  # last: where report.json is, the whole report is
         return paths
 
@@ -288,7 +315,25 @@ def compute_report(
         confusion=confusion,
         per_class=per_class,
         off_block_rate=off_block,
+        calibration=calibration_block(taxonomy, y, {b: probs[b] for b in BRANCHES}),
     )
+
+
+def _temperature_line(temperatures: Mapping[str, Any]) -> str:
+    local = ", ".join(f"{k} {v:.3f}" for k, v in temperatures["local"].items())
+    return (
+        f"temperatures (fitted on validation): local {local}; global {temperatures['global']:.3f}"
+    )
+
+
+def model_temperatures(model: Any, *, calibration: bool = True) -> dict[str, Any] | None:
+    """The temperatures ``model`` applies (``{"local": {level: T}, "global": T}``), or None."""
+    config: Any = getattr(model, "config", None)
+    local = getattr(config, "local_temperatures", None)
+    if not calibration or local is None:
+        return None
+    names = model.taxonomy.level_names
+    return {"local": dict(zip(names, local, strict=True)), "global": config.global_temperature}
 
 
 def _off_block_rates(
@@ -323,12 +368,14 @@ def collect_predictions(
     amp_dtype: torch.dtype | None = None,
     progress: bool = False,
     distributed: bool = False,
+    calibration: bool = True,
 ) -> tuple[np.ndarray, dict[str, list[np.ndarray]]]:
     """Run ``model`` (in eval mode) over ``dataset`` of ``(image, fine_index)``.
 
     With ``distributed`` every process takes every ``world``-th image and the results are
     gathered on all processes in dataset order. Returns fine targets and
-    ``{branch: [probabilities per level]}``.
+    ``{branch: [probabilities per level]}``. ``calibration=False`` ignores the temperatures
+    the model stores (the raw model's probabilities).
     """
     device = torch.device(device)
     indices = np.arange(len(dataset))  # type: ignore[arg-type]
@@ -358,7 +405,7 @@ def collect_predictions(
                 else torch.autocast(device_type=device.type, enabled=False)
             )
             with ctx:
-                res = model(images)
+                res = model(images) if calibration else model(images, calibration=False)
             targets.append(np.asarray(y, dtype=np.int64))
             out["local"].append([lv.local_probs.float().cpu().numpy() for lv in res])
             out["global"].append([lv.global_probs.float().cpu().numpy() for lv in res])
@@ -396,12 +443,15 @@ def evaluate(
     progress: bool = False,
     distributed: bool = False,
     threads: int | None = None,
+    calibration: bool = True,
 ) -> EvalReport:
-    """Evaluate an MDAN on a dataset of ``(image_tensor, fine_index)``: the Table-3 report.
+    """Evaluate an MDAN on a dataset of ``(image_tensor, fine_index)``: the Table-3 report and
+    its calibration block.
 
     ``threads``: torch intra-op threads for the call (None: the cores ``workers`` leave, so
     the two never exceed the cores; :func:`~mdan_zoo._threads.thread_budget`); ``workers``
-    is capped to fit beside them."""
+    is capped to fit beside them. ``calibration=False`` measures the raw model (no
+    temperatures)."""
     n_threads, workers = thread_budget(threads, workers)
     with using_threads(n_threads):
         y, probs = collect_predictions(
@@ -413,8 +463,11 @@ def evaluate(
             amp_dtype=amp_dtype,
             progress=progress,
             distributed=distributed,
+            calibration=calibration,
         )
-    return compute_report(model.taxonomy, y, probs)
+    report = compute_report(model.taxonomy, y, probs)
+    report.temperatures = model_temperatures(model, calibration=calibration)
+    return report
 
 
 # ---------------------------------------------------------------------- writing matrices

@@ -63,7 +63,9 @@ class ProbabilityModel(nn.Module):
         outputs: which of ``"P_O"``, ``"P_L"``, ``"P_G"`` to return, each for every level.
     """
 
-    def __init__(self, model: MDAN, *, outputs: Sequence[str] = EXPORT_OUTPUTS) -> None:
+    def __init__(
+        self, model: MDAN, *, outputs: Sequence[str] = EXPORT_OUTPUTS, calibration: bool = True
+    ) -> None:
         super().__init__()
         unknown = [o for o in outputs if o not in EXPORT_OUTPUTS]
         if unknown or not outputs:
@@ -72,11 +74,12 @@ class ProbabilityModel(nn.Module):
             )
         self.model = model
         self.outputs = tuple(outputs)
+        self.calibration = calibration
         levels = model.taxonomy.level_names
         self.output_names = [f"{o}.{level}" for o in self.outputs for level in levels]
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
-        out = self.model(image)
+        out = self.model(image, calibration=self.calibration)
         fields = {"P_O": "probs", "P_L": "local_probs", "P_G": "global_probs"}
         return tuple(getattr(lv, fields[o]) for o in self.outputs for lv in out)
 
@@ -92,11 +95,13 @@ def export_program(
     *,
     outputs: Sequence[str] = EXPORT_OUTPUTS,
     max_batch: int = 4096,
+    calibration: bool = True,
 ) -> torch.export.ExportedProgram:
     """``torch.export`` of :class:`ProbabilityModel` with a dynamic batch dimension (1 ..
-    ``max_batch``). The model is put in eval mode (batch norm uses its running statistics)."""
+    ``max_batch``). The model is put in eval mode (batch norm uses its running statistics).
+    The temperatures a calibrated model stores are built in (``calibration=False``: raw)."""
     model.eval()
-    wrapper = ProbabilityModel(model, outputs=outputs).eval()
+    wrapper = ProbabilityModel(model, outputs=outputs, calibration=calibration).eval()
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     return torch.export.export(wrapper, (_example(model, 2),), dynamic_shapes={"image": {0: batch}})
 
@@ -129,6 +134,7 @@ def export_onnx(
     outputs: Sequence[str] = EXPORT_OUTPUTS,
     opset: int = 18,
     program: torch.export.ExportedProgram | None = None,
+    calibration: bool = True,
 ) -> Path:
     """Write an ONNX file (atomically) of :class:`ProbabilityModel` with a dynamic batch.
 
@@ -136,12 +142,14 @@ def export_onnx(
     does; outputs named ``P_O.<level>``, ``P_L.<level>``, ``P_G.<level>``. The metadata key
     ``mdan_zoo`` holds the taxonomy, preprocessing and output names as JSON. Needs the
     ``onnx`` and ``onnxscript`` packages (the PyTorch 2.x exporter). ``program``: a
-    :func:`export_program` result to reuse (made with the same ``outputs``).
+    :func:`export_program` result to reuse (made with the same ``outputs``). A calibrated
+    model's temperatures are built into the graph and named in the metadata
+    (``calibration=False`` exports the raw probabilities).
     """
     path = Path(path)
     require("onnx", "onnxscript", extra="onnx", what="ONNX export")  # before any work
     if program is None:
-        program = export_program(model, outputs=outputs)
+        program = export_program(model, outputs=outputs, calibration=calibration)
     wrapper = ProbabilityModel(model, outputs=outputs)
     onnx_program = torch.onnx.export(
         program,
@@ -161,6 +169,14 @@ def export_onnx(
         "output_names": wrapper.output_names,
         "alpha": model.config.alpha,
         "backbone": model.config.backbone,
+        "temperatures": (
+            {
+                "local": list(model.config.local_temperatures or ()),
+                "global": model.config.global_temperature,
+            }
+            if calibration and model.config.calibrated
+            else None
+        ),
     }
     onnx_program.model.metadata_props[_META] = json.dumps(meta)
     with atomic_path(path) as tmp:
@@ -210,6 +226,7 @@ class OnnxRuntimeModel:
         self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
         self.outputs: tuple[str, ...] = tuple(meta["outputs"])
         self.output_names: list[str] = list(meta["output_names"])
+        self.temperatures: dict[str, Any] | None = meta.get("temperatures")
         if "P_O" not in self.outputs:
             raise ValueError(
                 f"{self.path} does not export P_O; re-export with outputs including it"
@@ -236,9 +253,16 @@ class OnnxRuntimeModel:
     def parameters(self) -> list[Tensor]:
         return []
 
-    def __call__(self, image: Tensor, *, return_cams: bool = False) -> MDANOutput:
+    def __call__(
+        self, image: Tensor, *, return_cams: bool = False, calibration: bool = True
+    ) -> MDANOutput:
         from .model import LevelOutput, MDANOutput
 
+        if not calibration and self.temperatures is not None:
+            raise ValueError(
+                f"{self.path} has the temperatures of a calibrated model built in; export it "
+                "again with export_onnx(..., calibration=False) for the raw probabilities"
+            )
         if return_cams:
             raise ValueError("an ONNX export has no attention maps; use the PyTorch model")
         arrays = self.session.run(None, {"image": image.detach().cpu().float().numpy()})

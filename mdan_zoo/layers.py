@@ -1,10 +1,12 @@
-"""The parts of MDAN: the bottom-up trunk (Sec. 3.2) and the two attention modules (Sec. 4),
-MHCCA (Eq. 4) and L-CAM (Sec. 4.2)."""
+"""The parts of MDAN: the bottom-up trunk (Sec. 3.2), the two attention modules (Sec. 4),
+MHCCA (Eq. 4) and L-CAM (Sec. 4.2), and what the network gives per level (:class:`LevelOutput`,
+:class:`MDANOutput`) with the loss on it (Eq. 3, :func:`mdan_loss`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,10 +18,13 @@ from ._checkpointing import checkpointed
 
 __all__ = [
     "MHCCA",
+    "LevelOutput",
+    "MDANOutput",
     "ResNetTrunk",
     "child_table",
     "class_activation_maps",
     "lcam_map",
+    "mdan_loss",
     "selected_cams",
     "upsample_to",
 ]
@@ -362,3 +367,92 @@ class ResNetTrunk(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.stages(x)
+
+
+@dataclass
+class LevelOutput:
+    """Predictions at one affective level. Probability tensors are ``[batch, classes]``.
+
+    Attributes:
+        name: the level's name in the taxonomy.
+        labels: class names, in column order.
+        probs: P_O, the overall prediction (what to use).
+        local_probs: P_L, the local classifier of the top-down branch (Eq. 1).
+        global_probs: P_G, the global classifier (finest level) or its Eq. 2 sums.
+        local_logits: logits of the local classifier.
+        global_logits: logits of the global classifier; only at the finest level, else None.
+        lcam: the fused L-CAM map M ``[batch, H, W]`` applied at this level (None when L-CAM is
+            off here or maps were not asked for).
+        cams: CAMs of every class of this level ``[batch, classes, H, W]`` on the local feature
+            map before attention (Sec. 4.2.1), when asked for.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    probs: Tensor
+    local_probs: Tensor
+    global_probs: Tensor
+    local_logits: Tensor
+    global_logits: Tensor | None = None
+    lcam: Tensor | None = None
+    cams: Tensor | None = None
+
+    @property
+    def logits(self) -> Tensor:
+        """The logits of this level's local classifier (``local_probs`` is their softmax).
+
+        P_O is a mixture of probabilities and has no logits of its own; the global classifier's
+        logits exist at the finest level only (``global_logits``).
+        """
+        return self.local_logits
+
+
+@dataclass
+class MDANOutput:
+    """The forward result: one :class:`LevelOutput` per level, coarse to fine.
+
+    ``out[0]`` is the coarsest level, ``out[-1]`` the finest; ``out.probs`` lists P_O of every
+    level (likewise ``local_probs``, ``global_probs``).
+    """
+
+    levels: tuple[LevelOutput, ...] = field(default_factory=tuple)
+
+    def __getitem__(self, index: int) -> LevelOutput:
+        return self.levels[index]
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+    def __iter__(self) -> Iterator[LevelOutput]:
+        return iter(self.levels)
+
+    @property
+    def probs(self) -> list[Tensor]:
+        return [lv.probs for lv in self.levels]
+
+    @property
+    def local_probs(self) -> list[Tensor]:
+        return [lv.local_probs for lv in self.levels]
+
+    @property
+    def global_probs(self) -> list[Tensor]:
+        return [lv.global_probs for lv in self.levels]
+
+    @property
+    def logits(self) -> list[Tensor]:
+        """Local-classifier logits of every level, coarse to fine."""
+        return [lv.logits for lv in self.levels]
+
+
+def mdan_loss(output: MDANOutput, targets: Sequence[Tensor], eps: float = 1e-8) -> Tensor:
+    """Eq. 3 read as cross-entropy: the mean over levels of ``-log P_O[y]`` (batch-averaged).
+
+    ``targets`` holds one tensor of class indices per level, coarse to fine.
+    """
+    if len(targets) != len(output):
+        raise ValueError(f"need targets for {len(output)} levels, got {len(targets)}")
+    losses = [
+        F.nll_loss(torch.log(lv.probs.clamp_min(eps)), y)
+        for lv, y in zip(output, targets, strict=True)
+    ]
+    return torch.stack(losses).mean()

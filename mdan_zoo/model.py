@@ -16,10 +16,10 @@ Two branches over a torchvision ResNet (Fig. 3):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -33,10 +33,13 @@ from .config import MDANConfig, Preprocessing
 from .hub import PretrainedMixin
 from .layers import (
     MHCCA,
+    LevelOutput,
+    MDANOutput,
     ResNetTrunk,
     child_table,
     class_activation_maps,
     lcam_map,
+    mdan_loss,
     selected_cams,
     upsample_to,
 )
@@ -111,93 +114,14 @@ def _backbone_channels(name: str) -> dict[str, int]:
     return {"c2": 64 * mult, "c3": 128 * mult, "c4": 256 * mult, "c5": 512 * mult}
 
 
-@dataclass
-class LevelOutput:
-    """Predictions at one affective level. Probability tensors are ``[batch, classes]``.
-
-    Attributes:
-        name: the level's name in the taxonomy.
-        labels: class names, in column order.
-        probs: P_O, the overall prediction (what to use).
-        local_probs: P_L, the local classifier of the top-down branch (Eq. 1).
-        global_probs: P_G, the global classifier (finest level) or its Eq. 2 sums.
-        local_logits: logits of the local classifier.
-        global_logits: logits of the global classifier; only at the finest level, else None.
-        lcam: the fused L-CAM map M ``[batch, H, W]`` applied at this level (None when L-CAM is
-            off here or maps were not asked for).
-        cams: CAMs of every class of this level ``[batch, classes, H, W]`` on the local feature
-            map before attention (Sec. 4.2.1), when asked for.
-    """
-
-    name: str
-    labels: tuple[str, ...]
-    probs: Tensor
-    local_probs: Tensor
-    global_probs: Tensor
-    local_logits: Tensor
-    global_logits: Tensor | None = None
-    lcam: Tensor | None = None
-    cams: Tensor | None = None
-
-    @property
-    def logits(self) -> Tensor:
-        """The logits of this level's local classifier (``local_probs`` is their softmax).
-
-        P_O is a mixture of probabilities and has no logits of its own; the global classifier's
-        logits exist at the finest level only (``global_logits``).
-        """
-        return self.local_logits
-
-
-@dataclass
-class MDANOutput:
-    """The forward result: one :class:`LevelOutput` per level, coarse to fine.
-
-    ``out[0]`` is the coarsest level, ``out[-1]`` the finest; ``out.probs`` lists P_O of every
-    level (likewise ``local_probs``, ``global_probs``).
-    """
-
-    levels: tuple[LevelOutput, ...] = field(default_factory=tuple)
-
-    def __getitem__(self, index: int) -> LevelOutput:
-        return self.levels[index]
-
-    def __len__(self) -> int:
-        return len(self.levels)
-
-    def __iter__(self) -> Iterator[LevelOutput]:
-        return iter(self.levels)
-
-    @property
-    def probs(self) -> list[Tensor]:
-        return [lv.probs for lv in self.levels]
-
-    @property
-    def local_probs(self) -> list[Tensor]:
-        return [lv.local_probs for lv in self.levels]
-
-    @property
-    def global_probs(self) -> list[Tensor]:
-        return [lv.global_probs for lv in self.levels]
-
-    @property
-    def logits(self) -> list[Tensor]:
-        """Local-classifier logits of every level, coarse to fine."""
-        return [lv.logits for lv in self.levels]
-
-
-def mdan_loss(output: MDANOutput, targets: Sequence[Tensor], eps: float = 1e-8) -> Tensor:
-    """Eq. 3 read as cross-entropy: the mean over levels of ``-log P_O[y]`` (batch-averaged).
-
-    ``targets`` holds one tensor of class indices per level, coarse to fine.
-    """
-    if len(targets) != len(output):
-        raise ValueError(f"need targets for {len(output)} levels, got {len(targets)}")
-    losses = [
-        F.nll_loss(torch.log(lv.probs.clamp_min(eps)), y)
-        for lv, y in zip(output, targets, strict=True)
-    ]
-    return torch.stack(losses).mean()
+def _check_temperature_levels(config: MDANConfig, taxonomy: Taxonomy) -> None:
+    local = config.local_temperatures
+    if local is not None and len(local) != taxonomy.num_levels:
+        raise ValueError(
+            f"config.local_temperatures lists {len(local)} values but the taxonomy has "
+            f"{taxonomy.num_levels} levels: calibrate the model again (`mdan-zoo calibrate`), "
+            "or drop the temperatures"
+        )
 
 
 class MDAN(PretrainedMixin, PredictMixin, nn.Module):
@@ -224,6 +148,7 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
     ) -> None:
         super().__init__()
         config = config or MDANConfig()
+        _check_temperature_levels(config, taxonomy)
         self.taxonomy = taxonomy
         self.config = config
         self.preprocessing = preprocessing or Preprocessing()
@@ -312,6 +237,8 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
             )
         taxonomy = as_taxonomy(taxonomy)
         device = self.global_head.weight.device
+        if self.config.calibrated:  # new heads: the fitted temperatures no longer apply
+            self.config = self.config.uncalibrated()
         self.taxonomy = taxonomy
         self._build_levels(taxonomy)
         self.global_head = nn.Linear(self.channels["c5"], taxonomy.num_classes[-1])
@@ -341,6 +268,22 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         backbone = list(self.backbone.parameters())
         ids = {id(p) for p in backbone}
         return {"backbone": backbone, "new": [p for p in self.parameters() if id(p) not in ids]}
+
+    def set_temperatures(self, local: Sequence[float] | None, global_: float | None = None) -> None:
+        """Store temperature-scaling temperatures (one per level for the local logits, one for
+        the global logits) in ``model.config``, so that the forward pass, ``predict``,
+        ``evaluate``, ``save_pretrained`` and ONNX export use them; ``None`` drops them (the
+        raw model). ``mdan-zoo calibrate`` fits them on the validation split."""
+        if local is None:
+            config = self.config.uncalibrated()
+        else:
+            config = dataclasses.replace(
+                self.config,
+                local_temperatures=tuple(float(t) for t in local),
+                global_temperature=None if global_ is None else float(global_),
+            )
+        _check_temperature_levels(config, self.taxonomy)
+        self.config = config
 
     def set_grad_checkpointing(
         self, enable: bool = True, *, backbone: bool | None = None, top_down: bool | None = None
@@ -528,13 +471,22 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         x = (1.0 + m) * x if torch.is_grad_enabled() else x.mul_(1.0 + m)
         return x, head(x.mean(dim=(2, 3))), m, cams
 
-    def forward_head(self, features: dict[str, Tensor], *, return_cams: bool = False) -> MDANOutput:
+    def forward_head(
+        self,
+        features: dict[str, Tensor],
+        *,
+        return_cams: bool = False,
+        calibration: bool = True,
+    ) -> MDANOutput:
         """Both branches on backbone ``features``; ``return_cams`` adds the attention maps.
 
         Probabilities (the softmaxes, Eq. 2 and P_O) are computed in float32 even under
-        autocast: Eq. 2 sums up to 25 children, and bf16 keeps 8 bits of mantissa.
+        autocast: Eq. 2 sums up to 25 children, and bf16 keeps 8 bits of mantissa. With
+        temperatures in the config (and ``calibration``) each logit vector is divided by its
+        branch's temperature before its softmax; L-CAM still picks children from the raw
+        probabilities, so calibration changes what is reported, never what the network sees.
         """
-        return self._head(features, return_cams=return_cams, top_down=None)
+        return self._head(features, return_cams=return_cams, top_down=None, calibration=calibration)
 
     def _head(
         self,
@@ -542,17 +494,25 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
         *,
         return_cams: bool,
         top_down: dict[str, Tensor] | None,
+        calibration: bool = True,
     ) -> MDANOutput:
         """:meth:`forward_head`; ``top_down`` (a dict) receives the F maps by name (``"f5"`` ..)."""
         cfg = self.config
         tax = self.taxonomy
         c5 = features["c5"]
         last = tax.num_levels - 1
+        t_local = cfg.local_temperatures if calibration else None
         # Bottom-up branch (Sec. 3.2, Eq. 2).
         global_logits = self.global_head(c5.mean(dim=(2, 3)))
         with _float32(c5):
             p_g_fine = torch.softmax(_wide(global_logits), dim=1)
-            global_probs = [self._sum_children(p_g_fine, d) for d in range(tax.num_levels)]
+            global_probs = raw_global = [
+                self._sum_children(p_g_fine, d) for d in range(tax.num_levels)
+            ]
+            if t_local is not None and cfg.global_temperature is not None:  # temperature scaling
+                global_logits = global_logits / cfg.global_temperature
+                p_g_fine = torch.softmax(_wide(global_logits), dim=1)
+                global_probs = [self._sum_children(p_g_fine, d) for d in range(tax.num_levels)]
 
         # Top-down branch (Sec. 3.1 with the mapping of Fig. 2, Sec. 4). The maps are built from
         # the top down; when level 1 reads the highest of them ((a), (b), (e)) each level's
@@ -581,9 +541,22 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
                     x = (1.0 + m) * x
                 top_down[f"f{ls}"] = x
             with _float32(x):
-                p_l = torch.softmax(_wide(local_logits), dim=1)
+                raw_p_l = p_l = torch.softmax(_wide(local_logits), dim=1)
+                if t_local is not None:
+                    local_logits = local_logits / t_local[depth]
+                    p_l = torch.softmax(_wide(local_logits), dim=1)
                 p_o = cfg.alpha * p_l + (1.0 - cfg.alpha) * global_probs[depth]
-            prev_choice = (p_l if cfg.lcam_parent == "local" else p_o).argmax(dim=1)
+            # L-CAM picks the next parent from the raw probabilities: calibration changes what is
+            # reported, never what the network attends to (a temperature keeps P_L's argmax but
+            # can move that of P_O, a mixture of two softmaxes).
+            if cfg.lcam_parent == "local":
+                prev_choice = raw_p_l.argmax(dim=1)
+            elif t_local is None:
+                prev_choice = p_o.argmax(dim=1)
+            else:
+                prev_choice = (cfg.alpha * raw_p_l + (1.0 - cfg.alpha) * raw_global[depth]).argmax(
+                    1
+                )
             levels.append(
                 LevelOutput(
                     name=tax.level_names[depth],
@@ -623,9 +596,15 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
             return lateral(up, c, residual=up if sums else None, reuse_residual=True)
         return lateral(c) + up
 
-    def forward(self, x: Tensor, *, return_cams: bool = False) -> MDANOutput:
-        """Images ``[B, 3, H, W]`` (normalised) -> :class:`MDANOutput`, coarse to fine."""
-        return self.forward_head(self.forward_features(x), return_cams=return_cams)
+    def forward(
+        self, x: Tensor, *, return_cams: bool = False, calibration: bool = True
+    ) -> MDANOutput:
+        """Images ``[B, 3, H, W]`` (normalised) -> :class:`MDANOutput`, coarse to fine.
+
+        ``calibration=False`` ignores the temperatures stored in the config (the raw model)."""
+        return self.forward_head(
+            self.forward_features(x), return_cams=return_cams, calibration=calibration
+        )
 
     def loss(self, output: MDANOutput, targets: Tensor | Sequence[Tensor]) -> Tensor:
         """Eq. 3. ``targets``: fine-level class indices ``[B]``, or one tensor per level."""

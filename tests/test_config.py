@@ -35,6 +35,8 @@ NON_DEFAULT = MDANConfig(
     lcam_parent="overall",
     lcam_detach=True,
     prob_eps=1e-6,
+    local_temperatures=(1.5, 2.0),
+    global_temperature=1.25,
 )
 
 

@@ -365,18 +365,18 @@ def test_verified_shortcut_is_not_fooled_by_a_write_that_keeps_size_and_mtime(
     from mdan_zoo.hub import _integrity as integrity
 
     hashed: list[Path] = []
-    real_hash, real_read = integrity.sha256_file, checkpoint.read_hashed_state_dict
+    real_hash, real_read = integrity.sha256_file, checkpoint.hashed_reader
 
     def counting(path: Path) -> str:
         hashed.append(Path(path))
         return real_hash(path)
 
-    def counting_read(path: Path, **kwargs: object) -> tuple[dict, str]:  # hashes as it reads
+    def counting_read(path: Path) -> checkpoint.HashedReader:  # hashes as it reads
         hashed.append(Path(path))
-        return real_read(path, **kwargs)  # type: ignore[arg-type]
+        return real_read(path)
 
     monkeypatch.setattr(integrity, "sha256_file", counting)
-    monkeypatch.setattr(checkpoint, "read_hashed_state_dict", counting_read)
+    monkeypatch.setattr(checkpoint, "hashed_reader", counting_read)
     ref = f"hf-hub:org/fashion@{warm.rev_a}"
     assert same_state(mdan(weights=ref, progress=False), warm.model_a)
     assert len(hashed) == 1

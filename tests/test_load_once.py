@@ -116,3 +116,26 @@ def test_run_folder_inference_load_reads_the_selected_weights_only(folder, tmp_p
     weights.write_bytes(bytes(data))
     with pytest.raises(ChecksumError, match="sha256 mismatch"):
         MDAN.from_pretrained(run)
+
+
+def test_weights_that_do_not_fit_their_tree_are_refused_from_the_header(
+    folder, tmp_path: Path
+) -> None:  # noqa: ANN001
+    """The model is built from the file's header before any tensor is read: a config whose
+    taxonomy does not match the weights' heads fails having read the header alone."""
+    import shutil
+
+    from mdan_zoo.errors import WeightsError
+
+    _, path = folder
+    other = tiny_mdan("emotion6").save_pretrained(tmp_path / "other")  # 2 -> 6 classes
+    mixed = Path(shutil.copytree(other, tmp_path / "mixed"))
+    shutil.copy(path / "model.safetensors", mixed / "model.safetensors")  # fashion_mnist's
+    size = (mixed / "model.safetensors").stat().st_size
+    with pytest.raises(WeightsError, match="do not belong together"):
+        MDAN.from_pretrained(mixed)
+    before = _bytes_read()
+    with pytest.raises(WeightsError):
+        MDAN.from_pretrained(mixed)
+    read = _bytes_read() - before
+    assert read < size / 4, f"read {read:,} bytes of a {size:,}-byte file before refusing it"

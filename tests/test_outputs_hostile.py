@@ -206,7 +206,8 @@ def test_report_files_stay_in_their_folder(tmp_path: Path) -> None:
     paths = report.write(out)
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert all(w.startswith("deep/er/report/") and w.count("/") == 3 for w in written), written
-    assert len(written) == 2 + 2 * 2 * 2  # json, txt, csv + png per branch and level
+    # json, txt; csv + png per branch and level; a reliability png per level
+    assert len(written) == 2 + 2 * 2 * 2 + 2
     assert not Path("/etc/Y.csv").exists()
     assert all(p.parent == out for p in paths.values())
     assert not any(p.name.startswith(".") for p in out.iterdir())

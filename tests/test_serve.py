@@ -201,6 +201,10 @@ def test_page_escapes_names_and_shows_branches_on_the_switch() -> None:
     assert rows and both.count("mdan-bar-l") == both.count("mdan-bar-g") == rows
     info = model_info(model, device="cpu")
     assert dict(info["rows"])["weights origin"].startswith("random initialisation")
+    assert dict(info["rows"])["calibration"].startswith("none")
+    model.set_temperatures([1.25, 2.5], 1.75)  # the panel says which probabilities it shows
+    calibrated = dict(model_info(model, device="cpu")["rows"])["calibration"]
+    assert "local 1.250, 2.500" in calibrated and "global 1.750" in calibrated
     panel = model_panel(info)
     assert "&lt;b&gt;pos&lt;/b&gt;" in panel and "<b>pos" not in panel
     message = untrained_message(model)

@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "_timm": 3,
     "zoo": 3,
     # 4: evaluation, training, export for deployment
+    "calibration": 4,
     "evaluation": 4,
     "export": 4,
     "training": 4,

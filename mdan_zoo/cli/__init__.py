@@ -2,8 +2,9 @@
 
 Each group of subcommands is a module of its own: ``_zoo`` (``list``, ``info``, ``download``),
 ``_train`` (``train``, ``eval``, ``report``, ``configs``, ``export``, ``push``, ``demo``),
-``_predict`` (``predict``), ``_serve`` (``serve``, the web app). Modules import torch (and
-gradio) only inside the commands, so ``--help`` and ``list`` stay fast.
+``_calibrate`` (``calibrate``), ``_predict`` (``predict``), ``_serve`` (``serve``, the web
+app). Modules import torch (and gradio) only inside the commands, so ``--help`` and ``list``
+stay fast.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from ..errors import MDANZooError, UsageError
-from . import _predict, _serve, _train, _zoo
+from . import _calibrate, _predict, _serve, _train, _zoo
 from ._common import hub_deadlines
 
 __all__ = ["build_parser", "main"]
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loud.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (_zoo, _train, _predict, _serve):
+    for group in (_zoo, _train, _calibrate, _predict, _serve):
         group.add_commands(sub)
     return parser
 

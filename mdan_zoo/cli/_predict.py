@@ -98,9 +98,33 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="carry on an --output file a stopped run left: skip the images it holds",
     )
+    p.add_argument(
+        "--min-confidence",
+        type=_probability,
+        default=None,
+        metavar="P",
+        help="selective prediction: a level whose consistent-path probability is below P "
+        "answers 'uncertain' and the answer backs off to the deepest level that clears P",
+    )
+    p.add_argument(
+        "--no-calibration",
+        dest="calibration",
+        action="store_false",
+        help="ignore the temperatures a calibrated checkpoint stores: the raw model",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_token(p)
     p.set_defaults(func=_cmd_predict)
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a probability from 0 to 1, got {value}")
+    return value
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

@@ -92,6 +92,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", help="folder for report.json/.txt and confusion CSV/PNG")
     p.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
+    p.add_argument(
+        "--no-calibration",
+        dest="calibration",
+        action="store_false",
+        help="ignore the temperatures a calibrated checkpoint stores: measure the raw model",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_threads(p)
     add_token(p)
@@ -278,6 +284,7 @@ def _train_eval(args: argparse.Namespace) -> int:
             workers=cfg.loader_workers(),
             progress=cfg.progress,
             threads=cfg.intra_op_threads(),
+            calibration=args.calibration,
         )
     except _ERRORS as err:  # a --checkpoint that cannot be loaded too: the message says the fix
         return fail(err)

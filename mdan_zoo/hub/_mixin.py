@@ -197,6 +197,7 @@ class PretrainedMixin:
         expected_sha256: str | None = None,
         dtype: torch.dtype | str | None = None,
         repo_or_dir: str | os.PathLike[str] | None = None,
+        calibration: bool = True,
     ) -> T:
         """The exact saved model from a folder, a ``.safetensors`` file or a Hub repo, in eval mode.
 
@@ -215,7 +216,8 @@ class PretrainedMixin:
         ``model.transfer_report``. ``config`` (for checkpoints without one) gives the
         architecture; it must agree with a config the checkpoint carries. ``dtype``: float32
         by default whatever the file holds (fp16 / bf16 checkpoints too); ``"auto"`` keeps the
-        checkpoint's, a torch floating dtype casts to it.
+        checkpoint's, a torch floating dtype casts to it. ``calibration=False`` drops the
+        temperatures a calibrated checkpoint stores (``mdan-zoo calibrate``): the raw model.
         """
         if (pretrained_model_name_or_path is None) == (repo_or_dir is None):
             raise TypeError(
@@ -241,7 +243,7 @@ class PretrainedMixin:
             assert config is not None and taxonomy is not None
             target_tax = as_taxonomy(taxonomy)
             return cls.from_state(
-                ckpt.read_in_background(),
+                ckpt.pending_state(),
                 config=config,
                 taxonomy=target_tax,
                 source_taxonomy=target_tax,
@@ -251,14 +253,16 @@ class PretrainedMixin:
                 dtype=target,
             )
         saved_config, saved_tax, pre = ckpt.describe()  # before any tensor is read
-        if config is not None and config != saved_config:
+        if not calibration:
+            saved_config = saved_config.uncalibrated()
+        if config is not None and config.uncalibrated() != saved_config.uncalibrated():
             raise WeightsError(
                 f"{ckpt.source} was saved with config {saved_config} but config={config} was "
                 "given; drop config= to use the checkpoint's own, or train a model with the new "
                 "config"
             )
         model = cls.from_state(
-            ckpt.read_in_background(),  # read and hashed while the model is built
+            ckpt.pending_state(),  # the header now, the tensors (hashed) once the model is built
             config=saved_config,
             taxonomy=saved_tax if taxonomy is None else as_taxonomy(taxonomy),
             source_taxonomy=saved_tax,
@@ -290,7 +294,8 @@ class PretrainedMixin:
         an integer tensor where the model has a floating one is a :class:`WeightsError`.
         ``source`` and ``revision`` are recorded as ``model.checkpoint_source`` /
         ``checkpoint_revision``. ``state`` may be a ``PendingState``
-        (``Checkpoint.read_in_background()``): the model is built while the file is read.
+        (``Checkpoint.pending_state()``): the model is built from the file's header, before
+        any tensor is read.
         """
         target = as_dtype(dtype)
         shapes = (
@@ -300,6 +305,7 @@ class PretrainedMixin:
         )
         try:
             _check_heads(shapes, source_taxonomy, source=source)  # before anything is built
+            config = _temperatures_for(config, taxonomy, source_taxonomy, source=source)
             with torch.device("meta"), _SkipInitOnMeta():
                 model: Any = cls(taxonomy, config, preprocessing=preprocessing)  # type: ignore[call-arg]
         except BaseException:
@@ -309,12 +315,13 @@ class PretrainedMixin:
         if isinstance(state, PendingState):
             state = state.result()
         saved = _saved_dtype(state)
-        state = _as_model_dtypes(model, state, source=source)
+        expected = model.state_dict()  # meta tensors: names, shapes, dtypes
+        state = _as_model_dtypes(expected, state, source=source)
         report: TransferReport | None = None
         if not taxonomy.same_tree(source_taxonomy):
             state, report = transfer_state(model, state, source_taxonomy, source=source)
             logger.info("%s", report.summary())
-        _assign(model, state, source=source)
+        _assign(model, state, expected, source=source)
         final = saved if target == "auto" else target
         if final != torch.float32:
             model.to(final)
@@ -327,16 +334,45 @@ class PretrainedMixin:
 class _SkipInitOnMeta(torch.overrides.TorchFunctionMode):
     """Skips the in-place random initialisations (``normal_``, ``uniform_``, ``fill_``,
     ``zero_``) of meta tensors while a model is built to be filled from a file: on ``meta``
-    they run as Python decompositions and cost twice the rest of the build."""
+    they run as Python decompositions and cost twice the rest of the build. ``torch.nn.init``'s
+    functions are skipped whole: they reach a mode as themselves (``handle_torch_function``),
+    and what they call inside runs with the mode off, so skipping only the tensor methods
+    let every ``kaiming_uniform_`` of a convolution run its decomposition."""
 
+    _NN_INIT = "uniform_ normal_ constant_ ones_ zeros_ trunc_normal_ kaiming_uniform_ "
+    _NN_INIT += "kaiming_normal_ xavier_uniform_ xavier_normal_ orthogonal_"
     _INIT = frozenset(
         {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.fill_, torch.Tensor.zero_}
+        | {getattr(torch.nn.init, name) for name in _NN_INIT.split()}
     )
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-        if func in self._INIT and args and isinstance(args[0], Tensor) and args[0].is_meta:
-            return args[0]
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if func in self._INIT:  # nn.init passes the tensor by keyword, Tensor methods first
+            target = args[0] if args else kwargs.get("tensor")
+            if isinstance(target, Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
+def _temperatures_for(
+    config: MDANConfig, taxonomy: Taxonomy, source_taxonomy: Taxonomy, *, source: str
+) -> MDANConfig:
+    """``config`` with its temperatures when they fit the tree: one per level of the saved
+    tree, dropped (with a note) when the weights meet another tree (its heads are new)."""
+    local = config.local_temperatures
+    if local is None:
+        return config
+    if len(local) != source_taxonomy.num_levels:
+        raise WeightsError(
+            f"{source}: the config stores {len(local)} local temperatures but its taxonomy has "
+            f"{source_taxonomy.num_levels} levels; the file is damaged or was edited: "
+            "calibrate again (`mdan-zoo calibrate`), or load with calibration=False"
+        )
+    if not taxonomy.same_tree(source_taxonomy):
+        logger.info("%s: temperatures dropped (new classifier heads for another tree)", source)
+        return config.uncalibrated()
+    return config
 
 
 def _check_heads(shapes: Mapping[str, tuple[int, ...]], taxonomy: Taxonomy, *, source: str) -> None:
@@ -379,10 +415,12 @@ def _saved_dtype(state: Mapping[str, Tensor]) -> torch.dtype:
     return max(counts, key=counts.__getitem__) if counts else torch.float32
 
 
-def _as_model_dtypes(model: Any, state: Mapping[str, Tensor], *, source: str) -> dict[str, Tensor]:
-    """``state`` with floating tensors in float32 and integer ones in the model's integer dtype
-    (no copy when they already are); a tensor of the wrong kind is an error naming it."""
-    expected = model.state_dict()
+def _as_model_dtypes(
+    expected: Mapping[str, Tensor], state: Mapping[str, Tensor], *, source: str
+) -> dict[str, Tensor]:
+    """``state`` with floating tensors in float32 and integer ones in the dtype of the model's
+    (``expected``: its state dict) (no copy when they already are); a tensor of the wrong
+    kind is an error naming it."""
     out: dict[str, Tensor] = {}
     for key, tensor in state.items():
         want = expected.get(key)
@@ -406,9 +444,11 @@ def _as_model_dtypes(model: Any, state: Mapping[str, Tensor], *, source: str) ->
     return out
 
 
-def _assign(model: Any, state: Mapping[str, Tensor], *, source: str) -> None:
-    """Strict, shape-checked ``load_state_dict(assign=True)`` onto a meta-built model."""
-    expected = model.state_dict()
+def _assign(
+    model: Any, state: Mapping[str, Tensor], expected: Mapping[str, Tensor], *, source: str
+) -> None:
+    """Strict, shape-checked ``load_state_dict(assign=True)`` onto a meta-built model whose
+    state dict (taken before any tensor was assigned) is ``expected``."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [

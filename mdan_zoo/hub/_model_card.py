@@ -5,6 +5,7 @@ datasets, base model) and its metrics, one ``EvalResult`` per level and branch (
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,14 +47,15 @@ def card_data(config: Mapping[str, Any], *, base_model: str | None = None) -> An
 
 
 def _eval_results(metrics: Mapping[str, Any], tax: Taxonomy, dataset: str | None) -> list[Any]:
-    """One EvalResult per ``accuracy_<L|G|O>`` entry and level (keyed by class count or level
+    """One EvalResult per ``accuracy_<L|G|O>`` and ``ece_<L|G|O>`` entry and level (keyed by class count or level
     name, as ``export.run_metrics`` and the docs write them)."""
     from huggingface_hub import EvalResult
 
     split = "test" if "test_images" in metrics else None
     out = []
-    for branch, label in _BRANCHES.items():
-        per_level = metrics.get(f"accuracy_{branch}")
+    kinds = (("accuracy", "accuracy", "accuracy"), ("ece", "ece", "ECE (%, 15 bins)"))
+    for (prefix, metric, what), (branch, label) in itertools.product(kinds, _BRANCHES.items()):
+        per_level = metrics.get(f"{prefix}_{branch}")
         if not isinstance(per_level, Mapping):
             continue
         for key, value in per_level.items():
@@ -71,9 +73,9 @@ def _eval_results(metrics: Mapping[str, Any], tax: Taxonomy, dataset: str | None
                     dataset_type=dataset or tax.name,
                     dataset_name=dataset or f"{tax.name} taxonomy",
                     dataset_split=split,
-                    metric_type="accuracy",
+                    metric_type=metric,
                     metric_value=value,
-                    metric_name=f"{label} accuracy, {level}",
+                    metric_name=f"{label} {what}, {level}",
                 )
             )
     return out
@@ -144,6 +146,7 @@ def model_card(config: Mapping[str, Any], *, base_model: str | None = None) -> s
         + f"centre-crop {pre['input_size']} x {pre['input_size']}, scale to [0, 1], normalise with mean "
         f"{pre['mean']} and std {pre['std']} (`model.eval_transform()` does all of it).",
         "",
+        *_calibration_section(arch),
         "## Training",
         "",
     ]
@@ -182,6 +185,22 @@ def model_card(config: Mapping[str, Any], *, base_model: str | None = None) -> s
         base = data.base_model
         lines[6:6] = [f"Fine-tuned from [{base}](https://huggingface.co/{base}).", ""]
     return str(ModelCard("\n".join(lines)).content)
+
+
+def _calibration_section(arch: Mapping[str, Any]) -> list[str]:
+    local = arch.get("local_temperatures")
+    if not local:
+        return []
+    values = ", ".join(f"{t:.3f}" for t in local)
+    return [
+        "## Calibration",
+        "",
+        f"Temperature scaling fitted on the validation split: local logits divided by {values} "
+        f"(coarse to fine), global logits by {arch.get('global_temperature', 1.0):.3f}. "
+        "`model.predict` applies them; `calibration=False` (`--no-calibration`) gives the raw "
+        "model.",
+        "",
+    ]
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

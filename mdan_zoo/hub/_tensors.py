@@ -11,7 +11,7 @@ import json
 import math
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from torch import Tensor
 from ..errors import ChecksumError, WeightsError
 
 __all__ = [
+    "HashedReader",
+    "hashed_reader",
     "read_hashed_state_dict",
     "read_state_dict",
     "sort_header_metadata",
@@ -99,60 +101,85 @@ def read_hashed_state_dict(
     *,
     on_header: Callable[[dict[str, tuple[int, ...]]], None] | None = None,
 ) -> tuple[dict[str, Tensor], str]:
-    """All tensors of a safetensors file and the sha256 of its bytes, in one pass: every
-    tensor is read straight into memory of its own (no memory map, no second copy) in
-    blocks that are hashed as they arrive. The caller compares the digest before using the
-    tensors. ``on_header`` gets every tensor's shape before the tensors are read. A damaged
-    file raises :class:`WeightsError`."""
+    """All tensors of a safetensors file and the sha256 of its bytes, in one pass (see
+    :func:`hashed_reader`, which this runs to the end). The caller compares the digest before
+    using the tensors. ``on_header`` gets every tensor's shape before the tensors are read. A
+    damaged file raises :class:`WeightsError`."""
+    reader = hashed_reader(path)
+    try:
+        shapes = next(reader)
+        if on_header is not None:
+            on_header(shapes)
+        next(reader)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        reader.close()
+    raise AssertionError("hashed_reader yields once")  # pragma: no cover
+
+
+HashedReader = Generator[dict[str, tuple[int, ...]], None, tuple[dict[str, Tensor], str]]
+
+
+def hashed_reader(path: str | os.PathLike[str]) -> HashedReader:
+    """One pass over a safetensors file in two steps, in the caller's thread: the first
+    ``next()`` reads the header and gives every tensor's shape (a model can be built from it
+    before any tensor is read); the second reads every tensor straight into memory of its own
+    (no memory map, no second copy) in blocks hashed as they arrive, and stops with ``(state,
+    sha256 of the file's bytes)`` as ``StopIteration.value``. ``close()`` in between stops
+    reading. A damaged file raises :class:`WeightsError` from the step that meets it."""
     path = Path(path)
     try:
-        try:
-            return _read_hashed(path, on_header)
-        except _Unsupported:  # hash the bytes safetensors itself then deserialises
-            from safetensors.torch import load
+        with open(path, "rb", buffering=0) as fh:
+            digest = hashlib.sha256()
+            try:
+                entries = _read_header(fh, digest)
+            except _Unsupported:  # hash the bytes safetensors itself then deserialises
+                from safetensors.torch import load
 
-            data = path.read_bytes()
-            state = load(data)
-            if on_header is not None:
-                on_header({k: tuple(v.shape) for k, v in state.items()})
-            return state, hashlib.sha256(data).hexdigest()
+                fh.seek(0)
+                data = fh.read()
+                state = load(data)
+                yield {k: tuple(v.shape) for k, v in state.items()}
+                return state, hashlib.sha256(data).hexdigest()
+            yield {name: tuple(shape) for name, _, shape, _ in entries}
+            return _read_tensors(fh, entries, digest), digest.hexdigest()
     except MemoryError:
         raise
     except Exception as err:  # noqa: BLE001 - OSError, ValueError, SafetensorError...
         raise unreadable(path, err) from None
 
 
-def _read_hashed(
-    path: Path, on_header: Callable[[dict[str, tuple[int, ...]]], None] | None
-) -> tuple[dict[str, Tensor], str]:
+def _read_header(fh: Any, digest: Any) -> list[tuple[str, str, list[int], int]]:
+    size = os.fstat(fh.fileno()).st_size
+    head = _read_exact(fh, 8)
+    (length,) = struct.unpack("<Q", head)
+    if length > min(_MAX_HEADER, size - 8):
+        raise ValueError(f"header length {length} does not fit a file of {size} bytes")
+    raw = _read_exact(fh, length)
+    digest.update(head)
+    digest.update(raw)
+    return _tensor_entries(raw, size - 8 - length)
+
+
+def _read_tensors(
+    fh: Any, entries: list[tuple[str, str, list[int], int]], digest: Any
+) -> dict[str, Tensor]:
     import torch
 
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        head = _read_exact(fh, 8)
-        (length,) = struct.unpack("<Q", head)
-        if length > min(_MAX_HEADER, size - 8):
-            raise ValueError(f"header length {length} does not fit a file of {size} bytes")
-        raw = _read_exact(fh, length)
-        digest.update(head)
-        digest.update(raw)
-        entries = _tensor_entries(raw, size - 8 - length)
-        if on_header is not None:
-            on_header({name: tuple(shape) for name, _, shape, _ in entries})
-        state: dict[str, Tensor] = {}
-        for name, dtype, shape, nbytes in entries:
-            tensor = torch.empty(shape, dtype=getattr(torch, dtype))
-            if nbytes:
-                view = tensor.view(-1).view(torch.uint8).numpy().data  # a uint8 memoryview
-                for start in range(0, nbytes, _HASH_BLOCK):
-                    block = view[start : start + _HASH_BLOCK]
-                    _readinto_exact(fh, block)
-                    digest.update(block)
-            state[name] = tensor
-        if fh.read(1):
-            raise ValueError("the file goes on after its last tensor")
-    return state, digest.hexdigest()
+    state: dict[str, Tensor] = {}
+    for name, dtype, shape, nbytes in entries:
+        tensor = torch.empty(shape, dtype=getattr(torch, dtype))
+        if nbytes:
+            view = tensor.view(-1).view(torch.uint8).numpy().data  # a uint8 memoryview
+            for start in range(0, nbytes, _HASH_BLOCK):
+                block = view[start : start + _HASH_BLOCK]
+                _readinto_exact(fh, block)
+                digest.update(block)
+        state[name] = tensor
+    if fh.read(1):
+        raise ValueError("the file goes on after its last tensor")
+    return state
 
 
 def _tensor_entries(raw: bytes, data_size: int) -> list[tuple[str, str, list[int], int]]:

@@ -26,8 +26,10 @@ from ._pipeline import (
     iter_results,
     predict,
 )
+from ._results import UNCERTAIN
 
 __all__ = [
+    "UNCERTAIN",
     "UsageError",
     "check_output",
     "part_path",

@@ -40,6 +40,12 @@ class PredictOptions:
         bf16: autocast to bfloat16 (faster on CPUs with AMX/AVX512-BF16 and on GPUs).
         progress: show a tqdm bar on stderr (when there is more than one batch).
         with_maps: also compute the per-level attention maps (``attention_maps``).
+        min_confidence: selective prediction: a level whose consistent-path probability (the
+            product of P_O down to it) is below this answers ``"uncertain"``, and the answer
+            backs off to the deepest level that clears it (``Prediction.answer``). None: answer
+            every level.
+        calibration: apply the temperatures a calibrated checkpoint stores (``mdan-zoo
+            calibrate``); False gives the raw model's probabilities.
     """
 
     top_k: int = 3
@@ -53,6 +59,8 @@ class PredictOptions:
     bf16: bool = False
     progress: bool = False
     with_maps: bool = False
+    min_confidence: float | None = None
+    calibration: bool = True
 
     def __post_init__(self) -> None:
         for name in ("top_k", "batch_size", "max_pixels"):
@@ -61,6 +69,13 @@ class PredictOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        p = self.min_confidence
+        if p is not None and (
+            isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0
+        ):
+            raise ValueError(
+                f"min_confidence must be a probability from 0 to 1 (or None), got {p!r}"
+            )
         w = self.workers
         if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 0):
             raise ValueError(f"workers must be None or an integer >= 0, got {w!r}")

@@ -102,7 +102,11 @@ def consistent_paths(
 
 
 def _predictions_from_output(
-    model: Model, out: ModelOutput, sources: Sequence[str], top_k: int
+    model: Model,
+    out: ModelOutput,
+    sources: Sequence[str],
+    top_k: int,
+    min_confidence: float | None = None,
 ) -> list[Prediction]:
     tax = model.taxonomy
     probs = [lv.probs.float().cpu() for lv in out]
@@ -134,6 +138,7 @@ def _predictions_from_output(
         path = tax.ancestor_indices(int(best[i]))
         consistent = tuple(entry(d, i, c) for d, c in enumerate(path))
         argmax_path = [int(a[i]) for a in argmax]
+        path_probs = tuple(itertools.accumulate((c.prob for c in consistent), lambda a, b: a * b))
         results.append(
             Prediction(
                 source=source,
@@ -141,6 +146,8 @@ def _predictions_from_output(
                 consistent=consistent,
                 joint_prob=float(joint[i]),
                 argmax_consistent=tax.is_consistent(argmax_path),
+                path_probs=path_probs,
+                min_confidence=min_confidence,
             )
         )
     return results
@@ -216,8 +223,13 @@ def _run_batch(
             torch.inference_mode(),
             torch.autocast(dev.type, dtype=torch.bfloat16, enabled=opts.bf16),
         ):
-            out = model(x, return_cams=with_maps)
-        preds = _predictions_from_output(mdan, out, [n for _, n in kept], top_k)
+            if opts.calibration:
+                out = model(x, return_cams=with_maps)
+            else:  # the raw model: the stored temperatures are not applied
+                out = model(x, return_cams=with_maps, calibration=False)
+        preds = _predictions_from_output(
+            mdan, out, [n for _, n in kept], top_k, opts.min_confidence
+        )
         for row, ((index, name), pred) in enumerate(zip(kept, preds, strict=True)):
             if with_maps and pred.ok:
                 crop, maps = _maps_for(mdan, out, row, batch.photos[row])
@@ -252,8 +264,9 @@ def predict(model: Model, inputs: Any, **options: Any) -> list[Prediction]:
             image, a numpy array ``[H, W(, C)]``, a tensor ``[C, H, W]`` or ``[B, C, H, W]``
             (un-normalised: uint8 0..255 or float 0..1), or a list (or generator) of these.
         options: the keywords of :class:`PredictOptions` (``top_k``, ``batch_size``,
-            ``device``, ``workers``, ``threads``, ``allow_truncated``, ``max_pixels``, ``channels_last``,
-            ``bf16``, ``progress``), each explained there.
+            ``device``, ``workers``, ``threads``, ``allow_truncated``, ``max_pixels``,
+            ``channels_last``, ``bf16``, ``progress``, ``min_confidence``, ``calibration``), each
+            explained there.
 
     Unreadable inputs (and images whose probabilities come out NaN or infinite) give a
     :class:`Prediction` with ``error`` set; the rest are predicted. The model is put in eval

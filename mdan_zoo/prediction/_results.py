@@ -16,7 +16,17 @@ from PIL import Image
 from .._io import atomic_path
 from .overlay import render_overlay
 
-__all__ = ["AttentionMaps", "LabelProb", "LevelAttention", "LevelPrediction", "Prediction"]
+__all__ = [
+    "UNCERTAIN",
+    "AttentionMaps",
+    "LabelProb",
+    "LevelAttention",
+    "LevelPrediction",
+    "Prediction",
+]
+
+UNCERTAIN = "uncertain"
+"""What selective prediction answers at a level whose path probability is below the threshold."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,9 @@ class Prediction:
         argmax_consistent: whether the plain per-level argmax already follows the hierarchy
             (then ``consistent`` and the argmax labels agree).
         error: why the image could not be read (then ``levels`` and ``consistent`` are empty).
+        path_probs: the probability of the consistent path down to each level (the product of
+            its P_O from the top; the last is ``joint_prob``).
+        min_confidence: the threshold of selective prediction, when one was asked for.
     """
 
     source: str
@@ -85,6 +98,8 @@ class Prediction:
     joint_prob: float | None = None
     argmax_consistent: bool | None = None
     error: str | None = None
+    path_probs: tuple[float, ...] = ()
+    min_confidence: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -93,8 +108,27 @@ class Prediction:
 
     @property
     def label(self) -> str | None:
-        """The finest label of the hierarchy-consistent answer (None on error)."""
-        return self.consistent[-1].label if self.consistent else None
+        """The finest label of the hierarchy-consistent answer (None on error); with
+        ``min_confidence``, ``"uncertain"`` when the path there is below it."""
+        if not self.consistent:
+            return None
+        return UNCERTAIN if self.uncertain else self.consistent[-1].label
+
+    @property
+    def answer(self) -> tuple[str, ...]:
+        """The labels answered, coarse to fine: the consistent path down to the deepest level
+        whose path probability clears ``min_confidence`` (all of it without one); empty when
+        even the top level is unsure."""
+        if self.min_confidence is None:
+            return tuple(c.label for c in self.consistent)
+        confident = [p >= self.min_confidence for p in self.path_probs]
+        depth = confident.index(False) if False in confident else len(confident)
+        return tuple(c.label for c in self.consistent[:depth])
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether the finest level is below ``min_confidence`` (False without one)."""
+        return len(self.answer) < len(self.consistent)
 
     @property
     def outside_top_k(self) -> tuple[str, ...]:
@@ -119,6 +153,16 @@ class Prediction:
             "joint_prob": self.joint_prob,
             "argmax_consistent": self.argmax_consistent,
             "levels": [lv.to_dict() for lv in self.levels],
+            **(
+                {
+                    "min_confidence": self.min_confidence,
+                    "answer": list(self.answer),
+                    "uncertain": self.uncertain,
+                    "path_probs": list(self.path_probs),
+                }
+                if self.min_confidence is not None
+                else {}
+            ),
         }
 
 

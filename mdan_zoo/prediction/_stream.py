@@ -50,13 +50,28 @@ def _format_block(pred: Prediction, attention: str | None) -> str:
     if not pred.ok:
         return f"{pred.source}\n  ERROR      {pred.error}\n"
     width = max(len("answer"), *(len(lv.level) for lv in pred.levels))
-    path = " > ".join(f"{c.label} {c.prob:.3f}" for c in pred.consistent)
     note = "" if pred.argmax_consistent else "  [per-level argmax breaks the hierarchy]"
-    lines = [
-        pred.source,
-        f"  {'answer':<{width}}  {path}  (joint P_O {pred.joint_prob:.3f}: the path with the "
-        f"largest product of P_O){note}",
-    ]
+    if pred.min_confidence is None:
+        path = " > ".join(f"{c.label} {c.prob:.3f}" for c in pred.consistent)
+        said = (
+            f"{path}  (joint P_O {pred.joint_prob:.3f}: the path with the largest product of P_O)"
+        )
+    else:  # selective: the confident part of the path, then what was not sure enough
+        answered = len(pred.answer)
+        path = " > ".join([*pred.answer, "uncertain"] if pred.uncertain else pred.answer)
+        said = f"{path}  (" + (
+            f"path P_O {pred.path_probs[answered - 1]:.3f} >= {pred.min_confidence:g}"
+            if answered
+            else "no level is sure enough"
+        )
+        if pred.uncertain:
+            unsure = pred.consistent[answered]
+            said += (
+                f"; {unsure.label} at {pred.levels[answered].level}: "
+                f"{pred.path_probs[answered]:.3f} < {pred.min_confidence:g}"
+            )
+        said += ")"
+    lines = [pred.source, f"  {'answer':<{width}}  {said}{note}"]
     outside = set(pred.outside_top_k)
     for lv, answer in zip(pred.levels, pred.consistent, strict=True):
         tops = "   ".join(f"{t.label} {t.prob:.3f}" for t in lv.top_k)

@@ -205,6 +205,17 @@ def _preprocessing_text(pre: Any) -> str:
     return f"{resize}; normalised with mean ({mean}), std ({std})"
 
 
+def _calibration_text(config: Any) -> str:
+    local = getattr(config, "local_temperatures", None)
+    if local is None:
+        return "none: the raw model's probabilities (mdan-zoo calibrate fits temperatures)"
+    temps = ", ".join(f"{t:.3f}" for t in local)
+    return (
+        f"temperature scaling fitted on validation: local {temps} (coarse to fine), "
+        f"global {config.global_temperature:.3f}"
+    )
+
+
 def model_info(model: Any, *, device: str) -> dict[str, Any]:
     """What the side panel says about the model: rows of (name, value) and the tree."""
     origin = {
@@ -225,6 +236,7 @@ def model_info(model: Any, *, device: str) -> dict[str, Any]:
         ("levels", ", ".join(tax.level_names)),
         ("backbone", model.config.backbone),
         ("alpha (P_O = a P_L + (1 - a) P_G)", f"{model.config.alpha:g}"),
+        ("calibration", _calibration_text(model.config)),
         ("preprocessing", _preprocessing_text(model.preprocessing)),
         ("parameters", f"{sum(p.numel() for p in model.parameters()):,}"),
         ("device", device),

@@ -10,9 +10,11 @@ the majority class); :data:`FREEZE_PARTS` names what ``TrainConfig.freeze`` can 
 machinery is private: ``_setup`` (datasets and model from a config),
 ``_batching``, ``_distributed``, ``_state`` (RNG and optimizer state), ``_checkpoints`` and
 ``_run_writer`` (run checkpoints, read and written crash-safely), ``_input`` (DataLoader
-settings from the machine, and whether the input starves the model).
+settings from the machine, and whether the input starves the model), ``_calibrate``
+(temperature scaling of a run: :func:`calibrate_run`).
 """
 
+from ._calibrate import CALIBRATION_NAME, CalibrationResult, calibrate_model, calibrate_run
 from ._checkpoints import RunCheckpoint, load_checkpoint, resume_checkpoint
 from ._config import (
     AMP_MODES,
@@ -53,6 +55,8 @@ __all__ = [
     "FREEZE_PARTS",
     "MIN_PER_CLASS",
     "SIGNIFICANCE",
+    "CALIBRATION_NAME",
+    "CalibrationResult",
     "RESUME_FREE",
     "STARVED_SHARE",
     "TIMING_KEYS",
@@ -73,6 +77,8 @@ __all__ = [
     "build_model",
     "changed_split",
     "class_counts",
+    "calibrate_model",
+    "calibrate_run",
     "config_diff",
     "config_text",
     "export_run",

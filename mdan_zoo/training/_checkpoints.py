@@ -82,8 +82,12 @@ def _load(path: Path, state: dict[str, Any]) -> RunCheckpoint:
     )
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, which: str = "best") -> RunCheckpoint:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, which: str = "best", calibration: bool = True
+) -> RunCheckpoint:
     """Load a checkpoint folder, or a run's ``best`` / ``last`` checkpoint from its output folder.
+
+    ``calibration=False`` drops the temperatures ``mdan-zoo calibrate`` stored (the raw model).
 
     The files are verified against the checksums state.json records, and the model is rebuilt
     from the taxonomy, config and preprocessing stored beside the weights. A damaged newest
@@ -91,7 +95,10 @@ def load_checkpoint(path: str | os.PathLike[str], *, which: str = "best") -> Run
     checkpoint folder is a :class:`RunFolderError` naming what is wrong.
     """
     folder, state = selected_checkpoint(path, which=which)
-    return _load(folder, state)
+    ckpt = _load(folder, state)
+    if not calibration:
+        ckpt.model.set_temperatures(None)
+    return ckpt
 
 
 def resume_checkpoint(

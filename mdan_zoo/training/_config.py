@@ -53,6 +53,7 @@ RESUME_FREE = {
     "threads",
     "output_dir",
     "eval_test",
+    "calibrate",
     "paper",
     "description",
     "pin_memory",
@@ -187,6 +188,9 @@ class TrainConfig:
         max_steps_per_epoch: cap on optimizer steps per epoch (smoke tests).
         eval_batch_size: batch size for validation and test.
         eval_test: evaluate the selected model on the test split at the end.
+        calibrate: after the last epoch, fit temperature scaling on the validation split and
+            store the temperatures with the selected checkpoint (``mdan-zoo calibrate`` does
+            the same for a finished run); the test report then measures the calibrated model.
         paper: informational: the paper's target numbers and the expected GPU time.
     """
 
@@ -235,6 +239,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     eval_batch_size: int = 64
     eval_test: bool = True
+    calibrate: bool = False
     paper: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -308,7 +313,11 @@ class TrainConfig:
             raise ConfigError(
                 "set the backbone with the top-level `backbone` key, not model.backbone"
             )
-        self.model_config()  # unknown or invalid MDANConfig fields fail here
+        if self.model_config().calibrated:  # unknown or invalid MDANConfig fields fail here
+            raise ConfigError(
+                "model.local_temperatures / global_temperature are fitted after training, not "
+                "set before it: drop them and use calibrate=true (or `mdan-zoo calibrate RUN`)"
+            )
         self.split_spec()  # unknown or invalid split fields fail here
         self.preprocessing()
         if self.select_metric.split("/")[0] not in ("overall", "local", "global"):

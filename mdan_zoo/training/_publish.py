@@ -60,7 +60,26 @@ def run_metrics(run_dir: str | os.PathLike[str], *, which: str = "best") -> dict
             }
         metrics["violation_rate"] = data["violation_rate"]
         metrics["test_images"] = data["num_samples"]
+        metrics.update(_calibration_metrics(data, tax))
     return metrics
+
+
+def _calibration_metrics(data: dict[str, Any], tax: Any) -> dict[str, Any]:
+    """ECE (%, 15 bins) per branch and level keyed by number of classes, and the temperatures,
+    from a test report's calibration block (none in reports written before it existed)."""
+    cal = data.get("calibration")
+    if not isinstance(cal, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for branch, tag in (("local", "L"), ("global", "G"), ("overall", "O")):
+        out[f"ece_{tag}"] = {
+            str(k): round(100 * cal[branch][name]["ece"], 2)
+            for name, k in zip(tax.level_names, tax.num_classes, strict=True)
+            if isinstance(cal.get(branch, {}).get(name, {}).get("ece"), (int, float))
+        }
+    if cal.get("temperatures"):
+        out["temperatures"] = cal["temperatures"]
+    return out
 
 
 def select_run(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any] | None]:

@@ -122,6 +122,10 @@ class RunsReport:
     violations_std: dict[str, float | None]
     paper: dict[str, Any] = field(default_factory=dict)
     left_out: list[str] = field(default_factory=list)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    """``{"P_O": {level key: {metric: {"mean", "std"}}}, "consistent": {metric: {"mean",
+    "std"}}, "n": runs averaged}`` over the runs whose report has a calibration block; ECE and
+    adaptive ECE in percent, Brier, NLL and ROC-AUC as they are."""
 
     @property
     def n(self) -> int:
@@ -150,6 +154,7 @@ class RunsReport:
             "violation_rate": {"mean": self.violations_mean, "std": self.violations_std},
             "paper": self.paper,
             "left_out": self.left_out,
+            "calibration": self.calibration,
         }
 
     def card_metrics(self) -> dict[str, Any]:
@@ -193,6 +198,8 @@ class RunsReport:
                 f"{t} {cell(self.violations_mean[t], self.violations_std[t]).strip()}" for t in tags
             )
             lines.append(f"hierarchy violations (%): {v}")
+        if self.calibration:
+            lines += _calibration_lines(self.calibration, rows, keys, width)
         paper = {t: self.paper.get(f"accuracy_{t[-1]}") or {} for t in tags}
         if any(paper.values()):
             lines.append(f"paper ({self.paper.get('source', 'Tables 1 and 3')}):")
@@ -297,4 +304,66 @@ def report_runs(dirs: Sequence[str | os.PathLike[str]]) -> RunsReport:
         violations_std=v_std,
         paper=dict(configs[0].get("paper") or {}),
         left_out=left_out,
+        calibration=_calibration_stats(reports, list(levels or []), keyed),
     )
+
+
+_CAL_METRICS = {"ece": 100.0, "adaptive_ece": 100.0, "brier": 1.0, "nll": 1.0, "roc_auc": 1.0}
+
+
+def _mean_std(values: list[Any], scale: float) -> dict[str, float | None]:
+    arr = scale * np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return {"mean": None, "std": None}
+    digits = 2 if scale != 1.0 else 4
+    std = round(float(arr.std(ddof=1)), digits) if arr.size > 1 else None
+    return {"mean": round(float(arr.mean()), digits), "std": std}
+
+
+def _calibration_stats(
+    reports: list[dict[str, Any]], levels: list[str], keyed: list[str]
+) -> dict[str, Any]:
+    """Mean ± std of the calibration blocks (reports written before they existed are skipped)."""
+    blocks = [r["calibration"] for r in reports if isinstance(r.get("calibration"), dict)]
+    try:
+        if not blocks:
+            return {}
+        out: dict[str, Any] = {"n": len(blocks), "P_O": {}, "consistent": {}}
+        for name, key in zip(levels, keyed, strict=True):
+            out["P_O"][key] = {
+                m: _mean_std([b["overall"][name][m] for b in blocks], scale)
+                for m, scale in _CAL_METRICS.items()
+            }
+        out["consistent"] = {
+            m: _mean_std([b["consistent"][m] for b in blocks], scale)
+            for m, scale in _CAL_METRICS.items()
+        }
+    except (KeyError, TypeError) as err:
+        raise RunsError(f"a test report's calibration block is damaged ({err!r})") from err
+    return out
+
+
+def _calibration_lines(
+    cal: dict[str, Any], rows: list[str], keys: list[str], width: int
+) -> list[str]:
+    def cell(stats: dict[str, Any], digits: int) -> str:
+        if stats["mean"] is None:
+            return f"{'n/a':>14}"
+        std = "  n/a" if stats["std"] is None else f"{stats['std']:5.{digits}f}"
+        return f"{stats['mean']:6.{digits}f} ± {std}"
+
+    width = max(width, len("consistent path"))
+    head = "  ".join(f"{h:>14}" for h in ("ECE_O (%)", "aECE_O (%)", "Brier", "NLL", "ROC-AUC"))
+    lines = [
+        f"calibration (P_O, mean ± std over {cal['n']} run{'s' if cal['n'] != 1 else ''}):",
+        f"{'level':<{width}}  {head}",
+    ]
+    entries = [
+        *zip(rows, (cal["P_O"][k] for k in keys), strict=False),
+        ("consistent path", cal["consistent"]),
+    ]
+    for row, stats in entries:
+        cells = "  ".join(cell(stats[m], 2 if s != 1.0 else 3) for m, s in _CAL_METRICS.items())
+        lines.append(f"{row:<{width}}  {cells}")
+    return lines

@@ -205,4 +205,7 @@ def _init_from(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
     else:
         model.taxonomy = taxonomy
     model.preprocessing = config.preprocessing()
+    if model.config.calibrated:  # training moves the logits: calibrate the new run again
+        logger.info("init_from %s: its temperatures are not carried over", config.init_from)
+        model.set_temperatures(None)
     return model

@@ -534,6 +534,8 @@ class Trainer:
             best = self.output_dir / "checkpoints" / checkpoint_name(self.best_epoch)
             warnings = self.verdict()
             test_report = None
+            if cfg.calibrate:
+                self._calibrate_best(best)
             if cfg.eval_test and "test" in self.datasets:
                 test_report = self._evaluate_best_on_test(best, warnings)
             return TrainResult(
@@ -561,9 +563,30 @@ class Trainer:
                 logger.warning("%s", text)
         return [*self.split_warnings, *found]
 
-    def _evaluate_best_on_test(self, best: Path, warnings: list[str]) -> Any:
-        if self.best_epoch != (self.history[-1]["epoch"] if self.history else 0):
+    def _load_best(self, best: Path) -> None:
+        """The selected epoch's weights into ``self.model`` (once; the last epoch's are there)."""
+        last = self.history[-1]["epoch"] if self.history else 0
+        if self.best_epoch != last and getattr(self, "_best_loaded", None) != best:
             self.model.load_state_dict(load_checkpoint(best).model.state_dict())
+            self._best_loaded = best
+
+    def _calibrate_best(self, best: Path) -> None:
+        """``calibrate: true``: temperature scaling of the selected epoch (:func:`calibrate_selected`)."""
+        from ._calibrate import calibrate_selected
+
+        self._load_best(best)
+        calibrate_selected(
+            self.model,
+            self.datasets,
+            self.config,
+            best=best,
+            output_dir=self.output_dir,
+            device=self.device,
+            main=self.dist.main,
+        )
+
+    def _evaluate_best_on_test(self, best: Path, warnings: list[str]) -> Any:
+        self._load_best(best)
         report = self.validate("test")
         report.title = (
             f"{self.config.name}: test split ({report.num_samples} images), model of epoch "
