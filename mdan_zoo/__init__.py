@@ -9,6 +9,9 @@ importing timm itself (:mod:`mdan_zoo._timm`).
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ._timm import register_when_imported
@@ -170,6 +173,83 @@ def __dir__() -> list[str]:
     """The public names only (``Any``, ``importlib`` and the other module machinery stay out
     of ``dir(mdan_zoo)`` and tab completion)."""
     return sorted(__all__)
+
+
+# The flat module paths of 0.2 that the subpackage layout moved (CHANGELOG, "Subpackages named
+# after the concepts"): importing one still works, with a DeprecationWarning, and its names are
+# the new module's, so ``from mdan_zoo.trainer import NonFiniteLossError`` keeps working. Every
+# exception is also found under each old path, as it was where the old module imported it.
+_MOVED: dict[str, str] = {
+    "batching": "training._batching",
+    "checkpoint": "hub._checkpoint",
+    "demo": "training._demo",
+    "deploy": "export",
+    "distributed": "training._distributed",
+    "hub_errors": "hub._network",
+    "hub_refs": "hub._refs",
+    "inputs": "prediction._inputs",
+    "integrity": "hub._integrity",
+    "model_card": "hub._model_card",
+    "overlay": "prediction.overlay",
+    "predict_cli": "cli._predict",
+    "predict_loader": "prediction._loader",
+    "predict_output": "prediction._output",
+    "predict_results": "prediction._results",
+    "predict_shard": "prediction._output",
+    "pretrained": "hub._mixin",
+    "protocol": "training._protocol",
+    "run_checkpoints": "training._checkpoints",
+    "run_folder": "hub.run_folder",
+    "run_writer": "training._run_writer",
+    "runs": "training._runs",
+    "taxonomy_rules": "taxonomy._rules",
+    "train_config": "training._config",
+    "train_setup": "training._setup",
+    "train_state": "training._state",
+    "trainer": "training._trainer",
+    "transfer": "hub._transfer",
+    "transport": "hub._download",
+}
+
+
+class _MovedModule(importlib.abc.Loader, importlib.abc.MetaPathFinder):
+    """Answers ``import mdan_zoo.<old path>`` with a module whose names are the new home's."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        old = fullname.removeprefix(f"{__name__}.")
+        if old == fullname or old not in _MOVED:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec: Any) -> None:
+        return None  # the default: an empty module, filled by exec_module
+
+    def exec_module(self, module: Any) -> None:
+        import warnings
+
+        old = module.__name__.removeprefix(f"{__name__}.")
+        home = f"{__name__}.{_MOVED[old]}"
+        warnings.warn(
+            f"{module.__name__} moved to {home}; import the public names from mdan_zoo or its "
+            "subpackages (this old path will be removed in 0.3)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        new = importlib.import_module(home)
+        errors = importlib.import_module(f"{__name__}.errors")
+
+        def moved_getattr(name: str) -> Any:
+            for source in (new, errors):
+                if not name.startswith("__") and hasattr(source, name):
+                    return getattr(source, name)
+            raise AttributeError(
+                f"module {module.__name__!r} (now {home}) has no attribute {name!r}"
+            )
+
+        module.__getattr__ = moved_getattr
+
+
+sys.meta_path.append(_MovedModule())
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see

@@ -135,7 +135,7 @@ class MDAN(PretrainedMixin, PredictMixin, nn.Module):
     The backbone starts from random weights; pretrained weights come through
     :mod:`mdan_zoo` factories, :meth:`from_pretrained` or :meth:`load_backbone_state_dict`.
     ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` come from
-    :class:`~mdan_zoo.pretrained.PretrainedMixin`, ``predict`` / ``attention_maps`` from
+    :class:`~mdan_zoo.hub.PretrainedMixin`, ``predict`` / ``attention_maps`` from
     :class:`~mdan_zoo.prediction.PredictMixin`.
     """
 

@@ -266,3 +266,24 @@ def test_no_private_name_is_imported_from_another_module() -> None:
                 if names and node.module is not None:
                     bad.append(f"{path.relative_to(PACKAGE)}: {names} from {node.module}")
     assert not bad, "private names imported across modules:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("old", sorted(mdan_zoo._MOVED))
+def test_old_module_paths_still_import_with_a_warning(old: str) -> None:
+    """Issue 17: the flat 0.2 module paths keep working (names of the new home, every exception
+    of the family), so `from mdan_zoo.trainer import NonFiniteLossError` still runs."""
+    import importlib
+    import sys
+
+    import mdan_zoo.errors as errors
+
+    sys.modules.pop(f"mdan_zoo.{old}", None)
+    with pytest.warns(DeprecationWarning, match=f"mdan_zoo.{old} moved to"):
+        module = importlib.import_module(f"mdan_zoo.{old}")
+    home = importlib.import_module(f"mdan_zoo.{mdan_zoo._MOVED[old]}")
+    public = [n for n in vars(home) if not n.startswith("_")]
+    assert public and all(getattr(module, n) is getattr(home, n) for n in public)
+    for name in errors.__all__:
+        assert getattr(module, name) is getattr(errors, name)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        module.no_such_name  # noqa: B018

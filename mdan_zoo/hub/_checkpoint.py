@@ -136,7 +136,7 @@ class Checkpoint:
         check_on_read: set when the sha256 is to be checked as the tensors are read (one pass
             over the file instead of two): called by :meth:`state_dict` with the digest of
             the bytes read and the file's :func:`stat_key` before reading; raises
-            :class:`ChecksumError` on a mismatch (:func:`mdan_zoo.integrity.verify` sets it).
+            :class:`ChecksumError` on a mismatch (:func:`mdan_zoo.hub._integrity.verify` sets it).
     """
 
     weights_path: Path

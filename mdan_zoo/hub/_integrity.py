@@ -1,7 +1,7 @@
 """Proof that a weights file is the one its registry entry or config.json names (sha256).
 
 Hashing a large file on every load costs time, so a file from the Hub cache that was verified
-once is recognised by a small record of its :func:`~mdan_zoo.checkpoint.stat_key` (device,
+once is recognised by a small record of its :func:`~mdan_zoo.hub._checkpoint.stat_key` (device,
 inode, size, mtime and ctime). The records live in huggingface_hub's assets folder
 (``cached_assets_path("mdan_zoo", "verified")``, under ``HF_ASSETS_CACHE`` /
 ``HF_HOME/assets``), never inside the Hub cache, whose layout belongs to huggingface_hub. Local

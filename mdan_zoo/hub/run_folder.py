@@ -171,7 +171,7 @@ def inspect_checkpoint(
     that cannot: state.json must parse and have its fields, and the tensor files needed must
     have the size and SHA-256 recorded in it: the weights, and with ``resumable`` the
     optimizer state too. ``hash_files=False`` checks sizes only, for a reader that hashes
-    the weights as it reads them (:meth:`~mdan_zoo.checkpoint.Checkpoint.state_dict`)."""
+    the weights as it reads them (:meth:`~mdan_zoo.hub.Checkpoint.state_dict`)."""
     if not path.is_dir():
         return None, "no such folder"
     state, why = _read_json(path / "state.json")

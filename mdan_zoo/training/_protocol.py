@@ -4,7 +4,7 @@ The paper averages 3 runs on FI and Emotion6 and the 5 folds of a cross-validati
 ArtPhoto, IAPS and Abstract. :func:`train_runs` trains one run per seed
 (``<output_dir>/seed-<s>``) and/or per fold (``<output_dir>/fold-<k>``, both:
 ``seed-<s>/fold-<k>``) one after the other; a finished run is skipped, never retrained or
-overwritten. :func:`mdan_zoo.runs.report_runs` then averages them.
+overwritten. :func:`mdan_zoo.training.report_runs` then averages them.
 """
 
 from __future__ import annotations

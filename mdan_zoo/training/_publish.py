@@ -84,7 +84,7 @@ def _calibration_metrics(data: dict[str, Any], tax: Any) -> dict[str, Any]:
 
 def select_run(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any] | None]:
     """The run to export and, for a folder of runs, the ``"runs"`` metrics: their mean ± std
-    (:meth:`mdan_zoo.runs.RunsReport.card_metrics`) and which run was exported and why (the
+    (:meth:`mdan_zoo.training.RunsReport.card_metrics`) and which run was exported and why (the
     best validation ``select_metric``; the test split never chooses)."""
     path = Path(run_dir)
     if not is_protocol_dir(path):
