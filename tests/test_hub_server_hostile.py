@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from train_helpers import tiny_config
 from zoo_helpers import files_under, tiny_mdan
 
 from mdan_zoo import MDAN, WeightsError
@@ -48,6 +49,7 @@ class Answer:
 class HostileHub:
     answers: dict[str, Answer] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
     sent: dict[str, int] = field(default_factory=dict)
 
     def start(self) -> None:
@@ -58,6 +60,7 @@ class HostileHub:
 
             def _answer(self, with_body: bool) -> None:
                 hub.requests.append((self.command, self.path))
+                hub.authorizations.append(self.headers.get("Authorization"))
                 name = self.path.rsplit("/", 1)[-1]
                 answer = hub.answers.get(name)
                 if answer is None:
@@ -335,6 +338,33 @@ def test_a_server_that_never_answers_meets_the_total_deadline(
     argv = ["download", "hf-hub:org/x", "--hub-timeout", "1", "--cache-dir", str(tmp_path / "c")]
     assert cli_main([*argv, "--no-progress"]) == 1
     assert time.monotonic() - t0 < 6 and "within 1 s" in capsys.readouterr().err
+    assert "MDAN_ZOO_HUB_TIMEOUT" not in os.environ
+
+
+def test_train_takes_the_hub_flags_for_init_from(
+    hub: HostileHub,
+    tmp_path: Path,
+    fashion_mnist_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``train`` reaches the Hub through ``init_from=hf-hub:...``: it takes ``--token`` and
+    the deadlines as every other such command, and the download meets them (issue 18)."""
+    from mdan_zoo.cli import build_parser
+
+    helptext = build_parser()._subparsers._group_actions[0].choices["train"].format_help()  # type: ignore[union-attr]
+    assert all(f in helptext for f in ("--token", "--connect-timeout", "--hub-timeout"))
+    hub.answers = {"config.json": Answer(hang=True)}
+    cfg = tiny_config(
+        tmp_path / "t", pretrained="none", init_from="hf-hub:org/x", subset_per_class=2
+    )
+    cfg.to_json(tmp_path / "t.json")
+    t0 = time.monotonic()
+    argv = ["train", str(tmp_path / "t.json"), "--hub-timeout", "1", "--token", "hf_mine"]
+    assert cli_main([*argv, "--connect-timeout", "2"]) == 1
+    assert time.monotonic() - t0 < 30
+    message = capsys.readouterr().err
+    assert hub.endpoint in message and "within 1 s" in message and "--hub-timeout" in message
+    assert hub.authorizations and set(hub.authorizations) == {"Bearer hf_mine"}
     assert "MDAN_ZOO_HUB_TIMEOUT" not in os.environ
 
 

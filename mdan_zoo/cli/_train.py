@@ -56,6 +56,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_threads(p)
+    add_token(p)  # init_from=hf-hub:... downloads
     p.set_defaults(func=_train_train)
 
     p = sub.add_parser(
@@ -157,7 +158,7 @@ def _train_train(args: argparse.Namespace) -> int:
         cfg = _load_config(args)
         if args.seeds is not None or args.folds is not None:
             return _train_protocol(args, cfg)
-        result = train(cfg, resume=args.resume)
+        result = train(cfg, resume=args.resume, token=args.token)
     except RunExistsError as err:
         return _fail_exists(err)
     except _ERRORS as err:
@@ -186,7 +187,7 @@ def _fail_exists(err: BaseException) -> int:
 def _train_protocol(args: argparse.Namespace, cfg) -> int:  # noqa: ANN001 - TrainConfig
     from ..training import report_runs, train_runs
 
-    runs = train_runs(cfg, seeds=args.seeds, folds=args.folds, resume=args.resume)
+    runs = train_runs(cfg, seeds=args.seeds, folds=args.folds, resume=args.resume, token=args.token)
     if not rank0():
         return 0
     for run in runs:

@@ -104,6 +104,7 @@ def train_runs(
     seeds: Sequence[int] | None = None,
     folds: int | None = None,
     resume: bool = False,
+    token: str | bool | None = None,
 ) -> list[ProtocolRun]:
     """Train every run of the protocol (:func:`protocol_configs`) in turn.
 
@@ -147,7 +148,7 @@ def train_runs(
                 out.append(ProtocolRun(cfg, "skipped"))
                 continue
             logger.info("run %d of %d: %s", len(out) + 1, len(configs), where)
-            result = train(cfg, resume=state == "unfinished")
+            result = train(cfg, resume=state == "unfinished", token=token)
             out.append(ProtocolRun(cfg, "resumed" if state == "unfinished" else "trained", result))
     finally:
         if started and dist.is_initialized():

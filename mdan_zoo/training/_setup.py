@@ -159,10 +159,15 @@ def _read_state_dict(source: str, backbone: str) -> dict[str, Tensor]:
     return sd
 
 
-def build_model(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
-    """The MDAN that training starts from: ImageNet backbone, an init checkpoint, or random."""
+def build_model(
+    config: TrainConfig, *, taxonomy: Taxonomy, token: str | bool | None = None
+) -> MDAN:
+    """The MDAN that training starts from: ImageNet backbone, an init checkpoint, or random.
+
+    ``token`` reads a private Hub repo named by ``init_from`` (default: ``HF_TOKEN`` or ``hf
+    auth login``); it is never recorded in the run."""
     if config.init_from:
-        model = _init_from(config, taxonomy=taxonomy)
+        model = _init_from(config, taxonomy=taxonomy, token=token)
     else:
         model = MDAN(taxonomy, config.model_config(), preprocessing=config.preprocessing())
         if config.pretrained != "none":
@@ -173,7 +178,7 @@ def build_model(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
     return model
 
 
-def _init_from(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
+def _init_from(config: TrainConfig, *, taxonomy: Taxonomy, token: str | bool | None) -> MDAN:
     """Start from another MDAN (Sec. 5.2: small sets start from the FI model)."""
     src = Path(config.init_from or "")
     runs = [p.name for p in protocol_runs(src)] if src.is_dir() else []
@@ -185,7 +190,7 @@ def _init_from(config: TrainConfig, *, taxonomy: Taxonomy) -> MDAN:
     if is_run_folder(src):
         model = load_checkpoint(src).model
     else:
-        model = MDAN.from_pretrained(str(config.init_from))
+        model = MDAN.from_pretrained(str(config.init_from), token=token)
         model.train()
     if model.config.backbone != config.backbone:
         raise ConfigError(

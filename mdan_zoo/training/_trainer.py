@@ -92,6 +92,7 @@ class Trainer:
         *,
         datasets: Mapping[str, Dataset] | None = None,
         model: MDAN | None = None,
+        token: str | bool | None = None,
     ) -> None:
         self.config = config
         self.dist, self.device, self._started_pg = setup_distributed(config)
@@ -109,7 +110,9 @@ class Trainer:
         self._train_base = self._train_input(config)
         self._timed = TimedDataset(self._train_base)
         seed_all(config.seed)
-        self.model = model if model is not None else build_model(config, taxonomy=self.taxonomy)
+        self.model = (
+            model if model is not None else build_model(config, taxonomy=self.taxonomy, token=token)
+        )
         self.model.to(self.device)
         for need in ("train", "val"):
             if need not in self.datasets or len(self.datasets[need]) == 0:  # type: ignore[arg-type]
@@ -621,12 +624,14 @@ def train(
     resume: bool = False,
     datasets: Mapping[str, Dataset] | None = None,
     model: MDAN | None = None,
+    token: str | bool | None = None,
 ) -> TrainResult:
     """Run the recipe of ``config`` (see :class:`Trainer`).
 
     An ``output_dir`` with checkpoints is continued with ``resume=True`` and refused otherwise
     (:class:`RunExistsError`); continuing with a changed config is refused too. Both are
-    checked before any data is read or weights are downloaded.
+    checked before any data is read or weights are downloaded. ``token`` reads a private Hub
+    repo named by ``init_from`` (never recorded in the run).
     """
     out = config.resolved_output_dir()
     state = saved_state(out)
@@ -646,4 +651,4 @@ def train(
                 f"made with (recorded in {out / 'config.json'} and the checkpoints); resume "
                 "with that config, or start a new output_dir"
             )
-    return Trainer(config, datasets=datasets, model=model).fit(resume=resume)
+    return Trainer(config, datasets=datasets, model=model, token=token).fit(resume=resume)
