@@ -4,14 +4,12 @@ Recipe: SGD (momentum 0.9, weight decay 1e-3), batch 64, 30 epochs, learning rat
 ImageNet-pretrained backbone and 1e-2 for the new layers, divided by 10 every 10 epochs; the small
 sets start from an FI model with 1e-4 / 1e-3. Everything is a field of :class:`TrainConfig`, read
 from a JSON or TOML file and overridden with ``key=value`` strings.
-
 Scale-out is plain ``torch.distributed``: launched by ``torchrun`` the trainer reads ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment, wraps the model in
 ``DistributedDataParallel`` and shards every epoch as ``DistributedSampler`` would, but without
 dropping the last partial batch (:mod:`mdan_zoo.training._batching`; nccl on GPUs, gloo on CPUs). The
 global batch stays ``batch_size`` whatever the number of processes; gradient accumulation splits
 each process's share into ``micro_batch_size`` pieces when memory is short.
-
 Every epoch ends with a checkpoint (weights and optimizer tensors as safetensors, everything else
 as JSON, written into a fresh folder that is renamed into place, then a pointer file replaced
 atomically). ``resume=True`` continues from the last one; since every epoch reseeds its random
@@ -111,7 +109,7 @@ class Trainer:
         self._timed = TimedDataset(self._train_base)
         seed_all(config.seed)
         self.model = (
-            model if model is not None else build_model(config, taxonomy=self.taxonomy, token=token)
+            build_model(config, taxonomy=self.taxonomy, token=token) if model is None else model
         )
         self.model.to(self.device)
         for need in ("train", "val"):
@@ -630,9 +628,7 @@ def train(
 
     An ``output_dir`` with checkpoints is continued with ``resume=True`` and refused otherwise
     (:class:`RunExistsError`); continuing with a changed config is refused too. Both are
-    checked before any data is read or weights are downloaded. ``token`` reads a private Hub
-    repo named by ``init_from`` (never recorded in the run).
-    """
+    checked before any data is read or weights are downloaded. ``token``: for ``init_from``."""
     out = config.resolved_output_dir()
     state = saved_state(out)
     if state is not None and not resume:
